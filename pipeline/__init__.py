@@ -1,0 +1,1 @@
+"""Decoding with limited teacher supervision: library code shared by the jobs."""
