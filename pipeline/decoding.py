@@ -82,6 +82,8 @@ class Decoder:
                 advisor.close(session)
         for g in gens:
             g.text = self.stop.final_text(self.tokenizer, g.token_ids)
+            if strategy.generator == "teacher":
+                g.teacher_tokens = len(g.token_ids)
         return gens
 
     def _run(self, session, strategy, primary, advisor, prompts, gens) -> None:

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from pipeline.errors import UserError
@@ -55,19 +55,30 @@ def _looks_local(path: str) -> bool:
     return path.startswith((".", "/", "~")) or os.path.exists(path)
 
 
+def _checked_path(spec: ModelSpec) -> str:
+    """Local directories must exist; anything else is treated as a Hub id."""
+    if _looks_local(spec.path):
+        path = os.path.expanduser(spec.path)
+        if not os.path.isdir(path):
+            raise UserError(f"model not found: '{spec.path}' is not a directory")
+        return path
+    return spec.path
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedModel:
     """Load tokenizer and causal LM exactly as real checkpoints are loaded (`from_pretrained`)."""
     device = device or pick_device()
     hf_logging.disable_progress_bar()  # per-shard bars drown the job's own progress
-    if _looks_local(spec.path) and not os.path.isdir(os.path.expanduser(spec.path)):
-        raise UserError(f"model not found: '{spec.path}' is not a directory")
-    path = os.path.expanduser(spec.path) if _looks_local(spec.path) else spec.path
+    tokenizer = load_tokenizer(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=spec.revision)
-        model = AutoModelForCausalLM.from_pretrained(path, revision=spec.revision, dtype=DTYPES[spec.dtype])
-    except (OSError, ValueError, EnvironmentError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot load model '{spec.path}': {reason}") from None
+        model = AutoModelForCausalLM.from_pretrained(_checked_path(spec), revision=spec.revision, dtype=DTYPES[spec.dtype])
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load model '{spec.path}': {_first_line(exc)}") from None
     model.to(device).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -78,25 +89,42 @@ def output_vocab_size(model: torch.nn.Module) -> int:
     return int(model.get_output_embeddings().weight.shape[0])
 
 
-def shared_vocab_size(student: LoadedModel, teacher: LoadedModel) -> int:
+def load_tokenizer(spec: ModelSpec):
+    """The tokenizer alone: cheap, for checks before any model is loaded."""
+    path = _checked_path(spec)
+    try:
+        return AutoTokenizer.from_pretrained(path, revision=spec.revision)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load tokenizer of model '{spec.path}': {_first_line(exc)}") from None
+
+
+def load_output_size(spec: ModelSpec) -> int:
+    """Rows of the model's output layer, read from its config (no weights loaded)."""
+    try:
+        config = AutoConfig.from_pretrained(_checked_path(spec), revision=spec.revision)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load model config '{spec.path}': {_first_line(exc)}") from None
+    return int(config.get_text_config().vocab_size)
+
+
+def shared_vocab_size(student: ModelSpec, teacher: ModelSpec) -> int:
     """Size of the token range both models agree on; mixing happens over it.
 
     The tokenizers must be identical. A model whose output layer is padded past the
     real vocabulary (common for GPU-friendly sizes) is fine: extra rows are ignored.
     """
-    s_vocab, t_vocab = student.tokenizer.get_vocab(), teacher.tokenizer.get_vocab()
+    s_vocab, t_vocab = load_tokenizer(student).get_vocab(), load_tokenizer(teacher).get_vocab()
     if s_vocab != t_vocab:
-        only_s = len(set(s_vocab.items()) - set(t_vocab.items()))
+        differing = len(set(s_vocab.items()) ^ set(t_vocab.items()))
         raise UserError(
-            f"incompatible tokenizers: student '{student.name}' ({len(s_vocab)} tokens) and teacher "
-            f"'{teacher.name}' ({len(t_vocab)} tokens) differ in {only_s} entries; both must share one vocabulary"
+            f"incompatible tokenizers: student '{student.path}' ({len(s_vocab)} tokens) and teacher "
+            f"'{teacher.path}' ({len(t_vocab)} tokens) differ in {differing} entries; both must share one vocabulary"
         )
     size = len(s_vocab)
-    for role, lm in (("student", student), ("teacher", teacher)):
-        if output_vocab_size(lm.model) < size:
-            raise UserError(
-                f"{role} '{lm.name}' outputs {output_vocab_size(lm.model)} logits, fewer than its tokenizer's {size} tokens"
-            )
+    for role, spec in (("student", student), ("teacher", teacher)):
+        outputs = load_output_size(spec)
+        if outputs < size:
+            raise UserError(f"{role} '{spec.path}' outputs {outputs} logits, fewer than its tokenizer's {size} tokens")
     return size
 
 

@@ -1,0 +1,29 @@
+"""Evaluate decoding strategies on a benchmark: `python -m jobs.evaluate --config configs/demo.yaml --out runs/demo`.
+
+Runs locally (a local Ray cluster is started) and unchanged under
+`ray job submit --working-dir . -- python -m jobs.evaluate ...`.
+"""
+from __future__ import annotations
+
+import argparse
+
+from pipeline.cli import add_config_args, run_main
+from pipeline.config import load_config
+from pipeline.run_evaluation import run_evaluation
+from pipeline.summary import format_table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__)
+    add_config_args(parser)
+    parser.add_argument("--out", required=True, help="output directory or pyarrow filesystem URI")
+    args = parser.parse_args(argv)
+    config = load_config(args.config, args.overrides)
+    summary = run_evaluation(config, args.out)
+    print(format_table(summary))
+    print(f"results: {args.out}/results  summary: {args.out}/summary.json")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,26 @@
+"""What every job entry point shares: argument helpers and one-line errors for expected mistakes."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from pipeline.errors import UserError
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML run configuration (see configs/)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config field, e.g. --set dataset.limit=50 --set ray.num_students=2",
+    )
+
+
+def run_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
+    """Run a job's main; a UserError becomes one line on stderr and exit status 2."""
+    try:
+        code = main(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code or 0)

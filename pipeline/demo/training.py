@@ -1,0 +1,148 @@
+"""Train the demo world's student and teacher: small Llama causal LMs, on CPU.
+
+Each training example is the exact prompt the decoding engine feeds the model,
+``encode_prompt(tokenizer, template, question)`` (preamble ids + suffix ids), as
+unsupervised context, followed by the target ``encode(" " + cot) + [eos]``; the loss
+is on the target tokens only.  AdamW, linear warmup then cosine decay.  Everything
+(init, data order, dropout-free model) is fixed by the seed, with a fixed thread count.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from pipeline.demo.problems import cot_text
+from pipeline.prompts import PromptTemplate, encode_prompt
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture and training budget of one demo model."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    steps: int
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    min_lr_ratio: float = 0.05
+
+    def llama_config(self, tok: PreTrainedTokenizerFast) -> LlamaConfig:
+        return LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=self.hidden_size,
+            num_hidden_layers=self.num_layers,
+            num_attention_heads=self.num_heads,
+            num_key_value_heads=self.num_heads,
+            intermediate_size=self.intermediate_size,
+            max_position_embeddings=256,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=True,
+            bos_token_id=None,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+
+
+def build_examples(rows: list[dict], tok: PreTrainedTokenizerFast,
+                   template: PromptTemplate) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) per row: prompt as context, ' ' + CoT + eos as target."""
+    out = []
+    for row in rows:
+        pre, suf = encode_prompt(tok, template, row["question"])
+        ctx = pre + suf
+        tgt = tok.encode(" " + cot_text(row), add_special_tokens=False) + [tok.eos_token_id]
+        out.append((ctx + tgt, [IGNORE] * len(ctx) + tgt))
+    return out
+
+
+def _collate(batch, pad_id: int):
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, (x, y) in enumerate(batch):  # right padding for training
+        ids[i, : len(x)] = torch.tensor(x)
+        labels[i, : len(y)] = torch.tensor(y)
+        mask[i, : len(x)] = 1
+    return ids, labels, mask
+
+
+def _lr_at(step: int, spec: ModelSpec) -> float:
+    if step < spec.warmup_steps:
+        return spec.lr * (step + 1) / spec.warmup_steps
+    progress = (step - spec.warmup_steps) / max(1, spec.steps - spec.warmup_steps)
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return spec.lr * (spec.min_lr_ratio + (1 - spec.min_lr_ratio) * cos)
+
+
+def train_model(spec: ModelSpec, examples: list[tuple[list[int], list[int]]],
+                tok: PreTrainedTokenizerFast, seed: int, desc: str = "train",
+                threads: int = 2) -> LlamaForCausalLM:
+    """Train one model from scratch; deterministic for (spec, examples, seed, threads)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(spec.llama_config(tok))
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": spec.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=spec.lr, betas=(0.9, 0.98), eps=1e-8,
+    )
+    order_rng = random.Random(seed)
+    order: list[int] = []
+    ema = None
+    bar = tqdm(range(spec.steps), desc=desc, unit="step", dynamic_ncols=True)
+    for step in bar:
+        if len(order) < spec.batch_size:  # deterministic epoch-wise reshuffle
+            perm = list(range(len(examples)))
+            order_rng.shuffle(perm)
+            order.extend(perm)
+        idx, order = order[: spec.batch_size], order[spec.batch_size:]
+        ids, labels, mask = _collate([examples[i] for i in idx], tok.pad_token_id)
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, spec)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        if step % 10 == 0 or step == spec.steps - 1:
+            bar.set_postfix(loss=f"{ema:.4f}", lr=f"{_lr_at(step, spec):.2e}")
+    bar.close()
+    model.eval()
+    return model
+
+
+def save_model(model: LlamaForCausalLM, tok: PreTrainedTokenizerFast, out_dir: str | Path,
+               spec: ModelSpec | None = None, seed: int | None = None) -> Path:
+    """Save weights (float32 safetensors), config, generation config and tokenizer."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.bos_token_id = None
+    model.generation_config.do_sample = False
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tok.save_pretrained(str(out_dir))
+    if spec is not None:
+        import json
+        meta = {"spec": asdict(spec), "seed": seed,
+                "num_parameters": sum(p.numel() for p in model.parameters())}
+        (out_dir / "demo_training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out_dir

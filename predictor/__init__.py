@@ -1,0 +1,1 @@
+"""α-predictor: training, artifact, inference (see issue: α-predictor)."""
