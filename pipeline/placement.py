@@ -1,6 +1,7 @@
 """How decoding actors ask Ray for resources: configuration validated at load."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from pipeline.errors import UserError
@@ -42,6 +43,7 @@ class RayConfig:
     student: RoleResources = RoleResources()
     teacher: RoleResources = RoleResources()
     max_attempts: int = 3  # tries per work unit before the run fails
+    placement_timeout_s: float = 600.0  # autoscaling clusters may need minutes to add GPU nodes
 
     def __post_init__(self) -> None:
         for key in ("num_students", "students_per_teacher", "max_attempts"):
@@ -56,7 +58,7 @@ class RayConfig:
     @classmethod
     def from_dict(cls, raw: dict) -> "RayConfig":
         raw = dict(raw or {})
-        known = {"num_students", "students_per_teacher", "student", "teacher", "max_attempts"}
+        known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise UserError(f"config: unknown field(s) {unknown} in 'ray' (known: {sorted(known)})")

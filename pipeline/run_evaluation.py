@@ -29,7 +29,7 @@ def start_actors(config: RunConfig, vocab_size: int) -> tuple[list, list]:
         group = ray.util.placement_group(
             [rc.teacher.bundle(has_gpus)] + [rc.student.bundle(has_gpus)] * n_students, strategy="PACK"
         )
-        ray.get(group.ready(), timeout=600)
+        _wait_for(group, rc.placement_timeout_s)
         place = lambda i: ray.util.scheduling_strategies.PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)  # noqa: E731
         teacher = TeacherActor.options(
             **rc.teacher.actor_options(has_gpus), scheduling_strategy=place(0), max_restarts=-1, max_task_retries=-1
@@ -42,6 +42,17 @@ def start_actors(config: RunConfig, vocab_size: int) -> tuple[list, list]:
                 ).remote(config.student, teacher, vocab_size, config.prompt, dec.max_new_tokens, dec.reuse_preamble_cache)
             )
     return teachers, workers
+
+
+def _wait_for(group, timeout_s: float) -> None:
+    try:
+        ray.get(group.ready(), timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        ray.util.remove_placement_group(group)
+        raise UserError(
+            f"Ray could not place a teacher and its students within {timeout_s:.0f}s: they need {group.bundle_specs}, "
+            f"the cluster has {ray.cluster_resources()}; lower ray.*.num_gpus/num_cpus or ray.num_students, or add nodes"
+        ) from None
 
 
 def schedule(workers: list, units: Iterable[WorkUnit], on_rows, max_attempts: int) -> None:

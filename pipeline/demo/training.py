@@ -90,7 +90,7 @@ def _lr_at(step: int, spec: ModelSpec) -> float:
 
 def train_model(spec: ModelSpec, examples: list[tuple[list[int], list[int]]],
                 tok: PreTrainedTokenizerFast, seed: int, desc: str = "train",
-                threads: int = 2) -> LlamaForCausalLM:
+                threads: int = 1) -> LlamaForCausalLM:
     """Train one model from scratch; deterministic for (spec, examples, seed, threads)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)

@@ -59,7 +59,7 @@ def demo_paths(root: str | Path | None = None) -> DemoPaths:
 def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED, *,
                      n_train: int = N_TRAIN, n_test: int = N_TEST,
                      teacher_spec: ModelSpec = TEACHER_SPEC, student_spec: ModelSpec = STUDENT_SPEC,
-                     threads: int = 2, log=print) -> DemoPaths:
+                     threads: int = 1, log=print) -> DemoPaths:
     """Regenerate data, tokenizer, student and teacher from `seed` into `out_dir`."""
     paths = demo_paths(out_dir)
     t0 = time.time()

@@ -1,0 +1,210 @@
+"""Distributed evaluation on real Ray clusters (local, multi-node simulated, job submission)."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+import yaml
+
+from pipeline.actors import DecodeWorker, TeacherActor  # noqa: F401  (registered remote classes)
+from pipeline.config import load_config
+from pipeline.decoding import Decoder, StopRule
+from pipeline.errors import UserError
+from pipeline.evaluation import decode_unit, make_units
+from pipeline.benchmarks import load_examples
+from pipeline.models import eos_token_ids, load_model, shared_vocab_size
+from pipeline.prompts import load_template
+from pipeline.results_io import RESULT_SCHEMA
+from pipeline.run_evaluation import run_evaluation, start_actors
+
+REPO = Path(__file__).resolve().parents[1]
+N_EXAMPLES = 10
+STRATEGIES = [
+    {"name": "student"},
+    {"name": "fixed_alpha", "alpha": 2.0, "n_tokens": 2},
+    {"name": "switch", "tau0": 0.3, "lam": 0.1},
+]
+
+
+@pytest.fixture(scope="module")
+def config_file(tiny_pair, tmp_path_factory):
+    root = tmp_path_factory.mktemp("raycfg")
+    data = root / "tiny.jsonl"
+    data.write_text("".join(json.dumps({"question": f"What is {i} plus {i + 1}?", "answer": str(2 * i + 1)}) + "\n" for i in range(N_EXAMPLES)))
+    raw = {
+        "student": {"path": str(tiny_pair[0])},
+        "teacher": {"path": str(tiny_pair[1])},
+        "dataset": {"source": str(data), "name": "tiny", "answer_format": "plain"},
+        "prompt": "gsm8k_cot_8shot",
+        "decoding": {"max_new_tokens": 8, "batch_size": 2},
+        "strategies": STRATEGIES,
+        "ray": {"num_students": 2, "students_per_teacher": 2, "student": {"num_cpus": 0.5}, "teacher": {"num_cpus": 0.5}},
+    }
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture
+def ray_with_two_gpus():
+    ray.init(num_cpus=2, num_gpus=2, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_without_gpus():
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=True, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def read_rows(out):
+    return pq.read_table(Path(out) / "results").to_pylist()
+
+
+def single_process_rows(config):
+    """The same units decoded in this process, without Ray."""
+    student, teacher = load_model(config.student), load_model(config.teacher)
+    vocab = shared_vocab_size(config.student, config.teacher)
+    template = load_template(config.prompt)
+    from pipeline.runner import ModelRunner
+
+    decoder = Decoder(
+        ModelRunner(student, vocab), ModelRunner(teacher, vocab), student.tokenizer,
+        StopRule(frozenset(eos_token_ids(student)), template.stop_strings, config.decoding.max_new_tokens),
+    )
+    examples = load_examples(config.dataset)
+    units = make_units(config.strategies, examples, config.decoding.batch_size, config.dataset.name, config.dataset.split)
+    return [row for unit in units for row in decode_unit(decoder, template, unit)]
+
+
+def keyed(rows, fields=("generated_text", "correct", "teacher_tokens", "student_tokens_processed", "teacher_tokens_processed")):
+    return {(r["example_id"], r["strategy"]): tuple(r[f] for f in fields) for r in rows}
+
+
+def test_actors_get_distinct_logical_gpus_and_fall_back_to_cpu(ray_with_two_gpus, config_file):
+    config = load_config(str(config_file), ["ray.num_students=1", "ray.students_per_teacher=1"])
+    teachers, workers = start_actors(config, shared_vocab_size(config.student, config.teacher))
+    t_place, s_place = ray.get([teachers[0].placement.remote(), workers[0].placement.remote()])
+    assert len(t_place["gpu_ids"]) == 1 and len(s_place["gpu_ids"]) == 1
+    assert t_place["gpu_ids"] != s_place["gpu_ids"]
+    assert t_place["device"] == s_place["device"] == "cpu"  # logical GPUs, no CUDA device here
+
+
+def test_unplaceable_actors_fail_with_a_clear_error(ray_with_two_gpus, config_file):
+    config = load_config(str(config_file), ["ray.student.num_gpus=2", "ray.placement_timeout_s=3"])
+    with pytest.raises(UserError, match="could not place"):
+        start_actors(config, shared_vocab_size(config.student, config.teacher))
+
+
+def test_teacher_and_student_land_on_different_gpu_nodes(config_file):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1})
+    cluster.add_node(num_cpus=1, num_gpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        config = load_config(str(config_file), ["ray.num_students=1", "ray.student.num_cpus=1", "ray.teacher.num_cpus=1"])
+        teachers, workers = start_actors(config, shared_vocab_size(config.student, config.teacher))
+        t_place, s_place = ray.get([teachers[0].placement.remote(), workers[0].placement.remote()])
+        assert t_place["node_id"] != s_place["node_id"]
+        assert t_place["gpu_ids"] and s_place["gpu_ids"]
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_killed_worker_is_restarted_and_run_equals_single_process(ray_without_gpus, config_file, tmp_path):
+    config = load_config(str(config_file))
+    out = tmp_path / "run"
+    killed = []
+
+    def kill_a_worker_once_work_started():
+        from ray.util.state import list_actors
+
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            if (out / "results").is_dir() and any((out / "results").glob("part-*")):
+                alive = list_actors(filters=[("class_name", "=", "DecodeWorker"), ("state", "=", "ALIVE")])
+                if alive:
+                    os.kill(alive[0].pid, signal.SIGKILL)
+                    killed.append(alive[0].pid)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_worker_once_work_started, daemon=True)
+    killer.start()
+    summary = run_evaluation(config, str(out))
+    killer.join(timeout=5)
+    assert killed, "the test did not manage to kill a worker mid-run"
+
+    rows = read_rows(out)
+    assert len(rows) == N_EXAMPLES * len(STRATEGIES)
+    assert len({(r["example_id"], r["strategy"]) for r in rows}) == len(rows)
+    assert keyed(rows) == keyed(single_process_rows(config))
+    assert [s["n"] for s in summary] == [N_EXAMPLES] * len(STRATEGIES)
+    assert pq.read_schema(next((out / "results").glob("part-*.parquet"))).remove_metadata() == RESULT_SCHEMA
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["counts"]["rows"] == len(rows)
+
+    with pytest.raises(UserError, match="another configuration"):
+        run_evaluation(load_config(str(config_file), ["decoding.max_new_tokens=9"]), str(out))
+
+
+def test_rerun_after_killed_driver_finishes_without_recomputing(config_file, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "jobs.evaluate", "--config", str(config_file), "--out", str(out), "--set", "ray.num_students=1"]
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list((out / "results").glob("part-*"))) < 3:
+        time.sleep(0.05)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
+    driver.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("part-*")}
+    assert 3 <= len(before) < N_EXAMPLES // 2 * len(STRATEGIES), "the run was not interrupted mid-way"
+    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{len(before)} of {N_EXAMPLES // 2 * len(STRATEGIES)} work units already done" in done.stdout
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("part-*")}
+    assert {k: after[k] for k in before} == before  # finished parts untouched
+    rows = read_rows(out)
+    assert len(rows) == N_EXAMPLES * len(STRATEGIES)
+    assert len({(r["example_id"], r["strategy"]) for r in rows}) == len(rows)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_job_submit_end_to_end(config_file, tmp_path):
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    gcs, dash = _free_port(), _free_port()
+    start = ["ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
+             "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", "--disable-usage-stats"]
+    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+    try:
+        out = tmp_path / "submitted"
+        submit = ["ray", "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(REPO), "--",
+                  "python", "-m", "jobs.evaluate", "--config", str(config_file), "--out", str(out)]
+        job = subprocess.run(submit, env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        assert "succeeded" in job.stdout + job.stderr
+        table = pq.read_table(out / "results")
+        assert table.schema.remove_metadata() == RESULT_SCHEMA
+        assert table.num_rows == N_EXAMPLES * len(STRATEGIES)
+        assert "accuracy" in job.stdout
+    finally:
+        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
