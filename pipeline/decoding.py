@@ -59,6 +59,55 @@ class StopRule:
         return text[:cut]
 
 
+class TeacherPhase:
+    """The teacher's part of a decoding run: which rows consult it, with which α, until which step.
+
+    `apply` overwrites the tokens of consulting rows at step t; `advance` feeds the
+    chosen tokens to the teacher's cache (one call per step per batch) and drops rows
+    and steps it is no longer needed for.
+    """
+
+    def __init__(self, strategy: Strategy, advisor, session: str, rows: list[int], alphas: torch.Tensor):
+        self.strategy, self.advisor, self.session = strategy, advisor, session
+        self.rows, self.alphas = rows, alphas
+        self.logits: torch.Tensor | None = None
+
+    def start(self, prompts: list[Prompt], gens: list[Generation]) -> None:
+        for r in self.rows:
+            gens[r].alpha = float(self.alphas[r])
+            gens[r].teacher_tokens_processed += self.advisor.prompt_cost(prompts[r])
+        self.logits = self.advisor.prefill(self.session, [prompts[r] for r in self.rows])
+
+    def apply(self, t: int, p: torch.Tensor, active: list[int], tokens: torch.Tensor, gens: list[Generation]) -> None:
+        if self.logits is None:
+            return
+        pos = torch.tensor([active.index(r) for r in self.rows], device=p.device)
+        picked, from_teacher = self.strategy.pick(t, p[pos], probs(self.logits).to(p.device), self.alphas[self.rows].to(p.device))
+        changed = picked != tokens[pos]
+        tokens[pos] = picked
+        for r, took, diff in zip(self.rows, from_teacher.tolist(), changed.tolist()):
+            gens[r].teacher_tokens += int(took)
+            gens[r].teacher_changed_tokens += int(took and diff)
+
+    def advance(self, t: int, still: list[int], token_of: dict[int, int], gens: list[Generation]) -> None:
+        """Prepare the teacher's logits for step t, or leave the teacher once it is not needed."""
+        if self.logits is None:
+            return
+        steps = self.strategy.teacher_steps
+        alive = set(still)
+        remaining = [r for r in self.rows if r in alive]
+        if not remaining or (steps is not None and t >= steps):
+            self.advisor.close(self.session)
+            self.logits, self.rows = None, []
+            return
+        keep = [self.rows.index(r) for r in remaining]
+        fed = torch.tensor([token_of[r] for r in remaining])
+        self.logits = self.advisor.step(self.session, fed, rows=keep if len(keep) < len(self.rows) else None)
+        self.rows = remaining
+        for r in remaining:
+            gens[r].teacher_tokens_processed += 1
+
+
 class Decoder:
     """Runs strategies over batches of prompts with a student and (optionally) a teacher runner.
 
@@ -72,39 +121,51 @@ class Decoder:
     def generate(self, strategy: Strategy, prompts: list[Prompt]) -> list[Generation]:
         session = uuid.uuid4().hex
         primary = self.teacher if strategy.generator == "teacher" else self.student
-        advisor = self.teacher if strategy.generator == "student" and strategy.teacher_steps != 0 else None
         gens = [Generation() for _ in prompts]
+        teacher = None
         try:
-            self._run(session, strategy, primary, advisor, prompts, gens)
+            p = self._prefill(session, primary, prompts, gens)
+            teacher = self._teacher_phase(session, strategy, primary, p)
+            if teacher is not None:
+                teacher.start(prompts, gens)
+            self.decode_loop(session, primary, p, gens, list(range(len(prompts))), teacher)
         finally:
             primary.close(session)
-            if advisor is not None:
-                advisor.close(session)
+            if teacher is not None and teacher.logits is not None:
+                self.teacher.close(session)
         for g in gens:
             g.text = self.stop.final_text(self.tokenizer, g.token_ids)
             if strategy.generator == "teacher":
                 g.teacher_tokens = len(g.token_ids)
         return gens
 
-    def _run(self, session, strategy, primary, advisor, prompts, gens) -> None:
-        primary_is_student = primary is self.student
+    def _prefill(self, session, primary, prompts, gens) -> torch.Tensor:
         p = probs(primary.prefill(session, prompts))
+        is_student = primary is self.student
         for g, prompt, h in zip(gens, prompts, entropy(p).tolist()):
-            _add_cost(g, primary_is_student, primary.prompt_cost(prompt))
-            if primary_is_student:
+            _add_cost(g, is_student, primary.prompt_cost(prompt))
+            if is_student:
                 g.student_first_entropy = h
+        return p
 
-        alphas = strategy.row_alphas(p) if advisor is not None else torch.zeros(len(prompts))
-        consulting = [i for i, a in enumerate(alphas.tolist()) if a != 0.0]
-        t_logits = self._teacher_prefill(session, advisor, prompts, consulting, gens) if consulting else None
-        for i in consulting:
-            gens[i].alpha = float(alphas[i])
+    def _teacher_phase(self, session, strategy, primary, p_first) -> TeacherPhase | None:
+        if primary is not self.student or strategy.teacher_steps == 0:
+            return None
+        alphas = strategy.row_alphas(p_first).cpu()
+        rows = [i for i, a in enumerate(alphas.tolist()) if a != 0.0]
+        return TeacherPhase(strategy, self.teacher, session, rows, alphas) if rows else None
 
-        active = list(range(len(prompts)))  # original row of each primary batch position
-        for t in range(self.stop.max_new_tokens):
+    def decode_loop(self, session: str, primary, p: torch.Tensor, gens: list[Generation], active: list[int], teacher: TeacherPhase | None = None) -> None:
+        """Greedy steps until every active row stopped; `active[i]` is the gens index of batch row i.
+
+        Rows may arrive with tokens already generated (a continuation): the stop rule
+        counts them against max_new_tokens.
+        """
+        is_student = primary is self.student
+        while active:
             tokens = p.argmax(dim=-1)
-            if t_logits is not None:
-                self._apply_teacher(strategy, t, p, probs(t_logits).to(p.device), alphas, active, consulting, tokens, gens)
+            if teacher is not None:
+                teacher.apply(len(gens[active[0]].token_ids), p, active, tokens, gens)
             token_of = dict(zip(active, tokens.tolist()))
             still = [r for r in active if not self._append(gens[r], token_of[r])]
             if not still:
@@ -112,43 +173,10 @@ class Decoder:
             keep = [active.index(r) for r in still]
             p = probs(primary.step(session, tokens[keep], rows=keep if len(keep) < len(active) else None))
             for r in still:
-                _add_cost(gens[r], primary_is_student, 1)
+                _add_cost(gens[r], is_student, 1)
+            if teacher is not None:
+                teacher.advance(len(gens[still[0]].token_ids), still, token_of, gens)
             active = still
-            t_logits, consulting = self._teacher_step(session, strategy, advisor, t + 1, consulting, still, token_of, gens)
-
-    def _teacher_prefill(self, session, advisor, prompts, rows, gens) -> torch.Tensor:
-        for r in rows:
-            gens[r].teacher_tokens_processed += advisor.prompt_cost(prompts[r])
-        return advisor.prefill(session, [prompts[r] for r in rows])
-
-    def _apply_teacher(self, strategy, t, p, p_teacher, alphas, active, consulting, tokens, gens) -> None:
-        """Overwrite the tokens of the rows that consult the teacher at step t (in place)."""
-        pos = torch.tensor([active.index(r) for r in consulting], device=p.device)
-        picked, from_teacher = strategy.pick(t, p[pos], p_teacher, alphas[consulting].to(p.device))
-        changed = picked != tokens[pos]
-        tokens[pos] = picked
-        for r, took, diff in zip(consulting, from_teacher.tolist(), changed.tolist()):
-            gens[r].teacher_tokens += int(took)
-            gens[r].teacher_changed_tokens += int(took and diff)
-
-    def _teacher_step(self, session, strategy, advisor, t, consulting, still, token_of, gens):
-        """Advance the teacher's cache for rows that still need it at step t; drop the rest."""
-        steps = strategy.teacher_steps
-        if not consulting or (steps is not None and t >= steps):
-            if consulting:
-                advisor.close(session)
-            return None, []
-        alive = set(still)
-        remaining = [r for r in consulting if r in alive]
-        if not remaining:
-            advisor.close(session)
-            return None, []
-        keep = [consulting.index(r) for r in remaining]
-        fed = torch.tensor([token_of[r] for r in remaining])
-        logits = advisor.step(session, fed, rows=keep if len(keep) < len(consulting) else None)
-        for r in remaining:
-            gens[r].teacher_tokens_processed += 1
-        return logits, remaining
 
     def _append(self, gen: Generation, token: int) -> bool:
         """Record a generated token; True when the row is finished."""
