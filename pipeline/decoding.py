@@ -167,7 +167,7 @@ class Decoder:
             if teacher is not None:
                 teacher.apply(len(gens[active[0]].token_ids), p, active, tokens, gens)
             token_of = dict(zip(active, tokens.tolist()))
-            still = [r for r in active if not self._append(gens[r], token_of[r])]
+            still = [r for r in active if not self.append_token(gens[r], token_of[r])]
             if not still:
                 return
             keep = [active.index(r) for r in still]
@@ -178,7 +178,7 @@ class Decoder:
                 teacher.advance(len(gens[still[0]].token_ids), still, token_of, gens)
             active = still
 
-    def _append(self, gen: Generation, token: int) -> bool:
+    def append_token(self, gen: Generation, token: int) -> bool:
         """Record a generated token; True when the row is finished."""
         gen.token_ids.append(token)
         reason = self.stop.stop_reason(self.tokenizer, gen.token_ids)

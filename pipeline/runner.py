@@ -43,16 +43,28 @@ class ModelRunner:
         self._preamble: tuple[tuple[int, ...], object] | None = None
 
     # -- public API -------------------------------------------------------
-    @torch.inference_mode()
     def prefill(self, session: str, prompts: list[Prompt]) -> torch.Tensor:
         """Encode a batch of prompts; returns float32 logits of the last position, [B, V]."""
+        return self._last_logits(self._prefill(session, prompts, hidden=False).logits)
+
+    def prefill_with_features(self, session: str, prompts: list[Prompt], layers: tuple[int, ...], pool: str = "concat") -> tuple[torch.Tensor, torch.Tensor]:
+        """Like `prefill`, plus the hidden state of each prompt's last token at `layers`
+        (indices into hidden_states: 0 = embeddings, -1 = last layer), concatenated or
+        averaged: float32 [B, D]."""
+        out = self._prefill(session, prompts, hidden=True)
+        states = torch.stack([out.hidden_states[i][:, -1, :] for i in layers], dim=1).float()
+        features = states.mean(dim=1) if pool == "mean" else states.flatten(1)
+        return self._last_logits(out.logits), features
+
+    @torch.inference_mode()
+    def _prefill(self, session: str, prompts: list[Prompt], hidden: bool):
         preambles = {tuple(p) for p, _ in prompts}
         if self.reuse_preamble and len(preambles) == 1 and next(iter(preambles)):
-            logits, state = self._prefill_after_preamble(list(next(iter(preambles))), [s for _, s in prompts])
+            out, state = self._prefill_after_preamble(list(next(iter(preambles))), [s for _, s in prompts], hidden)
         else:
-            logits, state = self._prefill_full([p + s for p, s in prompts])
+            out, state = self._prefill_full([p + s for p, s in prompts], hidden)
         self._sessions[session] = state
-        return self._last_logits(logits)
+        return out
 
     @torch.inference_mode()
     def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> torch.Tensor:
@@ -88,6 +100,9 @@ class ModelRunner:
             last = last[:, : self.vocab_size]
         return last.float()
 
+    def num_layers(self) -> int:
+        return int(self.model.config.get_text_config().num_hidden_layers)
+
     def _select(self, state: _Session, rows: list[int]) -> None:
         index = torch.tensor(rows, dtype=torch.long, device=self.device)
         state.cache.reorder_cache(index)
@@ -103,12 +118,12 @@ class ModelRunner:
             mask[i, width - len(s):] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def _prefill_full(self, seqs: list[list[int]]) -> tuple[torch.Tensor, _Session]:
+    def _prefill_full(self, seqs: list[list[int]], hidden: bool):
         ids, mask = self._left_pad(seqs)
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, output_hidden_states=hidden)
         self.tokens_processed += int(mask.sum())
-        return out.logits, _Session(out.past_key_values, mask, positions[:, -1] + 1)
+        return out, _Session(out.past_key_values, mask, positions[:, -1] + 1)
 
     def _preamble_cache(self, preamble: list[int]) -> object:
         key = tuple(preamble)
@@ -119,7 +134,7 @@ class ModelRunner:
             self._preamble = (key, out.past_key_values)
         return self._preamble[1]
 
-    def _prefill_after_preamble(self, preamble: list[int], suffixes: list[list[int]]) -> tuple[torch.Tensor, _Session]:
+    def _prefill_after_preamble(self, preamble: list[int], suffixes: list[list[int]], hidden: bool):
         """Layout per row: [preamble][padding][question]; padding is masked out and
         position ids continue from the preamble, so each row sees exactly
         preamble + question, as in a full prefill."""
@@ -129,9 +144,12 @@ class ModelRunner:
         ids, suffix_mask = self._left_pad(suffixes)
         mask = torch.cat([torch.ones((batch, len(preamble)), dtype=torch.long, device=self.device), suffix_mask], dim=1)
         positions = (mask.cumsum(dim=1) - 1)[:, len(preamble):].clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+            output_hidden_states=hidden,
+        )
         self.tokens_processed += int(suffix_mask.sum())
-        return out.logits, _Session(out.past_key_values, mask, positions[:, -1] + 1)
+        return out, _Session(out.past_key_values, mask, positions[:, -1] + 1)
 
     def prompt_cost(self, prompt: Prompt) -> int:
         """Tokens this runner processes for one prompt (a cached preamble is paid once per run, not here)."""
