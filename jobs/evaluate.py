@@ -9,7 +9,7 @@ import argparse
 
 from pipeline.cli import add_config_args, run_main
 from pipeline.config import load_config
-from pipeline.run_evaluation import run_evaluation
+from pipeline.evaluation import run_evaluation
 from pipeline.summary import format_table
 
 

@@ -13,7 +13,6 @@ import ray
 import torch
 
 from pipeline.decoding import Decoder, StopRule
-from pipeline.evaluation import WorkUnit, decode_unit
 from pipeline.models import ModelSpec, eos_token_ids, load_model, pick_device
 from pipeline.prompts import load_template
 from pipeline.runner import ModelRunner, Prompt
@@ -83,24 +82,25 @@ class RemoteRunner:
 
 @ray.remote
 class DecodeWorker:
-    """A student decoding worker: turns work units into result rows."""
+    """A student decoding worker, with a handle on its teacher: turns work units into rows."""
 
-    def __init__(self, student: ModelSpec, teacher_handle, vocab_size: int, prompt: str, max_new_tokens: int, reuse_preamble: bool):
+    def __init__(self, student: ModelSpec, teacher_name: str, vocab_size: int, prompt: str, max_new_tokens: int, reuse_preamble: bool):
         _limit_threads()
         lm = load_model(student)
         self.template = load_template(prompt)
         stop = StopRule(frozenset(eos_token_ids(lm)), self.template.stop_strings, max_new_tokens)
         self.decoder = Decoder(
             ModelRunner(lm, vocab_size, reuse_preamble),
-            RemoteRunner(teacher_handle, reuse_preamble),
+            RemoteRunner(ray.get_actor(teacher_name), reuse_preamble),
             lm.tokenizer,
             stop,
         )
         self.worker_id = ray.get_runtime_context().get_actor_id()
         self.node_id = ray.get_runtime_context().get_node_id()
 
-    def run(self, unit: WorkUnit) -> list[dict]:
-        return decode_unit(self.decoder, self.template, unit, self.worker_id, self.node_id)
+    def run(self, unit) -> list[dict]:
+        """Rows of one work unit (an evaluation batch, a label batch, ...)."""
+        return unit.run(self.decoder, self.template, self.worker_id, self.node_id)
 
     def placement(self) -> dict:
         return placement_info()

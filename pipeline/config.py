@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.alpha_tree import LabelSettings
 from pipeline.benchmarks import DatasetSpec
 from pipeline.errors import UserError
 from pipeline.models import ModelSpec
@@ -54,14 +55,16 @@ class RunConfig:
     prompt: str = "gsm8k_cot_8shot"
     decoding: DecodingConfig = DecodingConfig()
     ray: RayConfig = RayConfig()
+    labels: LabelSettings = LabelSettings()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def results_key(self) -> dict:
-        """What determines the results (placement does not): two runs with equal keys may share output."""
+    def results_key(self, ignore: tuple[str, ...] = ()) -> dict:
+        """What determines a job's output (placement never does): equal keys may share an output location."""
         key = self.to_dict()
-        key.pop("ray")
+        for name in ("ray", *ignore):
+            key.pop(name)
         return key
 
 
@@ -103,6 +106,14 @@ def _strategy_specs(raw: Any) -> tuple[StrategySpec, ...]:
     return tuple(specs)
 
 
+def _labels(raw: dict) -> LabelSettings:
+    raw = dict(raw)
+    for key in ("alpha_grid", "feature_layers"):
+        if isinstance(raw.get(key), list):
+            raw[key] = tuple(raw[key])
+    return _section({"labels": raw}, "labels", LabelSettings)
+
+
 def parse_config(raw: dict) -> RunConfig:
     if not isinstance(raw, dict):
         raise UserError("config: top level must be a mapping")
@@ -119,6 +130,7 @@ def parse_config(raw: dict) -> RunConfig:
         prompt=resolve_path(prompt) if str(prompt).endswith((".yaml", ".yml")) else prompt,
         decoding=_section({"decoding": raw.get("decoding", {})}, "decoding", DecodingConfig),
         ray=RayConfig.from_dict(raw.get("ray") or {}),
+        labels=_labels(raw.get("labels") or {}),
     )
 
 

@@ -1,4 +1,4 @@
-"""Evaluation work: split (strategy × examples) into units, decode a unit into result rows."""
+"""Evaluation: (strategy × examples) split into units, each decoded into result rows."""
 from __future__ import annotations
 
 import hashlib
@@ -8,10 +8,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from pipeline.answers import answers_match, extract_answer, normalize_number
-from pipeline.benchmarks import Example
-from pipeline.config import StrategySpec
+from pipeline.benchmarks import Example, load_examples
+from pipeline.config import RunConfig, StrategySpec
 from pipeline.decoding import Decoder, Generation
-from pipeline.prompts import PromptTemplate, encode_prompt
+from pipeline.errors import UserError
+from pipeline.orchestration import Job, finish, run_units
+from pipeline.prompts import PromptTemplate, encode_prompt, load_template
+from pipeline.results_io import RESULT_SCHEMA
+from pipeline.summary import summarize
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,9 @@ class WorkUnit:
     @property
     def part_name(self) -> str:
         return f"part-s{self.strategy_index:03d}-b{self.batch_index:06d}.parquet"
+
+    def run(self, decoder: Decoder, template: PromptTemplate, worker_id: str = "", node_id: str = "") -> list[dict]:
+        return decode_unit(decoder, template, self, worker_id, node_id)
 
 
 def make_units(strategies: Sequence[StrategySpec], examples: Sequence[Example], batch_size: int, dataset: str, split: str) -> Iterator[WorkUnit]:
@@ -85,3 +92,17 @@ def result_row(unit: WorkUnit, ex: Example, gen: Generation, p_hash: str, worker
         "node_id": node_id,
         "latency_s": latency,
     }
+
+
+def run_evaluation(config: RunConfig, out: str) -> list[dict]:
+    """Evaluate every configured strategy on the dataset into `out/results`; returns the summary."""
+    if not config.strategies:
+        raise UserError("config: 'strategies' is empty: list at least one strategy to evaluate")
+    load_template(config.prompt)  # a bad template fails before anything starts
+    examples = load_examples(config.dataset)
+    units = list(make_units(config.strategies, examples, config.decoding.batch_size, config.dataset.name, config.dataset.split))
+    job = Job("evaluate", "results", RESULT_SCHEMA, units, len(examples) * len(config.strategies), ignored_config=("labels",))
+    table, manifest = run_units(config, out, job, examples)
+    summary = summarize(table, config.strategies)
+    finish(out, job, manifest, "summary.json", {"strategies": summary})
+    return summary

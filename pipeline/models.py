@@ -85,10 +85,6 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedMod
     return LoadedModel(spec, model, tokenizer, device)
 
 
-def output_vocab_size(model: torch.nn.Module) -> int:
-    return int(model.get_output_embeddings().weight.shape[0])
-
-
 def load_tokenizer(spec: ModelSpec):
     """The tokenizer alone: cheap, for checks before any model is loaded."""
     path = _checked_path(spec)
@@ -98,13 +94,25 @@ def load_tokenizer(spec: ModelSpec):
         raise UserError(f"cannot load tokenizer of model '{spec.path}': {_first_line(exc)}") from None
 
 
-def load_output_size(spec: ModelSpec) -> int:
-    """Rows of the model's output layer, read from its config (no weights loaded)."""
+def load_text_config(spec: ModelSpec):
+    """The model's (text) config alone: no weights loaded."""
     try:
-        config = AutoConfig.from_pretrained(_checked_path(spec), revision=spec.revision)
+        return AutoConfig.from_pretrained(_checked_path(spec), revision=spec.revision).get_text_config()
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load model config '{spec.path}': {_first_line(exc)}") from None
-    return int(config.get_text_config().vocab_size)
+
+
+def load_output_size(spec: ModelSpec) -> int:
+    """Rows of the model's output layer."""
+    return int(load_text_config(spec).vocab_size)
+
+
+def load_num_layers(spec: ModelSpec) -> int:
+    return int(load_text_config(spec).num_hidden_layers)
+
+
+def load_hidden_size(spec: ModelSpec) -> int:
+    return int(load_text_config(spec).hidden_size)
 
 
 def shared_vocab_size(student: ModelSpec, teacher: ModelSpec) -> int:

@@ -23,7 +23,8 @@ from pipeline.benchmarks import load_examples
 from pipeline.models import eos_token_ids, load_model, shared_vocab_size
 from pipeline.prompts import load_template
 from pipeline.results_io import RESULT_SCHEMA
-from pipeline.run_evaluation import run_evaluation, start_actors
+from pipeline.evaluation import run_evaluation
+from pipeline.orchestration import start_actors
 
 REPO = Path(__file__).resolve().parents[1]
 N_EXAMPLES = 10

@@ -1,22 +1,22 @@
-"""Distributed evaluation: actors, scheduling of work units, resume, manifest, summary."""
+"""Running a job on Ray: actors, scheduling of work units, resume, manifest."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+import pyarrow as pa
 import ray
 from tqdm import tqdm
 
 from pipeline.actors import DecodeWorker, TeacherActor
-from pipeline.benchmarks import dataset_fingerprint, load_examples
+from pipeline.benchmarks import dataset_fingerprint
 from pipeline.config import RunConfig
 from pipeline.errors import UserError
-from pipeline.evaluation import WorkUnit, make_units
 from pipeline.manifest import check_compatible, config_hash, git_commit, now, package_versions
 from pipeline.models import shared_vocab_size
-from pipeline.prompts import load_template
-from pipeline.results_io import RESULT_SCHEMA, existing_parts, filesystem, join, read_dataset, read_json, write_json, write_part
-from pipeline.summary import format_table, summarize
+from pipeline.results_io import existing_parts, filesystem, join, read_dataset, read_json, write_json, write_part
 
 
 def start_actors(config: RunConfig, vocab_size: int) -> tuple[list, list]:
@@ -31,15 +31,19 @@ def start_actors(config: RunConfig, vocab_size: int) -> tuple[list, list]:
         )
         _wait_for(group, rc.placement_timeout_s)
         place = lambda i: ray.util.scheduling_strategies.PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)  # noqa: E731
+        # workers find their teacher by name: a handle passed as a constructor argument would
+        # live in the object store, and a restarted worker could lose it
+        teacher_name = f"teacher-{uuid.uuid4().hex[:12]}"
         teacher = TeacherActor.options(
-            **rc.teacher.actor_options(has_gpus), scheduling_strategy=place(0), max_restarts=-1, max_task_retries=-1
+            **rc.teacher.actor_options(has_gpus), scheduling_strategy=place(0), max_restarts=-1, max_task_retries=-1,
+            name=teacher_name,
         ).remote(config.teacher, vocab_size, dec.reuse_preamble_cache)
         teachers.append(teacher)
         for s in range(n_students):
             workers.append(
                 DecodeWorker.options(
                     **rc.student.actor_options(has_gpus), scheduling_strategy=place(1 + s), max_restarts=-1, max_task_retries=-1
-                ).remote(config.student, teacher, vocab_size, config.prompt, dec.max_new_tokens, dec.reuse_preamble_cache)
+                ).remote(config.student, teacher_name, vocab_size, config.prompt, dec.max_new_tokens, dec.reuse_preamble_cache)
             )
     return teachers, workers
 
@@ -55,7 +59,7 @@ def _wait_for(group, timeout_s: float) -> None:
         ) from None
 
 
-def schedule(workers: list, units: Iterable[WorkUnit], on_rows, max_attempts: int) -> None:
+def schedule(workers: list, units: Iterable, on_rows, max_attempts: int) -> None:
     """Keep every worker busy with one unit; hand results to `on_rows` as they finish.
 
     A unit whose worker died is retried (Ray restarts the actor) up to `max_attempts`.
@@ -86,24 +90,39 @@ def schedule(workers: list, units: Iterable[WorkUnit], on_rows, max_attempts: in
             submit(worker, unit, 1)
 
 
-def run_evaluation(config: RunConfig, out: str) -> list[dict]:
-    """Evaluate every configured strategy on the dataset into `out`; returns the summary."""
-    load_template(config.prompt)  # fail on a bad template before anything starts
-    examples = load_examples(config.dataset)
+@dataclass
+class Job:
+    """One distributed job over work units: where its dataset goes and what it expects."""
+
+    name: str  # recorded in the manifest
+    dataset_dir: str  # subdirectory of --out holding the Parquet parts
+    schema: pa.Schema
+    units: list  # objects with .part_name, .examples and .run(decoder, template, worker_id, node_id)
+    expected_rows: int
+    manifest_name: str = "manifest.json"
+    ignored_config: tuple[str, ...] = ()  # config sections that do not affect this job's output
+
+
+def run_units(config: RunConfig, out: str, job: Job, examples: list) -> tuple[pa.Table, dict]:
+    """Run every unit not already in `out` on Ray actors; returns the whole dataset and the manifest.
+
+    Reruns resume: finished parts are kept, missing ones are computed. A different
+    configuration into the same `out` is refused.
+    """
     vocab_size = shared_vocab_size(config.student, config.teacher)
     fs, root = filesystem(out)
-    results_dir, manifest_path = join(root, "results"), join(root, "manifest.json")
-    key_hash = config_hash(config.results_key())
+    data_dir, manifest_path = join(root, job.dataset_dir), join(root, job.manifest_name)
+    key_hash = config_hash(config.results_key(job.ignored_config))
     previous = read_json(fs, manifest_path)
     check_compatible(previous, key_hash, out)
-
     manifest = {
-        "job": "evaluate",
+        "job": job.name,
         "status": "running",
         "config": config.to_dict(),
         "config_hash": key_hash,
         "models": {"student": config.student.path, "teacher": config.teacher.path},
-        "dataset": {"source": config.dataset.source, "n_examples": len(examples), "fingerprint": dataset_fingerprint(examples)},
+        "dataset": {"source": config.dataset.source, "split": config.dataset.split, "n_examples": len(examples),
+                    "fingerprint": dataset_fingerprint(examples)},
         "versions": package_versions(),
         "git_commit": git_commit(),
         "started_at": (previous or {}).get("started_at", now()),
@@ -111,32 +130,30 @@ def run_evaluation(config: RunConfig, out: str) -> list[dict]:
     fs.create_dir(root, recursive=True)
     write_json(fs, manifest_path, manifest)
 
-    done = existing_parts(fs, results_dir)
-    units = list(make_units(config.strategies, examples, config.decoding.batch_size, config.dataset.name, config.dataset.split))
-    todo = [u for u in units if u.part_name not in done]
-    print(f"{len(units) - len(todo)} of {len(units)} work units already done; {len(todo)} to run", flush=True)
+    done = existing_parts(fs, data_dir)
+    todo = [u for u in job.units if u.part_name not in done]
+    print(f"{len(job.units) - len(todo)} of {len(job.units)} work units already done; {len(todo)} to run", flush=True)
     started = time.time()
     if todo:
         ray.init(ignore_reinit_error=True, log_to_driver=False)
         _, workers = start_actors(config, vocab_size)
-        with tqdm(total=sum(len(u.examples) for u in todo), unit="ex", desc="decoding") as bar:
+        with tqdm(total=sum(len(u.examples) for u in todo), unit="ex", desc=job.name) as bar:
             def write(unit, rows):
-                write_part(fs, results_dir, unit.part_name, rows, RESULT_SCHEMA)
-                bar.update(len(rows))
+                write_part(fs, data_dir, unit.part_name, rows, job.schema)
+                bar.update(len(unit.examples))
             schedule(workers, todo, write, config.ray.max_attempts)
 
-    table = read_dataset(fs, results_dir)
-    expected = len(examples) * len(config.strategies)
-    if table.num_rows != expected:
-        raise UserError(f"{out}: results hold {table.num_rows} rows, expected {expected}; rerun to finish")
-    summary = summarize(table, config.strategies)
-    manifest.update(
-        status="complete",
-        finished_at=now(),
-        counts={"rows": table.num_rows, "examples": len(examples), "strategies": len(config.strategies)},
-        wall_s_this_session=time.time() - started,
-        summary=summary,
-    )
-    write_json(fs, join(root, "summary.json"), {"strategies": summary})
-    write_json(fs, manifest_path, manifest)
-    return summary
+    table = read_dataset(fs, data_dir)
+    if table.num_rows != job.expected_rows:
+        raise UserError(f"{out}: {job.dataset_dir} holds {table.num_rows} rows, expected {job.expected_rows}; rerun to finish")
+    manifest.update(finished_at=now(), counts={"rows": table.num_rows, "examples": len(examples)},
+                    wall_s_this_session=time.time() - started)
+    return table, manifest
+
+
+def finish(out: str, job: Job, manifest: dict, summary_name: str, summary: dict) -> None:
+    """Write the job's summary, then mark the manifest complete (last, so 'complete' means complete)."""
+    fs, root = filesystem(out)
+    write_json(fs, join(root, summary_name), summary)
+    manifest.update(status="complete", summary=summary)
+    write_json(fs, join(root, job.manifest_name), manifest)
