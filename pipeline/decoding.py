@@ -124,8 +124,8 @@ class Decoder:
         gens = [Generation() for _ in prompts]
         teacher = None
         try:
-            p = self._prefill(session, primary, prompts, gens)
-            teacher = self._teacher_phase(session, strategy, primary, p)
+            p, features = self._prefill(session, strategy, primary, prompts, gens)
+            teacher = self._teacher_phase(session, strategy, primary, p, features)
             if teacher is not None:
                 teacher.start(prompts, gens)
             self.decode_loop(session, primary, p, gens, list(range(len(prompts))), teacher)
@@ -139,19 +139,24 @@ class Decoder:
                 g.teacher_tokens = len(g.token_ids)
         return gens
 
-    def _prefill(self, session, primary, prompts, gens) -> torch.Tensor:
-        p = probs(primary.prefill(session, prompts))
+    def _prefill(self, session, strategy, primary, prompts, gens) -> tuple[torch.Tensor, torch.Tensor | None]:
+        request = strategy.feature_request if primary is self.student else None
+        if request is None:
+            logits, features = primary.prefill(session, prompts), None
+        else:
+            logits, features = primary.prefill_with_features(session, prompts, *request)
+        p = probs(logits)
         is_student = primary is self.student
         for g, prompt, h in zip(gens, prompts, entropy(p).tolist()):
             _add_cost(g, is_student, primary.prompt_cost(prompt))
             if is_student:
                 g.student_first_entropy = h
-        return p
+        return p, features
 
-    def _teacher_phase(self, session, strategy, primary, p_first) -> TeacherPhase | None:
+    def _teacher_phase(self, session, strategy, primary, p_first, features) -> TeacherPhase | None:
         if primary is not self.student or strategy.teacher_steps == 0:
             return None
-        alphas = strategy.row_alphas(p_first).cpu()
+        alphas = strategy.row_alphas(p_first, features).cpu()
         rows = [i for i, a in enumerate(alphas.tolist()) if a != 0.0]
         return TeacherPhase(strategy, self.teacher, session, rows, alphas) if rows else None
 

@@ -12,6 +12,7 @@ from pipeline.benchmarks import Example, load_examples
 from pipeline.config import RunConfig, StrategySpec
 from pipeline.decoding import Decoder, Generation
 from pipeline.errors import UserError
+from pipeline.models import model_identity
 from pipeline.orchestration import Job, finish, run_units
 from pipeline.prompts import PromptTemplate, encode_prompt, load_template
 from pipeline.results_io import RESULT_SCHEMA
@@ -99,6 +100,9 @@ def run_evaluation(config: RunConfig, out: str) -> list[dict]:
     if not config.strategies:
         raise UserError("config: 'strategies' is empty: list at least one strategy to evaluate")
     load_template(config.prompt)  # a bad template fails before anything starts
+    student = model_identity(config.student)
+    for spec in config.strategies:
+        spec.build().check_student(student)
     examples = load_examples(config.dataset)
     units = list(make_units(config.strategies, examples, config.decoding.batch_size, config.dataset.name, config.dataset.split))
     job = Job("evaluate", "results", RESULT_SCHEMA, units, len(examples) * len(config.strategies), ignored_config=("labels",))

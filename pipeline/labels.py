@@ -12,7 +12,7 @@ from pipeline.benchmarks import Example, load_examples
 from pipeline.config import RunConfig
 from pipeline.decoding import Decoder
 from pipeline.evaluation import prompt_hash
-from pipeline.models import load_hidden_size, load_num_layers
+from pipeline.models import load_hidden_size, load_num_layers, model_identity
 from pipeline.orchestration import Job, finish, run_units
 from pipeline.prompts import PromptTemplate, encode_prompt, load_template
 
@@ -165,7 +165,7 @@ def run_labels(config: RunConfig, out: str) -> dict:
     size = config.decoding.batch_size
     units = [
         LabelUnit(bi, tuple(examples[s : s + size]), settings, config.dataset.name, config.dataset.split,
-                  config.student.path, config.teacher.path)
+                  model_identity(config.student), model_identity(config.teacher))
         for bi, s in enumerate(range(0, len(examples), size))
     ]
     job = Job("label_alpha", "labels", label_schema(feature_dim(config)), units, len(examples),

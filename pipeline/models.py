@@ -1,7 +1,9 @@
 """Loading student/teacher checkpoints with `from_pretrained`, device choice, vocabulary check."""
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +12,7 @@ from transformers.utils import logging as hf_logging
 
 from pipeline.errors import UserError
 
+IDENTITY_HASH_LIMIT = 256 * 2**20  # hash weight files up to this size; larger ones by name and size
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -83,6 +86,23 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedMod
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return LoadedModel(spec, model, tokenizer, device)
+
+
+def model_identity(spec: ModelSpec) -> str:
+    """A name for the checkpoint that survives moving it: the Hub id (and revision), or for a
+    local directory its name plus a hash of its config and weights (weights only when small)."""
+    if not _looks_local(spec.path):
+        return spec.path + (f"@{spec.revision}" if spec.revision else "")
+    root = Path(_checked_path(spec))
+    digest = hashlib.sha256()
+    for file in sorted(root.glob("*.json")) + sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
+        if file.suffix == ".json" and file.name not in ("config.json", "model.safetensors.index.json"):
+            continue
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size}".encode())
+        if size <= IDENTITY_HASH_LIMIT:
+            digest.update(file.read_bytes())
+    return f"{root.name}@{digest.hexdigest()[:12]}"
 
 
 def load_tokenizer(spec: ModelSpec):

@@ -33,7 +33,15 @@ class Strategy:
     def params(self) -> dict:
         return asdict(self)
 
-    def row_alphas(self, p_first: torch.Tensor) -> torch.Tensor:
+    @property
+    def feature_request(self) -> tuple[tuple[int, ...], str] | None:
+        """(layers, pool) of student hidden states this strategy needs at prefill, if any."""
+        return None
+
+    def check_student(self, identity: str) -> None:
+        """Refuse a student this strategy was not built for (before any decoding)."""
+
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """Per-row mixing weight; rows with α = 0 never call the teacher."""
         return torch.zeros(p_first.shape[0], device=p_first.device)
 
@@ -70,7 +78,7 @@ class FixedAlpha(Strategy):
     def params(self) -> dict:
         return {"alpha": self.alpha, "n_tokens": self.n_tokens}
 
-    def row_alphas(self, p_first: torch.Tensor) -> torch.Tensor:
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         value = self.alpha if self.n_tokens > 0 else 0.0
         return torch.full((p_first.shape[0],), float(value), device=p_first.device)
 
@@ -90,7 +98,7 @@ class EntropyGate(FixedAlpha):
     def params(self) -> dict:
         return {**super().params(), "lo": self.lo, "hi": self.hi}
 
-    def row_alphas(self, p_first: torch.Tensor) -> torch.Tensor:
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         h = entropy(p_first)
         inside = (h >= self.lo) & (h <= self.hi)
         return super().row_alphas(p_first) * inside
@@ -114,7 +122,7 @@ class Switch(Strategy):
     def params(self) -> dict:
         return {"tau0": self.tau0, "lam": self.lam}
 
-    def row_alphas(self, p_first: torch.Tensor) -> torch.Tensor:
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         return torch.ones(p_first.shape[0], device=p_first.device)
 
     def threshold(self, t: int) -> float:
@@ -124,6 +132,49 @@ class Switch(Strategy):
         take_teacher = jsd(p_teacher, p_student) > self.threshold(t)
         tokens = torch.where(take_teacher, p_teacher.argmax(dim=-1), p_student.argmax(dim=-1))
         return tokens, take_teacher
+
+
+@dataclass(frozen=True)
+class PredictedAlpha(Strategy):
+    """α per example from a trained α-predictor artifact, on the student's prefill features;
+    rows predicted α = 0 never call the teacher."""
+
+    artifact: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.artifact:
+            raise UserError("predicted_alpha: give the predictor artifact directory as 'artifact'")
+        self.predictor  # loads (once per process) and validates now
+
+    @property
+    def predictor(self):
+        from predictor.artifact import load_cached
+
+        return load_cached(self.artifact)
+
+    @property
+    def teacher_steps(self) -> int:
+        return self.predictor.n_tokens
+
+    def params(self) -> dict:
+        return {"artifact": self.artifact, "n_tokens": self.predictor.n_tokens}
+
+    @property
+    def feature_request(self) -> tuple[tuple[int, ...], str]:
+        spec = self.predictor.feature_spec
+        return spec.layers, spec.pool
+
+    def check_student(self, identity: str) -> None:
+        built_for = self.predictor.feature_spec.student
+        if built_for != identity:
+            raise UserError(f"α-predictor {self.artifact} was built for student '{built_for}', but the student in use is '{identity}'")
+
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        from predictor.features import online_features
+
+        top1 = p_first.max(dim=-1).values
+        x = online_features(features.cpu().numpy(), entropy(p_first).cpu().numpy(), top1.cpu().numpy(), self.predictor.feature_spec)
+        return torch.from_numpy(self.predictor.predict_alpha(x)).float().to(p_first.device)
 
 
 def _check_alpha_and_n(alpha: float, n_tokens: int) -> None:
@@ -139,6 +190,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "fixed_alpha": FixedAlpha,
     "entropy_gate": EntropyGate,
     "switch": Switch,
+    "predicted_alpha": PredictedAlpha,
 }
 STRATEGY_NAMES = {cls: name for name, cls in STRATEGIES.items()}
 

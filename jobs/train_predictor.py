@@ -1,0 +1,61 @@
+"""Train an α-predictor: `python -m jobs.train_predictor --labels runs/demo-train/labels --out artifacts/alpha-v1`.
+
+Reads one or more α-label datasets, reports held-out decoding accuracy (k folds by
+example) against student, teacher, the best fixed α and the oracle, calibrates the
+entropy gate, and writes a versioned artifact directory (model + metadata.json).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from pipeline.cli import run_main
+from pipeline.errors import UserError
+from predictor.artifact import Predictor
+from predictor.training import TrainSettings, format_metrics, read_labels, train_predictor
+
+
+def settings_from(args) -> TrainSettings:
+    raw = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise UserError(f"config file not found: {args.config}")
+        raw = yaml.safe_load(path.read_text()) or {}
+    for key in ("model", "folds", "seed"):
+        if getattr(args, key) is not None:
+            raw[key] = getattr(args, key)
+    if "stats" in raw:
+        raw["stats"] = tuple(raw["stats"])
+    try:
+        return TrainSettings(**raw)
+    except TypeError as exc:
+        raise UserError(f"predictor config: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.train_predictor", description=__doc__)
+    parser.add_argument("--labels", action="append", required=True, help="label dataset (repeat to train on the union)")
+    parser.add_argument("--out", required=True, help="new artifact directory")
+    parser.add_argument("--config", help="YAML: model, params, folds, seed, stats, decision_margin")
+    parser.add_argument("--model", choices=["sklearn_logreg", "torch_mlp"])
+    parser.add_argument("--folds", type=int)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--init-from", help="previous artifact: same features required; an MLP warm-starts from it")
+    args = parser.parse_args(argv)
+    settings = settings_from(args)
+    if Path(args.out).exists():
+        raise UserError(f"artifact directory {args.out} already exists: choose a new --out (artifacts are versions)")
+    init = Predictor.load(args.init_from) if args.init_from else None
+    table = read_labels(args.labels)
+    predictor = train_predictor(table, settings, args.labels, init)
+    predictor.save(args.out)
+    print(format_metrics(predictor.meta))
+    print(f"artifact: {args.out} ({predictor.meta['model_kind']}, {table.num_rows} examples)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

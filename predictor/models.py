@@ -1,0 +1,111 @@
+"""The α-predictor models: P(correct | α) for every grid α from student features (multi-label)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+class SklearnPerAlpha:
+    """One scaled (+PCA) logistic regression per α; an α whose labels never vary predicts that constant."""
+
+    kind = "sklearn_logreg"
+
+    def __init__(self, pca_components: int = 32, C: float = 1.0, seed: int = 0):
+        self.pca_components, self.C, self.seed = pca_components, C, seed
+        self.columns: list = []
+
+    def params(self) -> dict:
+        return {"pca_components": self.pca_components, "C": self.C, "seed": self.seed}
+
+    def fit(self, X: np.ndarray, Y: np.ndarray, init=None) -> "SklearnPerAlpha":
+        n_comp = min(self.pca_components, X.shape[0] - 1, X.shape[1])
+        self.columns = []
+        for j in range(Y.shape[1]):
+            y = Y[:, j].astype(int)
+            if y.min() == y.max():
+                self.columns.append(float(y[0]))
+                continue
+            model = make_pipeline(StandardScaler(), PCA(n_components=max(1, n_comp), random_state=self.seed),
+                                  LogisticRegression(C=self.C, max_iter=2000))
+            self.columns.append(model.fit(X, y))
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        out = np.empty((X.shape[0], len(self.columns)), dtype=np.float64)
+        for j, col in enumerate(self.columns):
+            out[:, j] = col if isinstance(col, float) else col.predict_proba(X)[:, 1]
+        return out
+
+    def save(self, directory: Path) -> str:
+        joblib.dump(self, directory / "model.joblib")
+        return "model.joblib"
+
+    @staticmethod
+    def load(directory: Path, meta: dict) -> "SklearnPerAlpha":
+        return joblib.load(directory / meta["model_file"])
+
+
+class MLPPerAlpha:
+    """A small torch MLP with one sigmoid output per α, trained full-batch with BCE."""
+
+    kind = "torch_mlp"
+
+    def __init__(self, hidden: int = 64, epochs: int = 300, lr: float = 3e-3, weight_decay: float = 1e-3, seed: int = 0):
+        self.hidden, self.epochs, self.lr, self.weight_decay, self.seed = hidden, epochs, lr, weight_decay, seed
+        self.net: torch.nn.Sequential | None = None
+        self.mean = self.std = None
+
+    def params(self) -> dict:
+        return {"hidden": self.hidden, "epochs": self.epochs, "lr": self.lr, "weight_decay": self.weight_decay, "seed": self.seed}
+
+    def _build(self, d_in: int, d_out: int) -> torch.nn.Sequential:
+        return torch.nn.Sequential(torch.nn.Linear(d_in, self.hidden), torch.nn.GELU(), torch.nn.Linear(self.hidden, d_out))
+
+    def fit(self, X: np.ndarray, Y: np.ndarray, init: "MLPPerAlpha | None" = None) -> "MLPPerAlpha":
+        torch.manual_seed(self.seed)
+        self.mean, self.std = X.mean(axis=0), X.std(axis=0) + 1e-6
+        self.net = self._build(X.shape[1], Y.shape[1])
+        if init is not None and init.net is not None:  # warm start from a previous artifact
+            self.net.load_state_dict(init.net.state_dict())
+        x = torch.from_numpy((X - self.mean) / self.std).float()
+        y = torch.from_numpy(Y.astype(np.float32))
+        opt = torch.optim.AdamW(self.net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        for _ in range(self.epochs):
+            opt.zero_grad()
+            loss_fn(self.net(x), y).backward()
+            opt.step()
+        return self
+
+    @torch.no_grad()
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy((X - self.mean) / self.std).float()
+        return torch.sigmoid(self.net(x)).numpy().astype(np.float64)
+
+    def save(self, directory: Path) -> str:
+        tensors = {f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}
+        tensors["mean"], tensors["std"] = torch.from_numpy(self.mean).float(), torch.from_numpy(self.std).float()
+        save_file(tensors, str(directory / "model.safetensors"))
+        return "model.safetensors"
+
+    @staticmethod
+    def load(directory: Path, meta: dict) -> "MLPPerAlpha":
+        params = meta["model_params"]
+        model = MLPPerAlpha(**params)
+        tensors = load_file(str(directory / meta["model_file"]))
+        model.mean, model.std = tensors.pop("mean").numpy(), tensors.pop("std").numpy()
+        d_in, d_out = tensors["net.0.weight"].shape[1], tensors["net.2.weight"].shape[0]
+        model.net = model._build(d_in, d_out)
+        model.net.load_state_dict({k[len("net."):]: v for k, v in tensors.items()})
+        return model
+
+
+MODELS = {SklearnPerAlpha.kind: SklearnPerAlpha, MLPPerAlpha.kind: MLPPerAlpha}

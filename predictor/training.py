@@ -1,0 +1,135 @@
+"""Training an α-predictor on label datasets, with held-out decoding metrics."""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sklearn.model_selection import KFold
+
+from pipeline.errors import UserError
+from pipeline.manifest import package_versions
+from predictor.artifact import Predictor
+from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics
+from predictor.features import ONLINE_STATS, FeatureSpec, feature_matrix
+from predictor.models import MODELS
+
+LABEL_COLUMNS = ["example_id", "student", "n_tokens", "alpha_grid", "correct", "features", "feature_layers",
+                 "feature_pool", *ONLINE_STATS]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    model: str = "sklearn_logreg"
+    params: dict = field(default_factory=dict)
+    folds: int = 5
+    seed: int = 0
+    stats: tuple[str, ...] = ONLINE_STATS
+    decision_margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise UserError(f"unknown predictor model '{self.model}' (known: {', '.join(MODELS)})")
+        if not isinstance(self.folds, int) or self.folds < 2:
+            raise UserError(f"folds must be an integer ≥ 2, got {self.folds!r}")
+
+
+def read_labels(paths: list[str]) -> pa.Table:
+    """Union of label datasets; they must agree on grid, N, student and feature layout."""
+    tables = []
+    for path in paths:
+        try:
+            tables.append(pq.read_table(path, columns=LABEL_COLUMNS))
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise UserError(f"cannot read label dataset {path}: {str(exc).splitlines()[0]}") from None
+    table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    if table.num_rows == 0:
+        raise UserError(f"label dataset is empty: {', '.join(paths)}")
+    for column in ("student", "n_tokens", "feature_pool"):
+        values = set(table.column(column).to_pylist())
+        if len(values) > 1:
+            raise UserError(f"label datasets disagree on {column}: {sorted(map(str, values))}")
+    grids = {tuple(g) for g in table.column("alpha_grid").to_pylist()}
+    if len(grids) > 1:
+        raise UserError(f"label datasets use different α grids: {sorted(grids)}")
+    ids = table.column("example_id").to_pylist()
+    if len(set(ids)) != len(ids):
+        raise UserError("label datasets overlap: the same example_id appears more than once")
+    return table
+
+
+def label_fingerprint(table: pa.Table) -> str:
+    ids = table.column("example_id").to_pylist()
+    correct = table.column("correct").to_pylist()
+    payload = "\n".join(f"{i}:{''.join('1' if c else '0' for c in row)}" for i, row in sorted(zip(ids, correct)))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def cross_validate(X, Y, grid, settings: TrainSettings, init=None) -> dict:
+    """Held-out decoding metrics over k folds by example, pooled over all held-out rows."""
+    zero = grid.index(0.0) if 0.0 in grid else None
+    per_fold = []
+    folds = KFold(n_splits=min(settings.folds, len(X)), shuffle=True, random_state=settings.seed)
+    for train, test in folds.split(X):
+        model = MODELS[settings.model](**settings.params).fit(X[train], Y[train], init)
+        chosen = choose_alpha_index(model.predict_proba(X[test]), zero, settings.decision_margin)
+        per_fold.append(decoding_metrics(Y[test], chosen, Y[train], grid))
+    n = sum(m["n"] for m in per_fold)
+    pooled = {k: sum(m[k] * m["n"] for m in per_fold) / n for k in per_fold[0] if k not in ("n", "best_fixed_alpha") and per_fold[0][k] is not None}
+    pooled["best_fixed_alpha"] = max({m["best_fixed_alpha"] for m in per_fold}, key=[m["best_fixed_alpha"] for m in per_fold].count)
+    pooled.update(n=n, folds=len(per_fold), student_acc=pooled.get("student_acc"), teacher_acc=pooled.get("teacher_acc"))
+    return pooled
+
+
+def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[str], init: Predictor | None = None) -> Predictor:
+    spec = FeatureSpec.of_labels(table, settings.stats)
+    if init is not None:
+        init.feature_spec.check_matches(spec, "these labels")
+    grid = list(table.column("alpha_grid")[0].as_py())
+    if 0.0 not in grid:
+        raise UserError("the α grid must contain 0.0 (the student alone) to train a predictor")
+    X = feature_matrix(table, spec)
+    Y = np.asarray(table.column("correct").to_pylist(), dtype=bool)
+    init_model = init.model if init is not None and init.meta["model_kind"] == settings.model else None
+    metrics = cross_validate(X, Y, grid, settings, init_model)
+    model = MODELS[settings.model](**settings.params).fit(X, Y, init_model)
+    entropy = table.column("student_entropy").to_numpy()
+    meta = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model_kind": settings.model,
+        "model_params": model.params(),
+        "alpha_grid": grid,
+        "n_tokens": int(table.column("n_tokens")[0].as_py()),
+        "feature_spec": spec.to_dict(),
+        "decision_margin": settings.decision_margin,
+        "label_datasets": label_paths,
+        "label_fingerprint": label_fingerprint(table),
+        "n_examples": table.num_rows,
+        "metrics": metrics,
+        "entropy_gate": calibrate_entropy_gate(entropy, Y, grid),
+        "versions": package_versions(),
+        "init_from": {"label_fingerprint": init.meta["label_fingerprint"], "created_at": init.meta["created_at"]} if init else None,
+    }
+    return Predictor(model, meta)
+
+
+def format_metrics(meta: dict) -> str:
+    m, gate = meta["metrics"], meta["entropy_gate"]
+    rows = [
+        ("student (α=0)", m.get("student_acc")),
+        ("teacher token (α=1)", m.get("teacher_acc")),
+        (f"best fixed α ({m['best_fixed_alpha']:g}, chosen on training folds)", m["best_fixed_alpha_acc"]),
+        ("predicted α", m["predicted_alpha_acc"]),
+        ("oracle (any α correct)", m["oracle_acc"]),
+    ]
+    lines = [f"held-out accuracy over {m['n']} examples ({m['folds']} folds, by example):"]
+    lines += [f"  {name:<52} {'n/a' if acc is None else f'{acc:.3f}'}" for name, acc in rows]
+    lines.append(f"  no teacher call (predicted α = 0): {m['no_teacher_share']:.1%} of examples")
+    lines.append(
+        f"entropy gate calibrated on all labels: inject α={gate['alpha']:g} when entropy in "
+        f"[{gate['lo']:.3f}, {gate['hi']:.3f}] (training accuracy {gate['accuracy']:.3f})"
+    )
+    return "\n".join(lines)
