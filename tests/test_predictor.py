@@ -1,0 +1,140 @@
+"""α-predictor: training, held-out metrics, artifact round trip, online use."""
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from pipeline.alpha_tree import LabelSettings, label_batch
+from pipeline.decoding import Decoder, StopRule
+from pipeline.errors import UserError
+from pipeline.models import ModelSpec, eos_token_ids, load_model, model_identity, shared_vocab_size
+from pipeline.prompts import PromptTemplate, encode_prompt
+from pipeline.runner import ModelRunner
+from pipeline.strategies import FixedAlpha, build_strategy
+from predictor.artifact import Predictor
+from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics
+from predictor.features import FeatureSpec
+from predictor.training import TrainSettings, read_labels, train_predictor
+
+GRID = [1.0, 0.5, 0.0]
+
+
+def synthetic_labels(n=200, dim=6, seed=0, student="s@x"):
+    """Examples whose sign of feature 0 decides whether α=1 or α=0 is right; α=0.5 always wrong."""
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(n, dim)).astype(np.float32)
+    helps = feats[:, 0] > 0
+    correct = [[bool(h), False, bool(not h)] for h in helps]
+    entropy = np.where(helps, 2.0, 0.5) + rng.normal(scale=0.1, size=n)
+    return pa.table({
+        "example_id": [f"d/train/{i:06d}" for i in range(n)],
+        "student": [student] * n,
+        "n_tokens": [2] * n,
+        "alpha_grid": [GRID] * n,
+        "correct": correct,
+        "features": pa.array(feats.tolist(), type=pa.list_(pa.float32(), dim)),
+        "feature_layers": [[-1]] * n,
+        "feature_pool": ["concat"] * n,
+        "student_entropy": entropy,
+        "student_top1_prob": rng.uniform(size=n),
+    })
+
+
+@pytest.mark.parametrize("model", ["sklearn_logreg", "torch_mlp"])
+def test_predictor_learns_which_alpha_helps(model, tmp_path):
+    table = synthetic_labels()
+    predictor = train_predictor(table, TrainSettings(model=model, folds=4), ["synthetic"])
+    m = predictor.meta["metrics"]
+    helps = np.array(table.column("features").to_pylist())[:, 0] > 0
+    assert m["student_acc"] == pytest.approx(1 - helps.mean()) and m["teacher_acc"] == pytest.approx(helps.mean())
+    assert m["oracle_acc"] == 1.0
+    assert m["predicted_alpha_acc"] > 0.9 > max(m["student_acc"], m["teacher_acc"], m["best_fixed_alpha_acc"])
+    assert 0.3 < m["no_teacher_share"] < 0.7
+    gate = predictor.meta["entropy_gate"]
+    assert gate["alpha"] == 1.0 and gate["lo"] > 0.6 and gate["accuracy"] > 0.95
+
+    saved = predictor.save(tmp_path / "art")
+    loaded = Predictor.load(saved)
+    x = np.random.default_rng(1).normal(size=(10, 8)).astype(np.float32)
+    assert np.allclose(loaded.predict_proba(x), predictor.predict_proba(x))
+    assert json.loads((saved / "metadata.json").read_text())["feature_spec"]["dim"] == 8
+    with pytest.raises(UserError, match="already exists"):
+        predictor.save(saved)
+
+
+def test_retraining_from_an_artifact_checks_features(tmp_path):
+    first = train_predictor(synthetic_labels(), TrainSettings(model="torch_mlp", folds=2), ["a"])
+    again = train_predictor(synthetic_labels(seed=1), TrainSettings(model="torch_mlp", folds=2), ["b"], init=first)
+    assert again.meta["init_from"]["label_fingerprint"] == first.meta["label_fingerprint"]
+    assert again.meta["label_fingerprint"] != first.meta["label_fingerprint"]
+    with pytest.raises(UserError, match="other features"):
+        train_predictor(synthetic_labels(student="other@y"), TrainSettings(folds=2), ["c"], init=first)
+
+
+def test_decision_and_metrics_read_off_labels():
+    proba = np.array([[0.9, 0.1, 0.2], [0.3, 0.1, 0.3], [0.1, 0.8, 0.5]])
+    chosen = choose_alpha_index(proba, zero_index=2)
+    assert chosen.tolist() == [0, 2, 1]  # a tie keeps α=0: no teacher call
+    correct = np.array([[True, False, False], [False, False, True], [False, True, False]])
+    m = decoding_metrics(correct, chosen, train_correct=correct, grid=GRID)
+    assert m["predicted_alpha_acc"] == 1.0 and m["student_acc"] == pytest.approx(1 / 3)
+    assert m["no_teacher_share"] == pytest.approx(1 / 3) and m["oracle_acc"] == 1.0
+
+
+def test_entropy_gate_calibration_finds_the_band():
+    entropy = np.array([0.1, 0.2, 1.5, 1.6, 3.0])
+    correct = np.array([[False, False, True], [False, False, True], [True, False, False], [True, False, False], [False, False, True]])
+    gate = calibrate_entropy_gate(entropy, correct, GRID)
+    assert gate["alpha"] == 1.0 and gate["lo"] <= 1.5 and 1.6 <= gate["hi"] < 3.0 and gate["accuracy"] == 1.0
+
+
+def test_read_labels_refuses_mixed_grids(tmp_path):
+    import pyarrow.parquet as pq
+
+    a, b = synthetic_labels(n=10), synthetic_labels(n=10)
+    b = b.set_column(b.schema.get_field_index("alpha_grid"), "alpha_grid", pa.array([[2.0, 0.0, -1.0]] * 10))
+    b = b.set_column(0, "example_id", pa.array([f"other/{i}" for i in range(10)]))
+    pq.write_table(a, tmp_path / "a.parquet")
+    pq.write_table(b, tmp_path / "b.parquet")
+    with pytest.raises(UserError, match="different α grids"):
+        read_labels([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")])
+
+
+def test_predicted_alpha_online_uses_label_features(tiny_pair, tmp_path):
+    """Online features equal the label job's; the strategy decodes each row with its predicted α."""
+    s_spec, t_spec = ModelSpec(str(tiny_pair[0])), ModelSpec(str(tiny_pair[1]))
+    student, teacher = load_model(s_spec), load_model(t_spec)
+    vocab = shared_vocab_size(s_spec, t_spec)
+    decoder = Decoder(ModelRunner(student, vocab), ModelRunner(teacher, vocab), student.tokenizer,
+                      StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), 8))
+    template = PromptTemplate(name="t", instruction="Solve.\n\n")
+    prompts = [encode_prompt(student.tokenizer, template, f"what is {i}+{i}?") for i in range(12)]
+    settings = LabelSettings(alpha_grid=tuple(GRID), n_tokens=2)
+    labels = label_batch(decoder, prompts, settings)
+    rng = np.random.default_rng(0)
+    table = pa.table({
+        "example_id": [f"t/{i}" for i in range(12)], "student": [model_identity(s_spec)] * 12, "n_tokens": [2] * 12,
+        "alpha_grid": [GRID] * 12, "correct": [[bool(b) for b in rng.integers(0, 2, 3)] for _ in range(12)],
+        "features": pa.array([lab.features for lab in labels], type=pa.list_(pa.float32(), 32)),
+        "feature_layers": [[-1]] * 12, "feature_pool": ["concat"] * 12,
+        "student_entropy": [lab.first_token["student_entropy"] for lab in labels],
+        "student_top1_prob": [lab.first_token["student_top1_prob"] for lab in labels],
+    })
+    predictor = train_predictor(table, TrainSettings(model="torch_mlp", folds=2), ["t"])
+    artifact = str(predictor.save(tmp_path / "art"))
+    from predictor.features import feature_matrix
+
+    expected = predictor.predict_alpha(feature_matrix(table, predictor.feature_spec))
+    strategy = build_strategy("predicted_alpha", {"artifact": artifact})
+    strategy.check_student(model_identity(s_spec))
+    gens = decoder.generate(strategy, prompts)
+    assert [g.alpha for g in gens] == pytest.approx(expected.tolist(), abs=1e-6)
+    for alpha in set(expected.tolist()):
+        rows = [i for i, a in enumerate(expected) if a == alpha]
+        fixed = decoder.generate(FixedAlpha(alpha, 2), [prompts[i] for i in rows])
+        assert [gens[i].token_ids for i in rows] == [g.token_ids for g in fixed]
+        assert all((gens[i].teacher_tokens_processed == 0) == (alpha == 0.0) for i in rows)
+    with pytest.raises(UserError, match="built for student"):
+        strategy.check_student(model_identity(t_spec))
