@@ -36,8 +36,9 @@ def placement_info() -> dict:
 
 
 @ray.remote
-class TeacherActor:
-    """The teacher model behind the runner API; sessions keep each caller's KV cache."""
+class ModelActor:
+    """A model (the teacher, or a teaching assistant) behind the runner API on its own
+    resources; sessions keep each caller's KV cache, so one actor serves several students."""
 
     def __init__(self, spec: ModelSpec, vocab_size: int, reuse_preamble: bool):
         _limit_threads()
@@ -52,6 +53,9 @@ class TeacherActor:
     def close(self, session: str) -> None:
         self.runner.close(session)
 
+    def completion_logprobs(self, prompts: list[Prompt], completions: list[list[int]]) -> list[list[float]]:
+        return self.runner.completion_logprobs(prompts, completions)
+
     def placement(self) -> dict:
         return placement_info()
 
@@ -60,7 +64,7 @@ class TeacherActor:
 
 
 class RemoteRunner:
-    """Runner API over a TeacherActor handle: one Ray round trip per call."""
+    """Runner API over a ModelActor handle: one Ray round trip per call."""
 
     def __init__(self, handle, reuse_preamble: bool):
         self.handle = handle
@@ -74,6 +78,9 @@ class RemoteRunner:
 
     def close(self, session: str) -> None:
         self.handle.close.remote(session)  # fire and forget: frees the teacher's cache
+
+    def completion_logprobs(self, prompts: list[Prompt], completions: list[list[int]]) -> list[list[float]]:
+        return ray.get(self.handle.completion_logprobs.remote(prompts, completions))
 
     def prompt_cost(self, prompt: Prompt) -> int:
         preamble, suffix = prompt

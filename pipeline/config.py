@@ -12,7 +12,9 @@ from pipeline.alpha_tree import LabelSettings
 from pipeline.benchmarks import DatasetSpec
 from pipeline.errors import UserError
 from pipeline.models import ModelSpec
+from pipeline.distill import ExportSettings
 from pipeline.placement import RayConfig
+from pipeline.signals import SignalSettings
 from pipeline.strategies import Strategy, build_strategy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +58,8 @@ class RunConfig:
     decoding: DecodingConfig = DecodingConfig()
     ray: RayConfig = RayConfig()
     labels: LabelSettings = LabelSettings()
+    signals: SignalSettings = SignalSettings()
+    export: ExportSettings = ExportSettings()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -131,6 +135,8 @@ def parse_config(raw: dict) -> RunConfig:
         decoding=_section({"decoding": raw.get("decoding", {})}, "decoding", DecodingConfig),
         ray=RayConfig.from_dict(raw.get("ray") or {}),
         labels=_labels(raw.get("labels") or {}),
+        signals=SignalSettings.from_dict(raw.get("signals") or {}),
+        export=ExportSettings.from_dict(raw.get("export") or {}),
     )
 
 

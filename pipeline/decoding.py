@@ -26,6 +26,7 @@ class Generation:
     alpha: float = 0.0  # mixing weight this row used (0: teacher never asked)
     teacher_tokens: int = 0  # generated tokens decided with the teacher's distribution
     teacher_changed_tokens: int = 0  # ...of which differ from the student's own argmax
+    teacher_positions: list[int] = field(default_factory=list)  # indices of those tokens in token_ids
     student_tokens_processed: int = 0
     teacher_tokens_processed: int = 0
     student_first_entropy: float | None = None
@@ -59,6 +60,24 @@ class StopRule:
         return text[:cut]
 
 
+class Sampler:
+    """Temperature sampling that is reproducible per row whatever the batch: row r's token at
+    step t uses Gumbel noise from a generator seeded with (seeds[r], t)."""
+
+    def __init__(self, temperature: float, seeds: list[int]):
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature, self.seeds = temperature, seeds
+
+    def __call__(self, p: torch.Tensor, steps: list[int], rows: list[int]) -> torch.Tensor:
+        noise = torch.empty_like(p)
+        for i, (row, step) in enumerate(zip(rows, steps)):
+            gen = torch.Generator().manual_seed((self.seeds[row] * 1_000_003 + step) % 2**63)
+            noise[i] = torch.rand(p.shape[-1], generator=gen).clamp(1e-20, 1 - 1e-7).to(p.device)
+        gumbel = -torch.log(-torch.log(noise))
+        return (torch.log(p.clamp_min(1e-30)) / self.temperature + gumbel).argmax(dim=-1)
+
+
 class TeacherPhase:
     """The teacher's part of a decoding run: which rows consult it, with which α, until which step.
 
@@ -86,6 +105,8 @@ class TeacherPhase:
         changed = picked != tokens[pos]
         tokens[pos] = picked
         for r, took, diff in zip(self.rows, from_teacher.tolist(), changed.tolist()):
+            if took:
+                gens[r].teacher_positions.append(len(gens[r].token_ids))
             gens[r].teacher_tokens += int(took)
             gens[r].teacher_changed_tokens += int(took and diff)
 
@@ -118,7 +139,8 @@ class Decoder:
     def __init__(self, student, teacher, tokenizer, stop: StopRule):
         self.student, self.teacher, self.tokenizer, self.stop = student, teacher, tokenizer, stop
 
-    def generate(self, strategy: Strategy, prompts: list[Prompt]) -> list[Generation]:
+    def generate(self, strategy: Strategy, prompts: list[Prompt], sampler: "Sampler | None" = None) -> list[Generation]:
+        """Decode a batch with `strategy`; greedy unless a `sampler` picks the primary's tokens."""
         session = uuid.uuid4().hex
         primary = self.teacher if strategy.generator == "teacher" else self.student
         gens = [Generation() for _ in prompts]
@@ -128,7 +150,7 @@ class Decoder:
             teacher = self._teacher_phase(session, strategy, primary, p, features)
             if teacher is not None:
                 teacher.start(prompts, gens)
-            self.decode_loop(session, primary, p, gens, list(range(len(prompts))), teacher)
+            self.decode_loop(session, primary, p, gens, list(range(len(prompts))), teacher, sampler)
         finally:
             primary.close(session)
             if teacher is not None and teacher.logits is not None:
@@ -136,7 +158,7 @@ class Decoder:
         for g in gens:
             g.text = self.stop.final_text(self.tokenizer, g.token_ids)
             if strategy.generator == "teacher":
-                g.teacher_tokens = len(g.token_ids)
+                g.teacher_tokens, g.teacher_positions = len(g.token_ids), list(range(len(g.token_ids)))
         return gens
 
     def _prefill(self, session, strategy, primary, prompts, gens) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -160,7 +182,10 @@ class Decoder:
         rows = [i for i, a in enumerate(alphas.tolist()) if a != 0.0]
         return TeacherPhase(strategy, self.teacher, session, rows, alphas) if rows else None
 
-    def decode_loop(self, session: str, primary, p: torch.Tensor, gens: list[Generation], active: list[int], teacher: TeacherPhase | None = None) -> None:
+    def decode_loop(
+        self, session: str, primary, p: torch.Tensor, gens: list[Generation], active: list[int],
+        teacher: TeacherPhase | None = None, sampler: "Sampler | None" = None,
+    ) -> None:
         """Greedy steps until every active row stopped; `active[i]` is the gens index of batch row i.
 
         Rows may arrive with tokens already generated (a continuation): the stop rule
@@ -168,7 +193,7 @@ class Decoder:
         """
         is_student = primary is self.student
         while active:
-            tokens = p.argmax(dim=-1)
+            tokens = p.argmax(dim=-1) if sampler is None else sampler(p, [len(gens[r].token_ids) for r in active], active)
             if teacher is not None:
                 teacher.apply(len(gens[active[0]].token_ids), p, active, tokens, gens)
             token_of = dict(zip(active, tokens.tolist()))

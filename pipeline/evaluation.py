@@ -61,6 +61,11 @@ def decode_unit(decoder: Decoder, template: PromptTemplate, unit: WorkUnit, work
     ]
 
 
+def teacher_mask(gen: Generation) -> list[bool]:
+    taken = set(gen.teacher_positions)
+    return [i in taken for i in range(len(gen.token_ids))]
+
+
 def result_row(unit: WorkUnit, ex: Example, gen: Generation, p_hash: str, worker_id: str, node_id: str, latency: float) -> dict:
     params = unit.strategy.params
     predicted = normalize_number(extract_answer(gen.text))
@@ -79,6 +84,8 @@ def result_row(unit: WorkUnit, ex: Example, gen: Generation, p_hash: str, worker
         "entropy_hi": params.get("hi"),
         "prompt_hash": p_hash,
         "generated_text": gen.text,
+        "generated_token_ids": gen.token_ids,
+        "teacher_token_mask": teacher_mask(gen),
         "predicted_answer": predicted,
         "gold_answer": ex.gold,
         "correct": answers_match(predicted, ex.gold),
@@ -105,7 +112,7 @@ def run_evaluation(config: RunConfig, out: str) -> list[dict]:
         spec.build().check_student(student)
     examples = load_examples(config.dataset)
     units = list(make_units(config.strategies, examples, config.decoding.batch_size, config.dataset.name, config.dataset.split))
-    job = Job("evaluate", "results", RESULT_SCHEMA, units, len(examples) * len(config.strategies), ignored_config=("labels",))
+    job = Job("evaluate", "results", RESULT_SCHEMA, units, len(examples) * len(config.strategies), ignored_config=("labels", "signals", "export"))
     table, manifest = run_units(config, out, job, examples)
     summary = summarize(table, config.strategies)
     finish(out, job, manifest, "summary.json", {"strategies": summary})

@@ -169,7 +169,7 @@ def run_labels(config: RunConfig, out: str) -> dict:
         for bi, s in enumerate(range(0, len(examples), size))
     ]
     job = Job("label_alpha", "labels", label_schema(feature_dim(config)), units, len(examples),
-              manifest_name="labels_manifest.json", ignored_config=("strategies",))
+              manifest_name="labels_manifest.json", ignored_config=("strategies", "signals", "export"))
     table, manifest = run_units(config, out, job, examples)
     summary = summarize_labels(table)
     finish(out, job, manifest, "label_summary.json", summary)

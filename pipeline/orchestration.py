@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
 import ray
 from tqdm import tqdm
 
-from pipeline.actors import DecodeWorker, TeacherActor
+from pipeline.actors import DecodeWorker, ModelActor
 from pipeline.benchmarks import dataset_fingerprint
 from pipeline.config import RunConfig
 from pipeline.errors import UserError
@@ -19,9 +19,13 @@ from pipeline.models import shared_vocab_size
 from pipeline.results_io import existing_parts, filesystem, join, read_dataset, read_json, write_json, write_part
 
 
+def cluster_has_gpus() -> bool:
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
 def start_actors(config: RunConfig, vocab_size: int) -> tuple[list, list]:
     """Teachers and student workers, each group packed on one node where possible."""
-    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+    has_gpus = cluster_has_gpus()
     rc, dec = config.ray, config.decoding
     teachers, workers = [], []
     for t in range(rc.num_teachers):
@@ -34,7 +38,7 @@ def start_actors(config: RunConfig, vocab_size: int) -> tuple[list, list]:
         # workers find their teacher by name: a handle passed as a constructor argument would
         # live in the object store, and a restarted worker could lose it
         teacher_name = f"teacher-{uuid.uuid4().hex[:12]}"
-        teacher = TeacherActor.options(
+        teacher = ModelActor.options(
             **rc.teacher.actor_options(has_gpus), scheduling_strategy=place(0), max_restarts=-1, max_task_retries=-1,
             name=teacher_name,
         ).remote(config.teacher, vocab_size, dec.reuse_preamble_cache)
@@ -101,6 +105,7 @@ class Job:
     expected_rows: int
     manifest_name: str = "manifest.json"
     ignored_config: tuple[str, ...] = ()  # config sections that do not affect this job's output
+    extra_actors: Callable[[bool, int], object] | None = None  # starts actors the units use (has_gpus, vocab)
 
 
 def run_units(config: RunConfig, out: str, job: Job, examples: list) -> tuple[pa.Table, dict]:
@@ -136,12 +141,15 @@ def run_units(config: RunConfig, out: str, job: Job, examples: list) -> tuple[pa
     started = time.time()
     if todo:
         ray.init(ignore_reinit_error=True, log_to_driver=False)
-        _, workers = start_actors(config, vocab_size)
+        # the driver holds every handle until the end: Ray ends an actor when no handle is left
+        teachers, workers = start_actors(config, vocab_size)
+        extras = job.extra_actors(cluster_has_gpus(), vocab_size) if job.extra_actors is not None else None
         with tqdm(total=sum(len(u.examples) for u in todo), unit="ex", desc=job.name) as bar:
             def write(unit, rows):
                 write_part(fs, data_dir, unit.part_name, rows, job.schema)
                 bar.update(len(unit.examples))
             schedule(workers, todo, write, config.ray.max_attempts)
+        del teachers, workers, extras
 
     table = read_dataset(fs, data_dir)
     if table.num_rows != job.expected_rows:

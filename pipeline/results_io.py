@@ -28,6 +28,8 @@ RESULT_SCHEMA = pa.schema(
         pa.field("entropy_hi", pa.float64()),
         pa.field("prompt_hash", pa.string()),
         pa.field("generated_text", pa.string()),
+        pa.field("generated_token_ids", pa.list_(pa.int64())),
+        pa.field("teacher_token_mask", pa.list_(pa.bool_())),  # per generated token: decided with the teacher
         pa.field("predicted_answer", pa.string()),
         pa.field("gold_answer", pa.string()),
         pa.field("correct", pa.bool_()),

@@ -90,6 +90,26 @@ class ModelRunner:
         self.tokens_processed += tokens.shape[0]
         return self._last_logits(out.logits)
 
+    @torch.inference_mode()
+    def completion_logprobs(self, prompts: list[Prompt], completions: list[list[int]]) -> list[list[float]]:
+        """Log-probability of every completion token given its prompt (teacher forcing), per row."""
+        seqs = [p + s + c for (p, s), c in zip(prompts, completions)]
+        ids, mask = self._left_pad(seqs)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        keep = max(len(c) for c in completions) + 1  # only the logits that score completion tokens
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
+        self.tokens_processed += int(mask.sum())
+        logits = out.logits.float()
+        if self.vocab_size is not None:
+            logits = logits[..., : self.vocab_size]
+        logp = torch.log_softmax(logits, dim=-1)
+        scores = []
+        for i, completion in enumerate(completions):
+            n = len(completion)
+            targets = ids[i, ids.shape[1] - n :].unsqueeze(-1)
+            scores.append(logp[i, keep - n - 1 : keep - 1].gather(-1, targets).squeeze(-1).tolist() if n else [])
+        return scores
+
     def close(self, session: str) -> None:
         self._sessions.pop(session, None)
 

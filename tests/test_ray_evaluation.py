@@ -14,7 +14,6 @@ import pytest
 import ray
 import yaml
 
-from pipeline.actors import DecodeWorker, TeacherActor  # noqa: F401  (registered remote classes)
 from pipeline.config import load_config
 from pipeline.decoding import Decoder, StopRule
 from pipeline.errors import UserError

@@ -1,0 +1,34 @@
+"""Export distillation data: `python -m jobs.export_distill --input runs/demo/with_signals --config configs/demo.yaml --out runs/demo/distill`.
+
+Writes a Parquet training set (prompt, target completion, source, per-token origin
+mask, signals, weight; rule in pipeline/distill.py) readable with
+`datasets.load_dataset("parquet", data_files="OUT/*.parquet")`.
+"""
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from pipeline.cli import add_config_args, run_main
+from pipeline.config import load_config
+from pipeline.distill import DISTILL_SCHEMA, distill_rows, read_table
+from pipeline.results_io import filesystem, write_part
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.export_distill", description=__doc__)
+    add_config_args(parser)
+    parser.add_argument("--input", required=True, help="the with_signals dataset written by jobs.score_signals")
+    parser.add_argument("--out", required=True, help="output directory or pyarrow filesystem URI")
+    args = parser.parse_args(argv)
+    config = load_config(args.config, args.overrides)
+    rows = distill_rows(read_table(args.input), config.export)
+    fs, root = filesystem(args.out)
+    write_part(fs, root, "part-000000.parquet", rows, DISTILL_SCHEMA)
+    kept = sum(r["weight"] > 0 for r in rows)
+    print(f"{len(rows)} rows ({dict(Counter(r['source'] for r in rows))}), {kept} with weight > 0 -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,31 @@
+"""Teaching-assistant signals: `python -m jobs.score_signals --results runs/demo/results --config configs/demo.yaml --out runs/demo`.
+
+For every example of a results or label dataset: student self-consistency (k seeded
+samples at temperature T: majority answer and agreement) and a TA model's confidence
+(mean and minimum token log-probability) in the student's and the teacher's greedy
+outputs. Writes OUT/signals/, OUT/with_signals/ (the input joined by example_id) and
+OUT/signals_summary.json (ROC AUC of each signal for correctness).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from pipeline.cli import add_config_args, run_main
+from pipeline.config import load_config
+from pipeline.signals import run_signals
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.score_signals", description=__doc__)
+    add_config_args(parser)
+    parser.add_argument("--results", required=True, help="results or label dataset to add signals to")
+    parser.add_argument("--out", required=True, help="output directory or pyarrow filesystem URI")
+    args = parser.parse_args(argv)
+    summary = run_signals(load_config(args.config, args.overrides), args.results, args.out)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
