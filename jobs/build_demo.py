@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None,
                     help=f"output directory (default: {demo_paths().root})")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="world seed (default: %(default)s)")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per model; teacher and student train at once (default: %(default)s)")
     args = ap.parse_args(argv)
     build_demo_world(args.out, args.seed, threads=args.threads)
     return 0

@@ -89,14 +89,23 @@ class EntropyGate(FixedAlpha):
 
     lo: float = 0.0
     hi: float = math.inf
+    artifact: str = ""  # an α-predictor artifact: take lo, hi, α and N from its calibrated gate
 
     def __post_init__(self) -> None:
+        if self.artifact:
+            from predictor.artifact import load_cached
+
+            predictor = load_cached(self.artifact)
+            gate = predictor.meta["entropy_gate"]
+            for key, value in (("lo", gate["lo"]), ("hi", gate["hi"]), ("alpha", gate["alpha"]), ("n_tokens", predictor.n_tokens)):
+                object.__setattr__(self, key, value)
         super().__post_init__()
         if not self.lo <= self.hi:
             raise UserError(f"entropy_gate: lo ({self.lo}) must not exceed hi ({self.hi})")
 
     def params(self) -> dict:
-        return {**super().params(), "lo": self.lo, "hi": self.hi}
+        calibrated = {"artifact": self.artifact} if self.artifact else {}
+        return {**super().params(), "lo": self.lo, "hi": self.hi, **calibrated}
 
     def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         h = entropy(p_first)

@@ -68,8 +68,7 @@ def test_tokenizer_round_trip_and_single_digits():
 
 def _shipped():
     paths = demo_paths()
-    if not (paths.student / "model.safetensors").is_file():
-        pytest.skip("demo world not built (python -m jobs.build_demo)")
+    assert (paths.student / "model.safetensors").is_file(), "the demo world ships in demo_world/ (python -m jobs.build_demo)"
     return paths
 
 
@@ -106,3 +105,16 @@ def test_shipped_checkpoints_load_and_share_vocabulary():
     assert sizes["teacher"] > 2 * sizes["student"]
     text = tok.decode(tok.encode(" 5*3=15. The answer is 15.", add_special_tokens=False))
     assert text == " 5*3=15. The answer is 15."
+
+
+def test_chain_of_thought_starts_from_the_asked_quantity():
+    """The first number of the CoT is the two-hop lookup (person, item) among four inventory numbers."""
+    pattern = re.compile(r"(\w+) has (\d+) (\w+) and (\d+) (\w+)\.")
+    for row in generate_problems(200, seed=5):
+        inventory = {}
+        for person, a, item_a, b, item_b in pattern.findall(row["question"]):
+            inventory[person, item_a], inventory[person, item_b] = int(a), int(b)
+        assert len(inventory) == 4
+        what, who = re.search(r"How many (\w+) does (\w+) have now\?", row["question"]).groups()
+        first = int(re.match(r"(\d+)", cot_text(row)).group(1))
+        assert first == inventory[who, what]

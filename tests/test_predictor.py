@@ -138,3 +138,6 @@ def test_predicted_alpha_online_uses_label_features(tiny_pair, tmp_path):
         assert all((gens[i].teacher_tokens_processed == 0) == (alpha == 0.0) for i in rows)
     with pytest.raises(UserError, match="built for student"):
         strategy.check_student(model_identity(t_spec))
+    gate = build_strategy("entropy_gate", {"artifact": artifact})
+    calibrated = predictor.meta["entropy_gate"]
+    assert (gate.lo, gate.hi, gate.alpha, gate.n_tokens) == (calibrated["lo"], calibrated["hi"], calibrated["alpha"], 2)

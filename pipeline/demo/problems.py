@@ -1,15 +1,14 @@
 """Deterministic generator of small GSM-style multi-step arithmetic word problems.
 
-Every problem is built from a template (2-4 operations), random names, items and
-small operands, drawn from `random.Random(seed)`, so the same seed always gives the
-same rows.  Rows use the GSM8K format: ``{"question": str, "answer": str}`` where
+Every problem is an inventory of two people and two items followed by 2-4 events,
+with random names, items and small operands drawn from `random.Random(seed)`, so the
+same seed always gives the same rows.  Rows use the GSM8K format: ``{"question": str, "answer": str}`` where
 ``answer`` is one equation per line followed by ``"\\n#### N"``.  The model's target
 text is the terse chain of thought produced by :func:`cot_text`, e.g.
-``"5*3=15. 7+15=22. 22-4=18. The answer is 18."``.
+``"5+3=8. 8*2=16. 16-4=12. The answer is 12."``.
 
-The first equation of every chain of thought is the *plan*: which two quantities
-are combined first, and how.  It depends on the template, so a model has to read
-the question to get it right; once it is written down, the rest is bookkeeping.
+The first number of every chain of thought is the *plan*: which of the four
+quantities the question is about.  Once it is written down, the rest is bookkeeping.
 """
 from __future__ import annotations
 
@@ -31,101 +30,51 @@ ITEMS = [
 
 MAX_RESULT = 99
 
-# A template returns (question, steps) where steps is a list of (a, op, b) tuples in
-# which a / b may be the string "r<i>" (the result of step i).  `None` = reject draw.
-Step = tuple  # (int | str, str, int | str)
-
-
-def _t_buy_then_give(r, n, p, m, it):
-    a, b, c, d = r.randint(2, 20), r.randint(2, 6), r.randint(2, 9), r.randint(1, 15)
-    q = (f"{n} has {a} {it}. {p} buys {b} bags of {c} {it}. {p} gives away {d}. "
-         f"How many {it} does {n} have?")
-    return q, [(b, "*", c), (a, "+", "r0"), ("r1", "-", d)]
-
-
-def _t_give_then_buy(r, n, p, m, it):
-    a, b, c, d = r.randint(5, 20), r.randint(2, 6), r.randint(2, 9), r.randint(1, 15)
-    q = (f"{n} has {a} {it}. {p} gives away {d}. {p} buys {b} bags of {c} {it}. "
-         f"How many {it} does {n} have?")
-    return q, [(a, "-", d), (b, "*", c), ("r0", "+", "r1")]
-
-
-def _t_more_together(r, n, p, m, it):
-    a, b = r.randint(2, 30), r.randint(2, 20)
-    q = f"{n} has {a} {it}. {m} has {b} more. How many {it} do they have together?"
-    return q, [(a, "+", b), (a, "+", "r0")]
-
-
-def _t_fewer_together(r, n, p, m, it):
-    a, b = r.randint(5, 30), r.randint(1, 20)
-    q = f"{n} has {a} {it}. {m} has {b} fewer. How many {it} do they have together?"
-    return q, [(a, "-", b), (a, "+", "r0")]
-
-
-def _t_times_together(r, n, p, m, it):
-    a, b = r.randint(2, 12), r.randint(2, 6)
-    q = f"{n} has {a} {it}. {m} has {b} times as many. How many {it} do they have together?"
-    return q, [(a, "*", b), (a, "+", "r0")]
-
-
-def _t_times_give(r, n, p, m, it):
-    a, b, c = r.randint(2, 12), r.randint(2, 6), r.randint(1, 15)
-    q = f"{n} has {a} {it}. {m} has {b} times as many. {m} gives away {c}. How many {it} does {m} have?"
-    return q, [(a, "*", b), ("r0", "-", c)]
-
-
-def _t_more_give(r, n, p, m, it):
-    a, b, c = r.randint(2, 30), r.randint(2, 20), r.randint(1, 15)
-    q = f"{n} has {a} {it}. {m} has {b} more. {m} gives away {c}. How many {it} does {m} have?"
-    return q, [(a, "+", b), ("r0", "-", c)]
-
-
-def _t_bags_eat(r, n, p, m, it):
-    a, b, c = r.randint(2, 9), r.randint(2, 9), r.randint(1, 15)
-    q = f"{n} buys {a} bags of {b} {it}. {p} loses {c}. How many {it} are left?"
-    return q, [(a, "*", b), ("r0", "-", c)]
-
-
-def _t_share(r, n, p, m, it):
-    c, y = r.randint(2, 6), r.randint(2, 9)
-    total = c * y
-    divs = [a for a in range(2, 10) if total % a == 0 and 2 <= total // a <= 9]
-    if not divs:
-        return None
-    a = r.choice(divs)
-    b = total // a
-    q = f"{n} has {a} bags of {b} {it}. {p} shares them among {c} friends. How many {it} does each friend get?"
-    return q, [(a, "*", b), ("r0", "/", c)]
-
-
-def _t_two_bags(r, n, p, m, it):
-    a, b, c, d, e = (r.randint(2, 15), r.randint(2, 5), r.randint(2, 9),
-                     r.randint(2, 5), r.randint(2, 9))
-    q = (f"{n} has {a} {it}. {p} buys {b} bags of {c} {it} and {d} bags of {e} {it}. "
-         f"How many {it} does {n} have?")
-    return q, [(b, "*", c), (d, "*", e), ("r0", "+", "r1"), (a, "+", "r2")]
-
-
-def _t_each_buy(r, n, p, m, it):
-    a, b, c = r.randint(2, 25), r.randint(2, 25), r.randint(2, 15)
-    q = f"{n} has {a} {it} and {m} has {b} {it}. They each buy {c} more. How many {it} do they have?"
-    return q, [(a, "+", c), (b, "+", c), ("r0", "+", "r1")]
-
-
-def _t_lose_then_more(r, n, p, m, it):
-    a, b, c = r.randint(5, 30), r.randint(1, 15), r.randint(2, 20)
-    q = f"{n} has {a} {it}. {p} loses {b}. {m} has {c} more than {n} now. How many {it} does {m} have?"
-    return q, [(a, "-", b), ("r0", "+", c)]
-
-
-TEMPLATES: list[Callable] = [
-    _t_buy_then_give, _t_give_then_buy, _t_more_together, _t_fewer_together,
-    _t_times_together, _t_times_give, _t_more_give, _t_bags_eat, _t_share,
-    _t_two_bags, _t_each_buy, _t_lose_then_more,
+# Every problem opens with an inventory: two people, two items each, four small
+# numbers. The question asks about one person's one item, and 2-4 events change it.
+# The chain of thought starts from the asked quantity ("3+4=7. 7-2=5. ..."), so its
+# first tokens carry the one hard decision: which of the four numbers to start from
+# (a two-hop lookup: person, then item). Everything after is easy bookkeeping: the
+# events come in order and name their amounts. A small, shallow student gets the
+# lookup wrong far more often than the rest, which is exactly what a few injected
+# teacher tokens can fix.
+EVENTS = [
+    ("{who} buys {k} more {what}.", "+"),
+    ("{who} finds {k} more {what}.", "+"),
+    ("{who} gets {k} {what} as a gift.", "+"),
+    ("{who} gives away {k} {what}.", "-"),
+    ("{who} loses {k} {what}.", "-"),
+    ("{who} sells {k} {what}.", "-"),
+    ("{who} doubles the {what}.", "*"),
 ]
 
-_OPS = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y,
-        "/": lambda x, y: x // y if y and x % y == 0 else None}
+
+def _one_problem(r: random.Random) -> dict:
+    while True:
+        (p1, _), (p2, _) = r.sample(NAMES, 2)
+        it1, it2 = r.sample(ITEMS, 2)
+        counts = {(p, it): r.randint(1, 9) for p in (p1, p2) for it in (it1, it2)}
+        who, what = r.choice((p1, p2)), r.choice((it1, it2))
+        sentences = []
+        for person in (p1, p2):
+            first, second = r.sample((it1, it2), 2)  # item order varies, so the lookup is not positional
+            sentences.append(f"{person} has {counts[person, first]} {first} and {counts[person, second]} {second}.")
+        steps, value = [], counts[who, what]
+        for i in range(r.choice((2, 2, 3, 3, 4))):
+            text, op = r.choice(EVENTS)
+            k = 2 if op == "*" else r.randint(1, 9)
+            sentences.append(text.format(who=who, k=k, what=what))
+            steps.append(("r" + str(i - 1) if i else value, op, k))
+        question = " ".join(sentences) + f" How many {what} does {who} have now?"
+        solved = _solve(steps)
+        if solved is None:
+            continue
+        lines = [f"{x}{op}{y}={v}" for x, op, y, v in solved]
+        answer = "\n".join(lines) + f"\n#### {solved[-1][3]}"
+        return {"question": question, "answer": answer}
+
+
+_OPS = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}
 
 
 def _solve(steps: list[Step]) -> list[tuple[int, str, int, int]] | None:
@@ -135,28 +84,11 @@ def _solve(steps: list[Step]) -> list[tuple[int, str, int, int]] | None:
         x = results[int(a[1:])] if isinstance(a, str) else a
         y = results[int(b[1:])] if isinstance(b, str) else b
         v = _OPS[op](x, y)
-        if v is None or v <= 0 or v > MAX_RESULT:
+        if v <= 0 or v > MAX_RESULT:
             return None
         results.append(v)
         out.append((x, op, y, v))
     return out
-
-
-def _one_problem(r: random.Random) -> dict:
-    while True:
-        tmpl = r.choice(TEMPLATES)
-        (n, p), (m, _) = r.sample(NAMES, 2)
-        it = r.choice(ITEMS)
-        drawn = tmpl(r, n, p, m, it)
-        if drawn is None:
-            continue
-        question, steps = drawn
-        solved = _solve(steps)
-        if solved is None:
-            continue
-        lines = [f"{x}{op}{y}={v}" for x, op, y, v in solved]
-        answer = "\n".join(lines) + f"\n#### {solved[-1][3]}"
-        return {"question": question, "answer": answer}
 
 
 def generate_problems(n: int, seed: int) -> list[dict]:

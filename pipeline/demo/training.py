@@ -90,7 +90,7 @@ def _lr_at(step: int, spec: ModelSpec) -> float:
 
 def train_model(spec: ModelSpec, examples: list[tuple[list[int], list[int]]],
                 tok: PreTrainedTokenizerFast, seed: int, desc: str = "train",
-                threads: int = 1) -> LlamaForCausalLM:
+                threads: int = 1, position: int = 0) -> LlamaForCausalLM:
     """Train one model from scratch; deterministic for (spec, examples, seed, threads)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -106,7 +106,7 @@ def train_model(spec: ModelSpec, examples: list[tuple[list[int], list[int]]],
     order_rng = random.Random(seed)
     order: list[int] = []
     ema = None
-    bar = tqdm(range(spec.steps), desc=desc, unit="step", dynamic_ncols=True)
+    bar = tqdm(range(spec.steps), desc=desc, unit="step", dynamic_ncols=True, position=position)
     for step in bar:
         if len(order) < spec.batch_size:  # deterministic epoch-wise reshuffle
             perm = list(range(len(examples)))

@@ -14,12 +14,16 @@ defaults below); the prompt is the built-in template ``demo``.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from transformers import AutoTokenizer
+
 import pipeline
-from pipeline.demo.problems import cot_text, split_problems, write_jsonl
+from pipeline.demo.problems import cot_text, read_jsonl, split_problems, write_jsonl
 from pipeline.demo.tokenizer import save_tokenizer, train_tokenizer
 from pipeline.demo.training import ModelSpec, build_examples, save_model, train_model
 from pipeline.prompts import load_template
@@ -31,9 +35,9 @@ N_TRAIN = 20000
 N_TEST = 600
 
 TEACHER_SPEC = ModelSpec(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384,
-                         steps=1000, batch_size=64, lr=2e-3, warmup_steps=60)
-STUDENT_SPEC = ModelSpec(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=192,
-                         steps=600, batch_size=64, lr=2e-3, warmup_steps=60)
+                         steps=800, batch_size=64, lr=2e-3, warmup_steps=60)
+STUDENT_SPEC = ModelSpec(hidden_size=96, num_layers=3, num_heads=4, intermediate_size=256,
+                         steps=700, batch_size=64, lr=2e-3, warmup_steps=60)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,16 @@ def demo_paths(root: str | Path | None = None) -> DemoPaths:
                      tokenizer=root / "tokenizer", student=root / "student", teacher=root / "teacher")
 
 
+def _train_and_save(role: str, spec: ModelSpec, out: str, seed: int, root: str, position: int, threads: int) -> int:
+    """One model, in its own process: train on the world's train split and save it."""
+    paths = demo_paths(root)
+    tok = AutoTokenizer.from_pretrained(paths.tokenizer)
+    examples = build_examples(read_jsonl(paths.train), tok, load_template(TEMPLATE_NAME))
+    model = train_model(spec, examples, tok, seed=seed, desc=role, threads=threads, position=position)
+    save_model(model, tok, out, spec=spec, seed=seed)
+    return sum(p.numel() for p in model.parameters())
+
+
 def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED, *,
                      n_train: int = N_TRAIN, n_test: int = N_TEST,
                      teacher_spec: ModelSpec = TEACHER_SPEC, student_spec: ModelSpec = STUDENT_SPEC,
@@ -73,16 +87,18 @@ def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED
     save_tokenizer(tok, paths.tokenizer)
     log(f"tokenizer: {len(tok)} tokens (eos={tok.eos_token_id}, pad={tok.pad_token_id}) -> {paths.tokenizer}")
 
-    examples = build_examples(train, tok, template)
     summary = {"seed": seed, "n_train": len(train), "n_test": len(test), "template": TEMPLATE_NAME,
                "vocab_size": len(tok)}
-    for role, spec, out, model_seed in (("teacher", teacher_spec, paths.teacher, seed + 1),
-                                        ("student", student_spec, paths.student, seed + 2)):
-        model = train_model(spec, examples, tok, seed=model_seed, desc=role, threads=threads)
-        save_model(model, tok, out, spec=spec, seed=model_seed)
-        n_params = sum(p.numel() for p in model.parameters())
-        summary[role] = {"num_parameters": n_params, **asdict(spec)}
-        log(f"{role}: {n_params:,} parameters -> {out}")
+    jobs = (("teacher", teacher_spec, paths.teacher, seed + 1), ("student", student_spec, paths.student, seed + 2))
+    # the two models train at once, one process and `threads` threads each: a 2-core machine
+    # builds the world in the teacher's time, and each model stays deterministic
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {role: pool.submit(_train_and_save, role, spec, str(out), model_seed, str(paths.root), i, threads)
+                   for i, (role, spec, out, model_seed) in enumerate(jobs)}
+        for role, spec, out, _ in jobs:
+            n_params = futures[role].result()
+            summary[role] = {"num_parameters": n_params, **asdict(spec)}
+            log(f"{role}: {n_params:,} parameters -> {out}")
     summary["build_seconds"] = round(time.time() - t0, 1)
     (paths.root / "world.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"demo world built in {summary['build_seconds']:.0f} s -> {paths.root}")
