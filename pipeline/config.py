@@ -100,7 +100,7 @@ def _strategy_specs(raw: Any) -> tuple[StrategySpec, ...]:
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or "name" not in item:
             raise UserError(f"config: strategies[{i}] must be a mapping with a 'name'")
-        params = {k: v for k, v in item.items() if k != "name"}
+        params = {k: (resolve_path(v) if k == "artifact" and isinstance(v, str) else v) for k, v in item.items() if k != "name"}
         spec = StrategySpec(str(item["name"]), params)
         spec.build()  # validates parameters now, before any model is loaded
         specs.append(spec)
