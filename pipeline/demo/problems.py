@@ -1,13 +1,13 @@
 """Deterministic generator of small GSM-style multi-step arithmetic word problems.
 
-Every problem is an inventory of two people and two items followed by 2-4 events,
+Every problem asks about one of three items a person owns, then gives 2-4 events,
 with random names, items and small operands drawn from `random.Random(seed)`, so the
 same seed always gives the same rows.  Rows use the GSM8K format: ``{"question": str, "answer": str}`` where
 ``answer`` is one equation per line followed by ``"\\n#### N"``.  The model's target
 text is the terse chain of thought produced by :func:`cot_text`, e.g.
 ``"5+3=8. 8*2=16. 16-4=12. The answer is 12."``.
 
-The first number of every chain of thought is the *plan*: which of the four
+The first number of every chain of thought is the *plan*: which of the three
 quantities the question is about.  Once it is written down, the rest is bookkeeping.
 """
 from __future__ import annotations
@@ -30,14 +30,14 @@ ITEMS = [
 
 MAX_RESULT = 99
 
-# Every problem opens with an inventory: two people, two items each, four small
-# numbers. The question asks about one person's one item, and 2-4 events change it.
-# The chain of thought starts from the asked quantity ("3+4=7. 7-2=5. ..."), so its
-# first tokens carry the one hard decision: which of the four numbers to start from
-# (a two-hop lookup: person, then item). Everything after is easy bookkeeping: the
-# events come in order and name their amounts. A small, shallow student gets the
-# lookup wrong far more often than the rest, which is exactly what a few injected
-# teacher tokens can fix.
+# Every problem asks about one of three items a person owns, then lists the inventory
+# (three small numbers) and 2-4 events that change the asked item. The chain of
+# thought starts from the asked quantity ("3+4=7. 7-2=5. ..."), so its first tokens
+# carry the one hard decision: which of the three numbers to start from. Finding it
+# takes two steps of attention (the item word gathers its count, the answer finds the
+# asked item), which a one-layer student cannot compose while a deeper teacher can.
+# Everything after is easy bookkeeping: the events come in order and name their
+# amounts. So a few injected teacher tokens fix exactly what the student gets wrong.
 EVENTS = [
     ("{who} buys {k} more {what}.", "+"),
     ("{who} finds {k} more {what}.", "+"),
@@ -51,21 +51,21 @@ EVENTS = [
 
 def _one_problem(r: random.Random) -> dict:
     while True:
-        (p1, _), (p2, _) = r.sample(NAMES, 2)
-        it1, it2 = r.sample(ITEMS, 2)
-        counts = {(p, it): r.randint(1, 9) for p in (p1, p2) for it in (it1, it2)}
-        who, what = r.choice((p1, p2)), r.choice((it1, it2))
-        sentences = []
-        for person in (p1, p2):
-            first, second = r.sample((it1, it2), 2)  # item order varies, so the lookup is not positional
-            sentences.append(f"{person} has {counts[person, first]} {first} and {counts[person, second]} {second}.")
-        steps, value = [], counts[who, what]
+        who, _ = r.choice(NAMES)
+        items = r.sample(ITEMS, 3)
+        counts = {it: r.randint(1, 9) for it in items}
+        what = r.choice(items)
+        sentences = [
+            f"How many {what} does {who} have now?",
+            f"{who} has {counts[items[0]]} {items[0]}, {counts[items[1]]} {items[1]} and {counts[items[2]]} {items[2]}.",
+        ]
+        steps, value = [], counts[what]
         for i in range(r.choice((2, 2, 3, 3, 4))):
             text, op = r.choice(EVENTS)
             k = 2 if op == "*" else r.randint(1, 9)
             sentences.append(text.format(who=who, k=k, what=what))
             steps.append(("r" + str(i - 1) if i else value, op, k))
-        question = " ".join(sentences) + f" How many {what} does {who} have now?"
+        question = " ".join(sentences)
         solved = _solve(steps)
         if solved is None:
             continue
