@@ -32,11 +32,11 @@ def summarize(table: pa.Table, strategies: Sequence[StrategySpec]) -> list[dict]
 
 
 def format_table(summary: list[dict]) -> str:
-    header = f"{'strategy':<44} {'accuracy':>8} {'n':>6} {'teacher tok/ex':>14} {'ex/s':>8}"
+    header = f"{'strategy':<52} {'accuracy':>8} {'n':>6} {'teacher tok/ex':>14} {'ex/s':>8}"
     lines = [header, "-" * len(header)]
     for s in summary:
         lines.append(
-            f"{s['label']:<44} {s['accuracy']:>8.3f} {s['n']:>6d} {s['teacher_tokens_per_example']:>14.2f} {s['examples_per_s']:>8.2f}"
+            f"{s['label']:<52} {s['accuracy']:>8.3f} {s['n']:>6d} {s['teacher_tokens_per_example']:>14.2f} {s['examples_per_s']:>8.2f}"
         )
     return "\n".join(lines)
 
