@@ -69,6 +69,8 @@ class RunConfig:
         key = self.to_dict()
         for name in ("ray", *ignore):
             key.pop(name)
+        if "signals" in key:
+            key["signals"].pop("ta_resources")
         return key
 
 

@@ -163,9 +163,17 @@ def run_signals(config, results_path: str, out: str) -> dict:
     resources = settings.ta_resources or config.ray.teacher
 
     def start_ta(has_gpus: bool, vocab: int):
-        return ModelActor.options(**resources.actor_options(has_gpus), name=ta_name, max_restarts=-1, max_task_retries=-1).remote(
+        actor = ModelActor.options(**resources.actor_options(has_gpus), name=ta_name, max_restarts=-1, max_task_retries=-1).remote(
             ta_spec, vocab, config.decoding.reuse_preamble_cache
         )
+        try:
+            ray.get(actor.placement.remote(), timeout=config.ray.placement_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise UserError(
+                f"Ray could not start the teaching-assistant actor within {config.ray.placement_timeout_s:.0f}s: it needs "
+                f"{resources.actor_options(has_gpus)}, the cluster has {ray.cluster_resources()}; lower signals.ta_resources"
+            ) from None
+        return actor
 
     size = config.decoding.batch_size
     units = [SignalUnit(b, tuple(examples[s : s + size]), settings, ta_name) for b, s in enumerate(range(0, len(examples), size))]
