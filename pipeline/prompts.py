@@ -35,7 +35,7 @@ class PromptTemplate:
 
     def preamble(self) -> str:
         shots = "".join(
-            f"{self.question_prefix}{ex.question}{self.answer_prefix} {ex.answer}{self.separator}"
+            f"{self.question_prefix}{ex.question}{self.answer_prefix}{answer_lead(self)}{ex.answer}{self.separator}"
             for ex in self.exemplars
         )
         return self.instruction + shots
@@ -45,6 +45,12 @@ class PromptTemplate:
 
     def render(self, question: str) -> str:
         return self.preamble() + self.suffix(question)
+
+
+def answer_lead(template: PromptTemplate) -> str:
+    """The space between the answer prefix and the answer, unless the prefix ends with it
+    (then the model's first generated token is the answer's first word, not a space)."""
+    return "" if template.answer_prefix.endswith(" ") else " "
 
 
 def load_template(name_or_path: str) -> PromptTemplate:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from pipeline.demo.problems import cot_text
-from pipeline.prompts import PromptTemplate, encode_prompt
+from pipeline.prompts import PromptTemplate, answer_lead, encode_prompt
 
 IGNORE = -100
 
@@ -58,13 +58,20 @@ class ModelSpec:
 
 def build_examples(rows: list[dict], tok: PreTrainedTokenizerFast,
                    template: PromptTemplate) -> list[tuple[list[int], list[int]]]:
-    """(input_ids, labels) per row: prompt as context, ' ' + CoT + eos as target."""
+    """(input_ids, labels) per row: the prompt as context, the CoT + eos as target.
+
+    The loss also covers the space between "A:" and the answer, whether the template's
+    answer prefix ends with it or not, so both ways of writing the prompt train the
+    same model (the token sequence is the same).
+    """
     out = []
     for row in rows:
         pre, suf = encode_prompt(tok, template, row["question"])
         ctx = pre + suf
-        tgt = tok.encode(" " + cot_text(row), add_special_tokens=False) + [tok.eos_token_id]
-        out.append((ctx + tgt, [IGNORE] * len(ctx) + tgt))
+        tgt = tok.encode(answer_lead(template) + cot_text(row), add_special_tokens=False) + [tok.eos_token_id]
+        n_context = len(ctx) - (1 if template.answer_prefix.endswith(" ") else 0)
+        ids = ctx + tgt
+        out.append((ids, [IGNORE] * n_context + ids[n_context:]))
     return out
 
 

@@ -26,7 +26,7 @@ import pipeline
 from pipeline.demo.problems import cot_text, read_jsonl, split_problems, write_jsonl
 from pipeline.demo.tokenizer import save_tokenizer, train_tokenizer
 from pipeline.demo.training import ModelSpec, build_examples, save_model, train_model
-from pipeline.prompts import load_template
+from pipeline.prompts import answer_lead, load_template
 
 DEMO_ROOT = Path(pipeline.__file__).resolve().parent.parent / "demo_world"
 TEMPLATE_NAME = "demo"
@@ -86,7 +86,7 @@ def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED
     write_jsonl(test, paths.test)
     log(f"data: {len(train)} train / {len(test)} test problems -> {paths.data}")
 
-    tok = train_tokenizer(template.render(r["question"]) + " " + cot_text(r) for r in train)
+    tok = train_tokenizer(template.render(r["question"]) + answer_lead(template) + cot_text(r) for r in train)
     save_tokenizer(tok, paths.tokenizer)
     log(f"tokenizer: {len(tok)} tokens (eos={tok.eos_token_id}, pad={tok.pad_token_id}) -> {paths.tokenizer}")
 
