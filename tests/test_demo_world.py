@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 
 from pipeline.demo.problems import cot_text, final_answer, generate_problems, split_problems
 from pipeline.demo.world import demo_paths
