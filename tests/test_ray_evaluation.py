@@ -128,6 +128,7 @@ def test_killed_worker_is_restarted_and_run_equals_single_process(ray_without_gp
     config = load_config(str(config_file))
     out = tmp_path / "run"
     killed = []
+    gcs_address = ray.get_runtime_context().gcs_address  # this test's cluster, whatever else runs here
 
     def kill_a_worker_once_work_started():
         from ray.util.state import list_actors
@@ -135,7 +136,9 @@ def test_killed_worker_is_restarted_and_run_equals_single_process(ray_without_gp
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
             if (out / "results").is_dir() and any((out / "results").glob("part-*")):
-                alive = list_actors(filters=[("class_name", "=", "DecodeWorker"), ("state", "=", "ALIVE")])
+                alive = list_actors(
+                    address=gcs_address, filters=[("class_name", "=", "DecodeWorker"), ("state", "=", "ALIVE")]
+                )
                 if alive:
                     os.kill(alive[0].pid, signal.SIGKILL)
                     killed.append(alive[0].pid)
