@@ -5,18 +5,14 @@ Runs locally (a local Ray cluster is started) and unchanged under
 """
 from __future__ import annotations
 
-import argparse
-
-from pipeline.cli import add_config_args, run_main
+from pipeline.cli import config_job_parser, run_main
 from pipeline.config import load_config
 from pipeline.evaluation import run_evaluation
 from pipeline.summary import format_table
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__)
-    add_config_args(parser)
-    parser.add_argument("--out", required=True, help="output directory or pyarrow filesystem URI")
+    parser = config_job_parser("python -m jobs.evaluate", __doc__)
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
     summary = run_evaluation(config, args.out)

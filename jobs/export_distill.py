@@ -6,20 +6,17 @@ mask, signals, weight; rule in pipeline/distill.py) readable with
 """
 from __future__ import annotations
 
-import argparse
 from collections import Counter
 
-from pipeline.cli import add_config_args, run_main
+from pipeline.cli import config_job_parser, run_main
 from pipeline.config import load_config
 from pipeline.distill import DISTILL_SCHEMA, distill_rows, read_table
 from pipeline.results_io import filesystem, write_part
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.export_distill", description=__doc__)
-    add_config_args(parser)
+    parser = config_job_parser("python -m jobs.export_distill", __doc__)
     parser.add_argument("--input", required=True, help="the with_signals dataset written by jobs.score_signals")
-    parser.add_argument("--out", required=True, help="output directory or pyarrow filesystem URI")
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
     rows = distill_rows(read_table(args.input), config.export)

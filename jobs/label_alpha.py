@@ -6,17 +6,13 @@ and `OUT/labels_manifest.json`. Runs locally and under `ray job submit`.
 """
 from __future__ import annotations
 
-import argparse
-
-from pipeline.cli import add_config_args, run_main
+from pipeline.cli import config_job_parser, run_main
 from pipeline.config import load_config
 from pipeline.labels import format_label_summary, run_labels
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.label_alpha", description=__doc__)
-    add_config_args(parser)
-    parser.add_argument("--out", required=True, help="output directory or pyarrow filesystem URI")
+    parser = config_job_parser("python -m jobs.label_alpha", __doc__)
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
     summary = run_labels(config, args.out)

@@ -8,19 +8,16 @@ OUT/signals_summary.json (ROC AUC of each signal for correctness).
 """
 from __future__ import annotations
 
-import argparse
 import json
 
-from pipeline.cli import add_config_args, run_main
+from pipeline.cli import config_job_parser, run_main
 from pipeline.config import load_config
 from pipeline.signals import run_signals
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.score_signals", description=__doc__)
-    add_config_args(parser)
+    parser = config_job_parser("python -m jobs.score_signals", __doc__)
     parser.add_argument("--results", required=True, help="results or label dataset to add signals to")
-    parser.add_argument("--out", required=True, help="output directory or pyarrow filesystem URI")
     args = parser.parse_args(argv)
     summary = run_signals(load_config(args.config, args.overrides), args.results, args.out)
     print(json.dumps(summary, indent=2))

@@ -16,6 +16,14 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def config_job_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The arguments every config-driven job takes: --config, --set overrides, --out."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    parser.add_argument("--out", required=True, help="output directory or pyarrow filesystem URI")
+    return parser
+
+
 def run_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Run a job's main; a UserError becomes one line on stderr and exit status 2."""
     try:
