@@ -55,14 +55,14 @@ def config_file(tiny_pair, tmp_path_factory):
 
 @pytest.fixture
 def ray_with_two_gpus():
-    ray.init(num_cpus=2, num_gpus=2, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, num_gpus=2, log_to_driver=False)
     yield
     ray.shutdown()
 
 
 @pytest.fixture
 def ray_without_gpus():
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=True, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=True, log_to_driver=False)
     yield
     ray.shutdown()
 
