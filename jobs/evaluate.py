@@ -5,7 +5,7 @@ Runs locally (a local Ray cluster is started) and unchanged under
 """
 from __future__ import annotations
 
-from pipeline.cli import config_job_parser, run_main
+from pipeline.cli import config_job_parser, print_report_hint, run_main
 from pipeline.config import load_config
 from pipeline.evaluation import run_evaluation
 from pipeline.summary import format_table
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = run_evaluation(config, args.out)
     print(format_table(summary))
     print(f"results: {args.out}/results  summary: {args.out}/summary.json")
+    print_report_hint(args.out)
     return 0
 
 

@@ -6,7 +6,7 @@ and `OUT/labels_manifest.json`. Runs locally and under `ray job submit`.
 """
 from __future__ import annotations
 
-from pipeline.cli import config_job_parser, run_main
+from pipeline.cli import config_job_parser, print_report_hint, run_main
 from pipeline.config import load_config
 from pipeline.labels import format_label_summary, run_labels
 
@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = run_labels(config, args.out)
     print(format_label_summary(summary))
     print(f"labels: {args.out}/labels  summary: {args.out}/label_summary.json")
+    print_report_hint(args.out)
     return 0
 
 

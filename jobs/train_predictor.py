@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.cli import run_main
+from pipeline.cli import print_report_hint, run_main
 from pipeline.errors import UserError
 from predictor.artifact import Predictor
 from predictor.training import TrainSettings, format_metrics, read_labels, train_predictor
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     predictor.save(args.out)
     print(format_metrics(predictor.meta))
     print(f"artifact: {args.out} ({predictor.meta['model_kind']}, {table.num_rows} examples)")
+    label_runs = [str(Path(p).parent) if Path(p).name == "labels" else p for p in args.labels]
+    print_report_hint(*label_runs, args.out)
     return 0
 
 

@@ -24,6 +24,11 @@ def config_job_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def print_report_hint(*run_dirs: str) -> None:
+    """Every job ends by naming the command that turns its output into pictures."""
+    print(f"report: python -m jobs.report {' '.join(run_dirs)}")
+
+
 def run_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Run a job's main; a UserError becomes one line on stderr and exit status 2."""
     try:

@@ -1,6 +1,10 @@
 """The α-predictor artifact: a directory with the fitted model and metadata.json.
 
     Predictor.load(dir).predict_alpha(features)  ->  α per row (0.0: do not call the teacher)
+
+A freshly trained artifact also holds ``heldout.parquet``: per labelled example, the α
+chosen by the fold model that did not see it and whether each policy answers correctly
+(the rows behind ``metadata.json``'s metrics).
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from pipeline.errors import UserError
 from predictor.decision import choose_alpha_index
@@ -18,11 +23,12 @@ from predictor.features import FeatureSpec
 from predictor.models import MODELS
 
 FORMAT_VERSION = 1
+HELDOUT_FILE = "heldout.parquet"
 
 
 class Predictor:
-    def __init__(self, model, meta: dict):
-        self.model, self.meta = model, meta
+    def __init__(self, model, meta: dict, heldout: pd.DataFrame | None = None):
+        self.model, self.meta, self.heldout = model, meta, heldout
 
     @property
     def alpha_grid(self) -> list[float]:
@@ -59,6 +65,8 @@ class Predictor:
         try:
             meta = {**self.meta, "format_version": FORMAT_VERSION, "model_file": self.model.save(tmp)}
             (tmp / "metadata.json").write_text(json.dumps(meta, indent=2))
+            if self.heldout is not None:
+                self.heldout.to_parquet(tmp / HELDOUT_FILE, index=False)
             tmp.rename(target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def choose_alpha_index(proba: np.ndarray, zero_index: int | None, margin: float = 0.0) -> np.ndarray:
@@ -14,21 +15,42 @@ def choose_alpha_index(proba: np.ndarray, zero_index: int | None, margin: float 
     return np.where(keep_student, zero_index, best)
 
 
-def decoding_metrics(correct: np.ndarray, chosen: np.ndarray, train_correct: np.ndarray, grid: list[float]) -> dict:
-    """Accuracies read off the labels (no re-decoding) for held-out rows `correct` [n, A]."""
+def heldout_outcomes(correct: np.ndarray, chosen: np.ndarray, train_correct: np.ndarray, grid: list[float]) -> pd.DataFrame:
+    """Per held-out row [n, A] of labels: the chosen α and whether each policy answers
+    correctly, read off the labels (no re-decoding). The best fixed α is the one best on
+    the training rows `train_correct`."""
     rows = np.arange(len(correct))
     best_fixed = int(train_correct.mean(axis=0).argmax())
-    out = {
-        "n": int(len(correct)),
-        "predicted_alpha_acc": float(correct[rows, chosen].mean()),
+    out = pd.DataFrame({
+        "chosen_alpha": np.asarray(grid, dtype=np.float64)[chosen],
         "best_fixed_alpha": float(grid[best_fixed]),
-        "best_fixed_alpha_acc": float(correct[:, best_fixed].mean()),
-        "oracle_acc": float(correct.any(axis=1).mean()),
-        "no_teacher_share": float(np.mean([grid[c] == 0.0 for c in chosen])),
-    }
-    for name, alpha in (("student_acc", 0.0), ("teacher_acc", 1.0)):
-        out[name] = float(correct[:, grid.index(alpha)].mean()) if alpha in grid else None
+        "predicted_correct": correct[rows, chosen],
+        "best_fixed_correct": correct[:, best_fixed],
+        "oracle_correct": correct.any(axis=1),
+    })
+    for name, alpha in (("student_correct", 0.0), ("teacher_correct", 1.0)):
+        if alpha in grid:
+            out[name] = correct[:, grid.index(alpha)]
     return out
+
+
+def decoding_metrics(outcomes: pd.DataFrame) -> dict:
+    """Accuracies of student, teacher token (α=1), best fixed α, predicted α and oracle over
+    the rows of :func:`heldout_outcomes` (pooled over folds), and the share of rows that
+    call no teacher."""
+    def acc(column: str) -> float | None:
+        return float(outcomes[column].mean()) if column in outcomes else None
+
+    return {
+        "n": int(len(outcomes)),
+        "student_acc": acc("student_correct"),
+        "teacher_acc": acc("teacher_correct"),
+        "best_fixed_alpha": float(outcomes["best_fixed_alpha"].mode().iloc[0]),
+        "best_fixed_alpha_acc": acc("best_fixed_correct"),
+        "predicted_alpha_acc": acc("predicted_correct"),
+        "oracle_acc": acc("oracle_correct"),
+        "no_teacher_share": float((outcomes["chosen_alpha"] == 0.0).mean()),
+    }
 
 
 def calibrate_entropy_gate(entropy: np.ndarray, correct: np.ndarray, grid: list[float], n_edges: int = 16) -> dict:

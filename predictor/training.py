@@ -6,14 +6,15 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sklearn.model_selection import KFold
 
 from pipeline.errors import UserError
-from pipeline.manifest import package_versions
+from pipeline.manifest import git_commit, package_versions
 from predictor.artifact import Predictor
-from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics
+from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics, heldout_outcomes
 from predictor.features import ONLINE_STATS, FeatureSpec, feature_matrix
 from predictor.models import MODELS
 
@@ -68,20 +69,20 @@ def label_fingerprint(table: pa.Table) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def cross_validate(X, Y, grid, settings: TrainSettings, init=None) -> dict:
-    """Held-out decoding metrics over k folds by example, pooled over all held-out rows."""
+def cross_validate(X, Y, grid, settings: TrainSettings, example_ids: list[str], init=None) -> pd.DataFrame:
+    """Held-out outcomes over k folds by example: one row per example, from the fold
+    that held it out (see :func:`heldout_outcomes`)."""
     zero = grid.index(0.0) if 0.0 in grid else None
-    per_fold = []
+    parts = []
     folds = KFold(n_splits=min(settings.folds, len(X)), shuffle=True, random_state=settings.seed)
-    for train, test in folds.split(X):
+    for fold, (train, test) in enumerate(folds.split(X)):
         model = MODELS[settings.model](**settings.params).fit(X[train], Y[train], init)
         chosen = choose_alpha_index(model.predict_proba(X[test]), zero, settings.decision_margin)
-        per_fold.append(decoding_metrics(Y[test], chosen, Y[train], grid))
-    n = sum(m["n"] for m in per_fold)
-    pooled = {k: sum(m[k] * m["n"] for m in per_fold) / n for k in per_fold[0] if k not in ("n", "best_fixed_alpha") and per_fold[0][k] is not None}
-    pooled["best_fixed_alpha"] = max({m["best_fixed_alpha"] for m in per_fold}, key=[m["best_fixed_alpha"] for m in per_fold].count)
-    pooled.update(n=n, folds=len(per_fold), student_acc=pooled.get("student_acc"), teacher_acc=pooled.get("teacher_acc"))
-    return pooled
+        part = heldout_outcomes(Y[test], chosen, Y[train], grid)
+        part.insert(0, "fold", fold)
+        part.insert(0, "example_id", [example_ids[i] for i in test])
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[str], init: Predictor | None = None) -> Predictor:
@@ -94,7 +95,8 @@ def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[
     X = feature_matrix(table, spec)
     Y = np.asarray(table.column("correct").to_pylist(), dtype=bool)
     init_model = init.model if init is not None and init.meta["model_kind"] == settings.model else None
-    metrics = cross_validate(X, Y, grid, settings, init_model)
+    heldout = cross_validate(X, Y, grid, settings, table.column("example_id").to_pylist(), init_model)
+    metrics = {**decoding_metrics(heldout), "folds": int(heldout["fold"].nunique())}
     model = MODELS[settings.model](**settings.params).fit(X, Y, init_model)
     entropy = table.column("student_entropy").to_numpy()
     meta = {
@@ -111,9 +113,10 @@ def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[
         "metrics": metrics,
         "entropy_gate": calibrate_entropy_gate(entropy, Y, grid),
         "versions": package_versions(),
+        "git_commit": git_commit(),
         "init_from": {"label_fingerprint": init.meta["label_fingerprint"], "created_at": init.meta["created_at"]} if init else None,
     }
-    return Predictor(model, meta)
+    return Predictor(model, meta, heldout)
 
 
 def format_metrics(meta: dict) -> str:

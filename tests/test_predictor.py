@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 import torch
@@ -14,7 +15,7 @@ from pipeline.prompts import PromptTemplate, encode_prompt
 from pipeline.runner import ModelRunner
 from pipeline.strategies import FixedAlpha, build_strategy
 from predictor.artifact import Predictor
-from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics
+from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics, heldout_outcomes
 from predictor.features import FeatureSpec
 from predictor.training import TrainSettings, read_labels, train_predictor
 
@@ -60,6 +61,10 @@ def test_predictor_learns_which_alpha_helps(model, tmp_path):
     x = np.random.default_rng(1).normal(size=(10, 8)).astype(np.float32)
     assert np.allclose(loaded.predict_proba(x), predictor.predict_proba(x))
     assert json.loads((saved / "metadata.json").read_text())["feature_spec"]["dim"] == 8
+    heldout = pd.read_parquet(saved / "heldout.parquet")  # the rows behind the metrics
+    assert sorted(heldout["example_id"]) == sorted(table.column("example_id").to_pylist())
+    assert heldout["predicted_correct"].mean() == pytest.approx(m["predicted_alpha_acc"])
+    assert (heldout["chosen_alpha"] == 0).mean() == pytest.approx(m["no_teacher_share"])
     with pytest.raises(UserError, match="already exists"):
         predictor.save(saved)
 
@@ -78,7 +83,7 @@ def test_decision_and_metrics_read_off_labels():
     chosen = choose_alpha_index(proba, zero_index=2)
     assert chosen.tolist() == [0, 2, 1]  # a tie keeps α=0: no teacher call
     correct = np.array([[True, False, False], [False, False, True], [False, True, False]])
-    m = decoding_metrics(correct, chosen, train_correct=correct, grid=GRID)
+    m = decoding_metrics(heldout_outcomes(correct, chosen, train_correct=correct, grid=GRID))
     assert m["predicted_alpha_acc"] == 1.0 and m["student_acc"] == pytest.approx(1 / 3)
     assert m["no_teacher_share"] == pytest.approx(1 / 3) and m["oracle_acc"] == 1.0
 

@@ -1,0 +1,39 @@
+"""Report on runs: `python -m jobs.report RUN_DIR [RUN_DIR ...] [--out DIR]`.
+
+Each RUN_DIR is an evaluation run, a label run or an α-predictor artifact (or holds
+several). Writes report.html (self-contained), report.md, plots/*.png and each plot's
+data as data/*.csv into RUN_DIR/report (the first run's, when several runs are compared
+side by side), or into --out.
+"""
+from __future__ import annotations
+
+import argparse
+
+from pipeline.cli import run_main
+from pipeline.errors import UserError
+from pipeline.report.page import write_report
+from pipeline.report.runs import load_run, unique_names
+from pipeline.results_io import filesystem
+
+
+def default_out(first_run: str) -> str:
+    fs, root = filesystem(first_run)
+    if fs.type_name != "local":
+        raise UserError(f"{first_run} is not a local directory: pass --out for the report")
+    return f"{root.rstrip('/')}/report"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--out", help="report directory (default: RUN_DIR/report of the first run)")
+    args = parser.parse_args(argv)
+    runs = [load_run(path, name) for path, name in zip(args.runs, unique_names(args.runs))]
+    out = write_report(runs, args.out or default_out(args.runs[0]))
+    print(f"report: {out}/report.html  {out}/report.md  ({len(list((out / 'plots').iterdir()))} plots)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

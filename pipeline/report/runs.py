@@ -1,0 +1,79 @@
+"""What a report reads from one run directory: whichever of the project's outputs it holds.
+
+A run directory is any of
+  * an evaluation run (``jobs.evaluate``): ``results/`` + ``manifest.json``;
+  * a label run (``jobs.label_alpha``): ``labels/`` + ``labels_manifest.json``;
+  * an α-predictor artifact (``jobs.train_predictor``): ``metadata.json`` + ``heldout.parquet``;
+or several of them in one directory.  Local paths and pyarrow filesystem URIs both work.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import pandas as pd
+
+from pipeline.errors import UserError
+from pipeline.results_io import filesystem, join, read_dataset, read_json
+from predictor.artifact import HELDOUT_FILE
+
+# per-example columns a report needs; hidden features and token ids stay on disk
+RESULT_COLUMNS = ["example_id", "strategy", "strategy_name", "alpha", "n_tokens", "entropy_lo", "entropy_hi",
+                  "correct", "teacher_tokens", "latency_s", "student_first_entropy"]
+LABEL_COLUMNS = ["example_id", "n_tokens", "alpha_grid", "correct", "student_entropy"]
+MANIFESTS = {"evaluate": "manifest.json", "label_alpha": "labels_manifest.json"}
+
+
+@dataclass
+class Run:
+    name: str
+    path: str
+    results: pd.DataFrame | None = None
+    labels: pd.DataFrame | None = None
+    heldout: pd.DataFrame | None = None
+    predictor: dict | None = None  # the artifact's metadata.json
+    manifests: dict[str, dict] = field(default_factory=dict)  # job -> manifest
+
+
+def _has_dir(fs, path: str) -> bool:
+    from pyarrow import fs as pafs
+
+    return fs.get_file_info(path).type == pafs.FileType.Directory
+
+
+def _read_columns(fs, directory: str, columns: list[str]) -> pd.DataFrame:
+    return read_dataset(fs, directory).select(columns).to_pandas()
+
+
+def load_run(path: str, name: str | None = None) -> Run:
+    """Everything reportable under `path`; one clear error when there is nothing."""
+    fs, root = filesystem(path)
+    if not _has_dir(fs, root):
+        raise UserError(f"run directory not found: {path}")
+    run = Run(name=name or PurePosixPath(root.rstrip("/")).name or root, path=path)
+    for job, file in MANIFESTS.items():
+        manifest = read_json(fs, join(root, file))
+        if manifest is not None:
+            run.manifests[job] = manifest
+    if _has_dir(fs, join(root, "results")):
+        run.results = _read_columns(fs, join(root, "results"), RESULT_COLUMNS)
+    if _has_dir(fs, join(root, "labels")):
+        run.labels = _read_columns(fs, join(root, "labels"), LABEL_COLUMNS)
+    meta = read_json(fs, join(root, "metadata.json"))
+    if meta is not None and "alpha_grid" in meta and "metrics" in meta:
+        run.predictor = meta
+        if fs.get_file_info(join(root, HELDOUT_FILE)).size:
+            with fs.open_input_file(join(root, HELDOUT_FILE)) as fh:
+                run.heldout = pd.read_parquet(fh)
+    if run.results is None and run.labels is None and run.predictor is None:
+        raise UserError(f"{path}: nothing to report (no results/, labels/ or α-predictor metadata.json)")
+    return run
+
+
+def unique_names(paths: list[str]) -> list[str]:
+    """Short names for the runs of one report: the directory name, or more of the path
+    when two runs share it."""
+    names = [PurePosixPath(p.rstrip("/")).name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [p.rstrip("/") for p in paths]
