@@ -57,7 +57,7 @@ def _one_problem(r: random.Random) -> dict:
         what = r.choice(items)
         sentences = [
             f"How many {what} does {who} have now?",
-            f"{who} has: " + ", ".join(f"{it} {counts[it]}" for it in items) + ".",
+            f"{who} has {counts[items[0]]} {items[0]}, {counts[items[1]]} {items[1]} and {counts[items[2]]} {items[2]}.",
         ]
         steps, value = [], counts[what]
         for i in range(r.choice((2, 2, 3, 3, 4))):
