@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.report import plots, tables
@@ -64,9 +65,11 @@ def build_sections(runs: list[Run]) -> list[Section]:
 
 
 def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+    return str(value)
 
 
 def markdown_table(df: pd.DataFrame) -> str:
