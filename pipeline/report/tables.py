@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.report.runs import Run
+from predictor.decision import decoding_metrics
 
 N_BINS = 20
 
@@ -121,9 +122,9 @@ def entropy_bands(runs: list[Run]) -> pd.DataFrame:
     return _frame(rows, ["run", "source", "lo", "hi", "alpha"])
 
 
-PREDICTOR_POLICIES = [("student (α=0)", "student_correct"), ("teacher token (α=1)", "teacher_correct"),
-                      ("best fixed α", "best_fixed_correct"), ("predicted α", "predicted_correct"),
-                      ("oracle", "oracle_correct")]
+PREDICTOR_POLICIES = [("student (α=0)", "student_acc"), ("teacher token (α=1)", "teacher_acc"),
+                      ("best fixed α", "best_fixed_alpha_acc"), ("predicted α", "predicted_alpha_acc"),
+                      ("oracle", "oracle_acc")]
 
 
 def predictor_comparison(runs: list[Run]) -> pd.DataFrame:
@@ -132,10 +133,9 @@ def predictor_comparison(runs: list[Run]) -> pd.DataFrame:
     for run in runs:
         if run.heldout is None:
             continue
-        for policy, column in PREDICTOR_POLICIES:
-            if column in run.heldout:
-                rows.append({"run": run.name, "policy": policy, "accuracy": float(run.heldout[column].mean()),
-                             "n": len(run.heldout)})
+        metrics = decoding_metrics(run.heldout)
+        rows += [{"run": run.name, "policy": policy, "accuracy": metrics[key], "n": metrics["n"]}
+                 for policy, key in PREDICTOR_POLICIES if metrics[key] is not None]
     return _frame(rows, ["run", "policy", "accuracy", "n"])
 
 
@@ -146,11 +146,11 @@ def predictor_savings(runs: list[Run]) -> pd.DataFrame:
     for run in runs:
         if run.heldout is None:
             continue
-        share = float((run.heldout["chosen_alpha"] == 0.0).mean())
+        metrics = decoding_metrics(run.heldout)
         n_tokens = int(run.predictor["n_tokens"])
-        rows.append({"run": run.name, "no_teacher_share": share, "n_tokens": n_tokens,
-                     "teacher_tokens_saved_per_example": share * n_tokens,
-                     "best_fixed_alpha": float(run.heldout["best_fixed_alpha"].mode().iloc[0])})
+        rows.append({"run": run.name, "no_teacher_share": metrics["no_teacher_share"], "n_tokens": n_tokens,
+                     "teacher_tokens_saved_per_example": metrics["no_teacher_share"] * n_tokens,
+                     "best_fixed_alpha": metrics["best_fixed_alpha"]})
     return _frame(rows, ["run", "no_teacher_share", "n_tokens", "teacher_tokens_saved_per_example", "best_fixed_alpha"])
 
 
