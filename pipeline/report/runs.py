@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import pandas as pd
+from pyarrow import fs as pafs
 
 from pipeline.errors import UserError
 from pipeline.results_io import filesystem, join, read_dataset, read_json
@@ -36,8 +37,6 @@ class Run:
 
 
 def _has_dir(fs, path: str) -> bool:
-    from pyarrow import fs as pafs
-
     return fs.get_file_info(path).type == pafs.FileType.Directory
 
 
@@ -62,7 +61,7 @@ def load_run(path: str, name: str | None = None) -> Run:
     meta = read_json(fs, join(root, "metadata.json"))
     if meta is not None and "alpha_grid" in meta and "metrics" in meta:
         run.predictor = meta
-        if fs.get_file_info(join(root, HELDOUT_FILE)).size:
+        if fs.get_file_info(join(root, HELDOUT_FILE)).type == pafs.FileType.File:
             with fs.open_input_file(join(root, HELDOUT_FILE)) as fh:
                 run.heldout = pd.read_parquet(fh)
     if run.results is None and run.labels is None and run.predictor is None:
