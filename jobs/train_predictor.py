@@ -13,11 +13,12 @@ import yaml
 
 from pipeline.cli import print_report_hint, run_main
 from pipeline.errors import UserError
+from pipeline.settings import settings_from
 from predictor.artifact import Predictor
 from predictor.training import TrainSettings, format_metrics, read_labels, train_predictor
 
 
-def settings_from(args) -> TrainSettings:
+def train_settings(args) -> TrainSettings:
     raw = {}
     if args.config:
         path = Path(args.config)
@@ -27,12 +28,7 @@ def settings_from(args) -> TrainSettings:
     for key in ("model", "folds", "seed"):
         if getattr(args, key) is not None:
             raw[key] = getattr(args, key)
-    if "stats" in raw:
-        raw["stats"] = tuple(raw["stats"])
-    try:
-        return TrainSettings(**raw)
-    except TypeError as exc:
-        raise UserError(f"predictor config: {exc}") from None
+    return settings_from(TrainSettings, raw, "predictor config")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--init-from", help="previous artifact: same features required; an MLP warm-starts from it")
     args = parser.parse_args(argv)
-    settings = settings_from(args)
+    settings = train_settings(args)
     if Path(args.out).exists():
         raise UserError(f"artifact directory {args.out} already exists: choose a new --out (artifacts are versions)")
     init = Predictor.load(args.init_from) if args.init_from else None

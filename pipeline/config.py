@@ -14,6 +14,7 @@ from pipeline.errors import UserError
 from pipeline.models import ModelSpec
 from pipeline.distill import ExportSettings
 from pipeline.placement import RayConfig
+from pipeline.settings import settings_from
 from pipeline.signals import SignalSettings
 from pipeline.strategies import Strategy, build_strategy
 
@@ -88,11 +89,7 @@ def _section(raw: dict, key: str, cls, path_keys: tuple[str, ...] = ()):
     if not isinstance(value, dict):
         raise UserError(f"config: '{key}' must be a mapping with fields of {cls.__name__}")
     value = {k: (resolve_path(v) if k in path_keys and isinstance(v, str) else v) for k, v in value.items()}
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise UserError(f"config: unknown field(s) {unknown} in '{key}' (known: {sorted(known)})")
-    return cls(**value)
+    return settings_from(cls, value, f"config: '{key}'")
 
 
 def _strategy_specs(raw: Any) -> tuple[StrategySpec, ...]:
@@ -112,14 +109,6 @@ def _strategy_specs(raw: Any) -> tuple[StrategySpec, ...]:
     return tuple(specs)
 
 
-def _labels(raw: dict) -> LabelSettings:
-    raw = dict(raw)
-    for key in ("alpha_grid", "feature_layers"):
-        if isinstance(raw.get(key), list):
-            raw[key] = tuple(raw[key])
-    return _section({"labels": raw}, "labels", LabelSettings)
-
-
 def parse_config(raw: dict) -> RunConfig:
     if not isinstance(raw, dict):
         raise UserError("config: top level must be a mapping")
@@ -134,11 +123,11 @@ def parse_config(raw: dict) -> RunConfig:
         dataset=_section(raw, "dataset", DatasetSpec, ("source",)),
         strategies=_strategy_specs(raw.get("strategies")),
         prompt=resolve_path(prompt) if str(prompt).endswith((".yaml", ".yml")) else prompt,
-        decoding=_section({"decoding": raw.get("decoding", {})}, "decoding", DecodingConfig),
+        decoding=settings_from(DecodingConfig, raw.get("decoding"), "config: 'decoding'"),
         ray=RayConfig.from_dict(raw.get("ray") or {}),
-        labels=_labels(raw.get("labels") or {}),
+        labels=settings_from(LabelSettings, raw.get("labels"), "config: 'labels'"),
         signals=SignalSettings.from_dict(raw.get("signals") or {}),
-        export=ExportSettings.from_dict(raw.get("export") or {}),
+        export=settings_from(ExportSettings, raw.get("export"), "config: 'export'"),
     )
 
 

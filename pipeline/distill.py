@@ -44,16 +44,6 @@ class ExportSettings:
     weight_by_student_uncertainty: bool = False
     uncertainty_floor: float = 0.1
 
-    @classmethod
-    def from_dict(cls, raw: dict) -> "ExportSettings":
-        raw = dict(raw or {})
-        if "sources" in raw:
-            raw["sources"] = tuple(raw["sources"])
-        try:
-            return cls(**raw)
-        except TypeError as exc:
-            raise UserError(f"config: export: {exc}") from None
-
 
 def weight(row: dict, settings: ExportSettings) -> float:
     w = 1.0

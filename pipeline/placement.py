@@ -1,10 +1,10 @@
 """How decoding actors ask Ray for resources: configuration validated at load."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from pipeline.errors import UserError
+from pipeline.settings import settings_from
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,6 @@ class RayConfig:
     @classmethod
     def from_dict(cls, raw: dict) -> "RayConfig":
         raw = dict(raw or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise UserError(f"config: unknown field(s) {unknown} in 'ray' (known: {sorted(known)})")
         for role in ("student", "teacher"):
-            try:
-                raw[role] = RoleResources(**(raw.get(role) or {}))
-            except TypeError as exc:
-                raise UserError(f"config: ray.{role}: {exc}") from None
-        return cls(**raw)
+            raw[role] = settings_from(RoleResources, raw.get(role), f"config: 'ray.{role}'")
+        return settings_from(cls, raw, "config: 'ray'")

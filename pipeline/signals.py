@@ -16,6 +16,7 @@ from pipeline.errors import UserError
 from pipeline.models import ModelSpec
 from pipeline.placement import RoleResources
 from pipeline.prompts import PromptTemplate, encode_prompt
+from pipeline.settings import settings_from
 from pipeline.strategies import Student, Teacher
 
 
@@ -36,14 +37,11 @@ class SignalSettings:
     @classmethod
     def from_dict(cls, raw: dict) -> "SignalSettings":
         raw = dict(raw or {})
-        try:
-            if raw.get("ta") is not None:
-                raw["ta"] = ModelSpec(**raw["ta"])
-            if raw.get("ta_resources") is not None:
-                raw["ta_resources"] = RoleResources(**raw["ta_resources"])
-            return cls(**raw)
-        except TypeError as exc:
-            raise UserError(f"config: signals: {exc}") from None
+        if raw.get("ta") is not None:
+            raw["ta"] = settings_from(ModelSpec, raw["ta"], "config: 'signals.ta'")
+        if raw.get("ta_resources") is not None:
+            raw["ta_resources"] = settings_from(RoleResources, raw["ta_resources"], "config: 'signals.ta_resources'")
+        return settings_from(cls, raw, "config: 'signals'")
 
 
 SIGNAL_SCHEMA = pa.schema(

@@ -1,6 +1,5 @@
 """The shared decoding loop and its strategies on tiny random checkpoints."""
 import pytest
-import torch
 
 from pipeline.decoding import Decoder, StopRule
 from pipeline.errors import UserError

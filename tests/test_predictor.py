@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import torch
 
 from pipeline.alpha_tree import LabelSettings, label_batch
 from pipeline.decoding import Decoder, StopRule
@@ -16,7 +15,6 @@ from pipeline.runner import ModelRunner
 from pipeline.strategies import FixedAlpha, build_strategy
 from predictor.artifact import Predictor
 from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics, heldout_outcomes
-from predictor.features import FeatureSpec
 from predictor.training import TrainSettings, read_labels, train_predictor
 
 GRID = [1.0, 0.5, 0.0]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 NAMES = [
     ("Tom", "He"), ("Sam", "He"), ("Ben", "He"), ("Max", "He"), ("Leo", "He"),
@@ -77,7 +77,7 @@ def _one_problem(r: random.Random) -> dict:
 _OPS = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}
 
 
-def _solve(steps: list[Step]) -> list[tuple[int, str, int, int]] | None:
+def _solve(steps: list[tuple[int | str, str, int]]) -> list[tuple[int, str, int, int]] | None:
     results: list[int] = []
     out = []
     for a, op, b in steps:
