@@ -28,6 +28,8 @@ def test_format_and_arithmetic():
         assert re.fullmatch(r"\d+", tail) and final_answer(row) == n
         lines = body.split("\n")
         assert 2 <= len(lines) <= 4
+        item, lines[0] = lines[0].split(" ", 1)  # the first line names the asked item
+        assert item.isalpha()
         value = None
         for line in lines:
             a, op, b, r = _EQ.match(line).groups()
@@ -106,12 +108,75 @@ def test_shipped_checkpoints_load_and_share_vocabulary():
     assert text == " 5*3=15. The answer is 15."
 
 
-def test_chain_of_thought_starts_from_the_asked_quantity():
-    """The first number of the CoT is the count of the asked item among three in the inventory."""
+def test_chain_of_thought_names_the_asked_item_then_its_count():
+    """The CoT opens with the asked item, then its count among three in the inventory."""
     for row in generate_problems(200, seed=5):
         what, who = re.match(r"How many (\w+) does (\w+) have now\?", row["question"]).groups()
-        inventory = re.search(rf"{who} has (\d+) (\w+), (\d+) (\w+) and (\d+) (\w+)\.", row["question"]).groups()
-        counts = {inventory[i + 1]: int(inventory[i]) for i in (0, 2, 4)}
+        inventory = re.search(rf"{who} has (\w+) (\d+), (\w+) (\d+) and (\w+) (\d+)\.", row["question"]).groups()
+        counts = {inventory[i]: int(inventory[i + 1]) for i in (0, 2, 4)}
         assert len(counts) == 3
-        first = int(re.match(r"(\d+)", cot_text(row)).group(1))
-        assert first == counts[what]
+        item, first = re.match(r"(\w+) (\d+)", cot_text(row)).groups()
+        assert item == what and int(first) == counts[what]
+
+
+def test_item_and_count_are_adjacent_tokens():
+    """The lookup is learnable only when the count token directly follows its item token."""
+    from pipeline.demo.tokenizer import train_tokenizer
+
+    template = load_template("demo")
+    rows = generate_problems(300, seed=2)
+    tok = train_tokenizer(template.render(r["question"]) + " " + cot_text(r) for r in rows)
+    for text in ("Tom has stamps 7, candies 6 and marbles 5.", " marbles 5+3=8."):
+        pieces = tok.convert_ids_to_tokens(tok.encode(text, add_special_tokens=False))
+        at = pieces.index("Ġmarbles")
+        assert pieces[at + 1] == "Ġ5", pieces
+    assert tok.convert_ids_to_tokens(tok.encode(" 16", add_special_tokens=False)) == ["Ġ1", "6"]
+
+
+def test_recall_drill_supervises_only_the_counts():
+    import random
+
+    from pipeline.demo.drill import IGNORE, drill_sequence
+    from pipeline.demo.tokenizer import train_tokenizer
+
+    template = load_template("demo")
+    rows = generate_problems(300, seed=2)
+    tok = train_tokenizer(template.render(r["question"]) + " " + cot_text(r) for r in rows)
+    ids, labels = drill_sequence(random.Random(4), tok, n_inventories=2, n_queries=5)
+    assert (ids, labels) == drill_sequence(random.Random(4), tok, n_inventories=2, n_queries=5)
+    supervised = [(i, t) for i, t in enumerate(labels) if t != IGNORE]
+    assert len(supervised) == 10 and all(ids[i] == t for i, t in supervised)
+    text = tok.decode(ids)
+    inventory = dict(re.findall(r"(\w+) (\d)", text.split(".")[0]))
+    for item, count in re.findall(r" (\w+) (\d)", text.split(".")[1]):
+        assert inventory[item] == count  # every query is answered by the inventory
+
+
+def test_shipped_teacher_tokens_fix_the_students_lookup():
+    """The phenomenon the demo exists for: the injected teacher tokens that carry the
+    asked item's count lift the student towards the teacher."""
+    from pipeline.answers import answers_match, extract_answer, gold_from_gsm8k
+    from pipeline.decoding import Decoder, StopRule
+    from pipeline.demo.problems import read_jsonl
+    from pipeline.models import ModelSpec, eos_token_ids, load_model, shared_vocab_size
+    from pipeline.runner import ModelRunner
+    from pipeline.strategies import FixedAlpha, Student, Teacher
+
+    paths = _shipped()
+    s, t = ModelSpec(str(paths.student)), ModelSpec(str(paths.teacher))
+    student, teacher = load_model(s), load_model(t)
+    vocab = shared_vocab_size(s, t)
+    template = load_template("demo")
+    decoder = Decoder(ModelRunner(student, vocab), ModelRunner(teacher, vocab), student.tokenizer,
+                      StopRule(frozenset(eos_token_ids(student)), tuple(template.stop_strings), 64))
+    rows = read_jsonl(paths.test)[:200]
+    prompts = [encode_prompt(student.tokenizer, template, r["question"]) for r in rows]
+
+    def accuracy(strategy) -> float:
+        gens = decoder.generate(strategy, prompts)
+        return sum(answers_match(extract_answer(g.text), gold_from_gsm8k(r["answer"]))
+                   for g, r in zip(gens, rows)) / len(rows)
+
+    alone, injected, teacher_acc = accuracy(Student()), accuracy(FixedAlpha(1.0, 2)), accuracy(Teacher())
+    assert teacher_acc >= alone + 0.2, (alone, teacher_acc)
+    assert injected >= alone + 0.1, (alone, injected)

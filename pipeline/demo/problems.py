@@ -3,9 +3,10 @@
 Every problem asks about one of three items a person owns, then gives 2-4 events,
 with random names, items and small operands drawn from `random.Random(seed)`, so the
 same seed always gives the same rows.  Rows use the GSM8K format: ``{"question": str, "answer": str}`` where
-``answer`` is one equation per line followed by ``"\\n#### N"``.  The model's target
-text is the terse chain of thought produced by :func:`cot_text`, e.g.
-``"5+3=8. 8*2=16. 16-4=12. The answer is 12."``.
+``answer`` is one equation per line followed by ``"\\n#### N"``; the first line names
+the asked item before its equation.  The model's target text is the terse chain of
+thought produced by :func:`cot_text`, e.g.
+``"marbles 5+3=8. 8*2=16. 16-4=12. The answer is 12."``.
 
 The first number of every chain of thought is the *plan*: which of the three
 quantities the question is about.  Once it is written down, the rest is bookkeeping.
@@ -31,13 +32,16 @@ ITEMS = [
 MAX_RESULT = 99
 
 # Every problem asks about one of three items a person owns, then lists the inventory
-# (three small numbers) and 2-4 events that change the asked item. The chain of
-# thought starts from the asked quantity ("3+4=7. 7-2=5. ..."), so its first tokens
-# carry the one hard decision: which of the three numbers to start from. Finding it
-# takes two steps of attention (the item word gathers its count, the answer finds the
-# asked item), which a one-layer student cannot compose while a deeper teacher can.
-# Everything after is easy bookkeeping: the events come in order and name their
-# amounts. So a few injected teacher tokens fix exactly what the student gets wrong.
+# ("stamps 7, candies 6 and marbles 5") and 2-4 events that change the asked item. The
+# chain of thought names the asked item, then starts from its count ("marbles 5+3=8.
+# ..."), so its second token carries the one hard decision: which of the three numbers
+# to start from. Finding it is an induction step (the count that followed this item in
+# the inventory): two composed attention layers, which a one-layer student lacks and
+# a deeper teacher learns (with the recall drill, pipeline/demo/drill.py). The item
+# comes right before its count in both places because the lookup is only learnable
+# when key and value are adjacent. Everything after is easy bookkeeping: the events
+# come in order and name their amounts. So a few injected teacher tokens fix exactly
+# what the student gets wrong.
 EVENTS = [
     ("{who} buys {k} more {what}.", "+"),
     ("{who} finds {k} more {what}.", "+"),
@@ -49,6 +53,12 @@ EVENTS = [
 ]
 
 
+def inventory_sentence(who: str, items: list[str], counts: dict[str, int]) -> str:
+    """'Tom has stamps 7, candies 6 and marbles 5.': each item right before its count."""
+    a, b, c = items
+    return f"{who} has {a} {counts[a]}, {b} {counts[b]} and {c} {counts[c]}."
+
+
 def _one_problem(r: random.Random) -> dict:
     while True:
         who, _ = r.choice(NAMES)
@@ -57,7 +67,7 @@ def _one_problem(r: random.Random) -> dict:
         what = r.choice(items)
         sentences = [
             f"How many {what} does {who} have now?",
-            f"{who} has {counts[items[0]]} {items[0]}, {counts[items[1]]} {items[1]} and {counts[items[2]]} {items[2]}.",
+            inventory_sentence(who, items, counts),
         ]
         steps, value = [], counts[what]
         for i in range(r.choice((2, 2, 3, 3, 4))):
@@ -70,6 +80,7 @@ def _one_problem(r: random.Random) -> dict:
         if solved is None:
             continue
         lines = [f"{x}{op}{y}={v}" for x, op, y, v in solved]
+        lines[0] = f"{what} {lines[0]}"
         answer = "\n".join(lines) + f"\n#### {solved[-1][3]}"
         return {"question": question, "answer": answer}
 

@@ -1,15 +1,18 @@
 """The demo world's one shared tokenizer: byte-level BPE with single-digit tokens.
 
-Pre-tokenization splits every digit into its own piece (so numbers are spelled digit
-by digit) and then applies GPT-2 style byte-level splitting; the byte-level decoder
-makes `decode(encode(text)) == text` exact for any text.
+Pre-tokenization splits every digit, with the space before it if any, into its own
+piece (numbers are spelled digit by digit, " 16" is " 1", "6") and then applies GPT-2
+style byte-level splitting; the byte-level decoder makes `decode(encode(text)) == text`
+exact for any text.  Keeping the space with the digit makes "marbles 5" two adjacent
+tokens, item then count: the lookup the demo problems need is learnable only then
+(see pipeline/demo/problems.py).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 EOS_TOKEN = "<|endoftext|>"
@@ -22,7 +25,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE) -> PreTr
     """Train byte-level BPE on `texts` (deterministic for the same texts) and wrap it."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.Split(Regex(r" ?\d"), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
     tok.decoder = decoders.ByteLevel()

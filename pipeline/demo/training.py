@@ -3,8 +3,13 @@
 Each training example is the exact prompt the decoding engine feeds the model,
 ``encode_prompt(tokenizer, template, question)`` (preamble ids + suffix ids), as
 unsupervised context, followed by the target ``encode(" " + cot) + [eos]``; the loss
-is on the target tokens only.  AdamW, linear warmup then cosine decay.  Everything
-(init, data order, dropout-free model) is fixed by the seed, with a fixed thread count.
+is on the target tokens only.  Training starts with up to `drill_steps` steps of the
+recall drill alone (pipeline/demo/drill.py, constant `drill_lr` after a short warmup;
+it ends early once recall on held-out drill sequences reaches `drill_until`, since
+the step at which the lookup circuit forms varies from run to run), then trains on
+problems, each batch topped up with `drill_per_batch` drill sequences, with
+linear warmup then cosine decay.  AdamW throughout.  Everything (init, data and drill
+order, dropout-free model) is fixed by the seed, with a fixed thread count.
 """
 from __future__ import annotations
 
@@ -17,10 +22,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from pipeline.demo.drill import IGNORE, drill_sequence
 from pipeline.demo.problems import cot_text
 from pipeline.prompts import PromptTemplate, answer_lead, encode_prompt
-
-IGNORE = -100
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,10 @@ class ModelSpec:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     min_lr_ratio: float = 0.05
+    drill_steps: int = 0
+    drill_lr: float = 1e-3
+    drill_per_batch: int = 0
+    drill_until: float = 1.0
 
     def llama_config(self, tok: PreTrainedTokenizerFast) -> LlamaConfig:
         return LlamaConfig(
@@ -87,11 +95,61 @@ def _collate(batch, pad_id: int):
 
 
 def _lr_at(step: int, spec: ModelSpec) -> float:
+    """Learning rate at `step` of the problem phase."""
     if step < spec.warmup_steps:
         return spec.lr * (step + 1) / spec.warmup_steps
     progress = (step - spec.warmup_steps) / max(1, spec.steps - spec.warmup_steps)
     cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return spec.lr * (spec.min_lr_ratio + (1 - spec.min_lr_ratio) * cos)
+
+
+def _optimizer(model: LlamaForCausalLM, spec: ModelSpec) -> torch.optim.AdamW:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": spec.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=spec.lr, betas=(0.9, 0.98), eps=1e-8,
+    )
+
+
+def _step(model: LlamaForCausalLM, opt: torch.optim.AdamW, batch, pad_id: int, lr: float) -> float:
+    ids, labels, mask = _collate(batch, pad_id)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+
+@torch.no_grad()
+def drill_recall(model: LlamaForCausalLM, sequences: list[tuple[list[int], list[int]]], pad_id: int) -> float:
+    """Fraction of drill counts the model predicts exactly (greedy, teacher-forced)."""
+    was_training = model.training
+    model.eval()
+    ids, labels, mask = _collate(sequences, pad_id)
+    pred = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(-1)
+    target = labels[:, 1:]
+    supervised = target != IGNORE
+    model.train(was_training)
+    return ((pred == target) & supervised).sum().item() / supervised.sum().item()
+
+
+def _drill_phase(model, opt, spec: ModelSpec, tok, rng: random.Random, desc: str, position: int) -> None:
+    held_out = [drill_sequence(random.Random(rng.random()), tok) for _ in range(100)]
+    bar = tqdm(range(spec.drill_steps), desc=f"{desc} drill", unit="step", dynamic_ncols=True, position=position)
+    for step in bar:
+        lr = spec.drill_lr * min(1.0, (step + 1) / spec.warmup_steps)
+        _step(model, opt, [drill_sequence(rng, tok) for _ in range(spec.batch_size)], tok.pad_token_id, lr)
+        if (step + 1) % 50 == 0:
+            recall = drill_recall(model, held_out, tok.pad_token_id)
+            bar.set_postfix(recall=f"{recall:.3f}")
+            if recall >= spec.drill_until:
+                break
+    bar.close()
 
 
 def train_model(spec: ModelSpec, examples: list[tuple[list[int], list[int]]],
@@ -102,13 +160,10 @@ def train_model(spec: ModelSpec, examples: list[tuple[list[int], list[int]]],
     torch.manual_seed(seed)
     model = LlamaForCausalLM(spec.llama_config(tok))
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": spec.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=spec.lr, betas=(0.9, 0.98), eps=1e-8,
-    )
+    opt = _optimizer(model, spec)
+    drill_rng = random.Random(seed + 1_000_003)
+    if spec.drill_steps:
+        _drill_phase(model, opt, spec, tok, drill_rng, desc, position)
     order_rng = random.Random(seed)
     order: list[int] = []
     ema = None
@@ -119,15 +174,9 @@ def train_model(spec: ModelSpec, examples: list[tuple[list[int], list[int]]],
             order_rng.shuffle(perm)
             order.extend(perm)
         idx, order = order[: spec.batch_size], order[spec.batch_size:]
-        ids, labels, mask = _collate([examples[i] for i in idx], tok.pad_token_id)
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, spec)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        batch = [examples[i] for i in idx] + [drill_sequence(drill_rng, tok) for _ in range(spec.drill_per_batch)]
+        loss = _step(model, opt, batch, tok.pad_token_id, _lr_at(step, spec))
+        ema = loss if ema is None else 0.98 * ema + 0.02 * loss
         if step % 10 == 0 or step == spec.steps - 1:
             bar.set_postfix(loss=f"{ema:.4f}", lr=f"{_lr_at(step, spec):.2e}")
     bar.close()
