@@ -1,8 +1,8 @@
 """Fast checks of the built-in demo world: generator, tokenizer, shipped checkpoints."""
 from __future__ import annotations
 
+import functools
 import re
-
 
 from pipeline.demo.problems import cot_text, final_answer, generate_problems, split_problems
 from pipeline.demo.world import demo_paths
@@ -51,13 +51,18 @@ def test_train_test_disjoint():
     assert split_problems(2000, 300, seed=0) == (train, test)
 
 
-def test_tokenizer_round_trip_and_single_digits():
+@functools.cache
+def _small_tokenizer():
+    """(training texts, tokenizer) of a small world: prompt plus answer, as the models see them."""
     from pipeline.demo.tokenizer import train_tokenizer
 
     template = load_template("demo")
-    rows = generate_problems(400, seed=2)
-    texts = [template.render(r["question"]) + " " + cot_text(r) for r in rows]
-    tok = train_tokenizer(texts)
+    texts = [template.render(r["question"]) + " " + cot_text(r) for r in generate_problems(400, seed=2)]
+    return texts, train_tokenizer(texts)
+
+
+def test_tokenizer_round_trip_and_single_digits():
+    texts, tok = _small_tokenizer()
     for text in texts + ["Q: 1234567890 + -7 = $3,000.50?\n\nA: x"]:
         ids = tok.encode(text, add_special_tokens=False)
         assert tok.decode(ids) == text
@@ -121,11 +126,7 @@ def test_chain_of_thought_names_the_asked_item_then_its_count():
 
 def test_item_and_count_are_adjacent_tokens():
     """The lookup is learnable only when the count token directly follows its item token."""
-    from pipeline.demo.tokenizer import train_tokenizer
-
-    template = load_template("demo")
-    rows = generate_problems(300, seed=2)
-    tok = train_tokenizer(template.render(r["question"]) + " " + cot_text(r) for r in rows)
+    _, tok = _small_tokenizer()
     for text in ("Tom has stamps 7, candies 6 and marbles 5.", " marbles 5+3=8."):
         pieces = tok.convert_ids_to_tokens(tok.encode(text, add_special_tokens=False))
         at = pieces.index("Ġmarbles")
@@ -137,11 +138,8 @@ def test_recall_drill_supervises_only_the_counts():
     import random
 
     from pipeline.demo.drill import IGNORE, drill_sequence
-    from pipeline.demo.tokenizer import train_tokenizer
 
-    template = load_template("demo")
-    rows = generate_problems(300, seed=2)
-    tok = train_tokenizer(template.render(r["question"]) + " " + cot_text(r) for r in rows)
+    _, tok = _small_tokenizer()
     ids, labels = drill_sequence(random.Random(4), tok, n_inventories=2, n_queries=5)
     assert (ids, labels) == drill_sequence(random.Random(4), tok, n_inventories=2, n_queries=5)
     supervised = [(i, t) for i, t in enumerate(labels) if t != IGNORE]
