@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pipeline.cli import config_job_parser, print_report_hint, run_main
 from pipeline.config import load_config
-from pipeline.evaluation import run_evaluation
-from pipeline.summary import format_table
+from pipeline.tasks.evaluate import format_table, run_evaluation
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,9 @@ from collections import Counter
 
 from pipeline.cli import config_job_parser, run_main
 from pipeline.config import load_config
-from pipeline.distill import DISTILL_SCHEMA, distill_rows, read_table
-from pipeline.results_io import filesystem, write_part
+from pipeline.store.schemas import DISTILL_SCHEMA
+from pipeline.tasks.distill import distill_rows
+from pipeline.store.parts import filesystem, read_table, write_part
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pipeline.cli import config_job_parser, print_report_hint, run_main
 from pipeline.config import load_config
-from pipeline.labels import format_label_summary, run_labels
+from pipeline.tasks.label import format_label_summary, run_labels
 
 
 def main(argv: list[str] | None = None) -> int:

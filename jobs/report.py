@@ -13,7 +13,7 @@ from pipeline.cli import run_main
 from pipeline.errors import UserError
 from pipeline.report.page import write_report
 from pipeline.report.runs import load_run, unique_names
-from pipeline.results_io import filesystem
+from pipeline.store.parts import filesystem
 
 
 def default_out(first_run: str) -> str:

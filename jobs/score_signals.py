@@ -12,7 +12,7 @@ import json
 
 from pipeline.cli import config_job_parser, run_main
 from pipeline.config import load_config
-from pipeline.signals import run_signals
+from pipeline.tasks.signals import run_signals
 
 
 def main(argv: list[str] | None = None) -> int:

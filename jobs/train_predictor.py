@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.cli import print_report_hint, run_main
 from pipeline.errors import UserError
-from pipeline.settings import settings_from
+from pipeline.config.settings import settings_from
 from predictor.artifact import Predictor
 from predictor.training import TrainSettings, format_metrics, read_labels, train_predictor
 

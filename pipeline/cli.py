@@ -5,7 +5,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from pipeline.errors import UserError
+from pipeline.errors import JobFailed, UserError
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -30,10 +30,14 @@ def print_report_hint(*run_dirs: str) -> None:
 
 
 def run_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
-    """Run a job's main; a UserError becomes one line on stderr and exit status 2."""
+    """Run a job's main; a UserError becomes one line on stderr and exit status 2, a
+    JobFailed one line and exit status 1."""
     try:
         code = main(argv)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except JobFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
     sys.exit(code or 0)

@@ -8,7 +8,6 @@ chosen by the fold model that did not see it and whether each policy answers cor
 """
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import tempfile
@@ -20,10 +19,8 @@ import pandas as pd
 from pipeline.errors import UserError
 from predictor.decision import choose_alpha_index
 from predictor.features import FeatureSpec
+from predictor.files import FORMAT_VERSION, HELDOUT_FILE, METADATA_FILE
 from predictor.models import MODELS
-
-FORMAT_VERSION = 1
-HELDOUT_FILE = "heldout.parquet"
 
 
 class Predictor:
@@ -64,7 +61,7 @@ class Predictor:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
             meta = {**self.meta, "format_version": FORMAT_VERSION, "model_file": self.model.save(tmp)}
-            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2))
+            (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2))
             if self.heldout is not None:
                 self.heldout.to_parquet(tmp / HELDOUT_FILE, index=False)
             tmp.rename(target)
@@ -77,16 +74,10 @@ class Predictor:
     @classmethod
     def load(cls, directory: str | Path) -> "Predictor":
         directory = Path(directory)
-        meta_path = directory / "metadata.json"
+        meta_path = directory / METADATA_FILE
         if not meta_path.is_file():
             raise UserError(f"not an α-predictor artifact: {meta_path} not found")
         meta = json.loads(meta_path.read_text())
         if meta.get("format_version") != FORMAT_VERSION or meta.get("model_kind") not in MODELS:
             raise UserError(f"{directory}: unsupported artifact (format {meta.get('format_version')}, model {meta.get('model_kind')})")
         return cls(MODELS[meta["model_kind"]].load(directory, meta), meta)
-
-
-@functools.lru_cache(maxsize=4)
-def load_cached(directory: str) -> Predictor:
-    """Decoding workers load an artifact once, not per batch."""
-    return Predictor.load(directory)

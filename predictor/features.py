@@ -8,8 +8,10 @@ import pyarrow as pa
 
 from pipeline.errors import UserError
 
+from pipeline.decoding.features import STUDENT_STATS
+
 # first-token statistics computable from the student alone, so online use needs no teacher call
-ONLINE_STATS = ("student_entropy", "student_top1_prob")
+ONLINE_STATS = STUDENT_STATS
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,14 @@ class FeatureSpec:
             raise UserError(f"α-predictor was built for other features than {what}: {detail}")
 
 
+def assemble(hidden: np.ndarray, stats: dict[str, np.ndarray], spec: FeatureSpec) -> np.ndarray:
+    """[examples, spec.dim] float32: hidden states followed by the spec's statistics, in order.
+    The label rows and a decoding worker's prefill both go through here."""
+    columns = [np.asarray(stats[s], dtype=np.float32)[:, None] for s in spec.stats]
+    return np.concatenate([np.asarray(hidden, dtype=np.float32), *columns], axis=1)
+
+
 def feature_matrix(table: pa.Table, spec: FeatureSpec) -> np.ndarray:
-    """[examples, spec.dim] float32: hidden states followed by the chosen statistics."""
+    """The predictor's input for the rows of a label dataset."""
     hidden = np.asarray(table.column("features").combine_chunks().flatten(), dtype=np.float32).reshape(table.num_rows, -1)
-    stats = [np.asarray(table.column(s).to_numpy(), dtype=np.float32)[:, None] for s in spec.stats]
-    return np.concatenate([hidden, *stats], axis=1) if stats else hidden
-
-
-def online_features(hidden: np.ndarray, student_entropy: np.ndarray, student_top1: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """The same layout as `feature_matrix`, from a decoding worker's prefill."""
-    columns = {"student_entropy": student_entropy, "student_top1_prob": student_top1}
-    return np.concatenate([hidden.astype(np.float32), *[columns[s].astype(np.float32)[:, None] for s in spec.stats]], axis=1)
+    return assemble(hidden, {s: table.column(s).to_numpy() for s in spec.stats}, spec)

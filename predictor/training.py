@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from sklearn.model_selection import KFold
 
 from pipeline.errors import UserError
-from pipeline.manifest import git_commit, package_versions
+from pipeline.store.manifest import git_commit, package_versions
 from predictor.artifact import Predictor
 from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics, heldout_outcomes
 from predictor.features import ONLINE_STATS, FeatureSpec, feature_matrix

@@ -9,14 +9,19 @@ import pytest
 import torch
 import yaml
 
-from pipeline.alpha_tree import LabelSettings, envelope, label_batch
-from pipeline.decoding import Decoder, StopRule
-from pipeline.distributions import mix
+from pipeline.config import LabelSettings
+
+from pipeline.decoding.alpha_tree import envelope, label_batch
+from pipeline.decoding.decoder import Decoder
+from pipeline.engine.stop import StopRule
+from pipeline.decoding.distributions import mix
 from pipeline.errors import UserError
-from pipeline.models import ModelSpec, eos_token_ids, load_model, shared_vocab_size
-from pipeline.prompts import PromptTemplate, encode_prompt
-from pipeline.runner import ModelRunner
-from pipeline.strategies import FixedAlpha, Student
+from pipeline.config import ModelSpec
+from pipeline.models.facts import model_facts, shared_vocab_size
+from pipeline.models.loading import eos_token_ids, load_model
+from pipeline.data.prompts import PromptTemplate, encode_prompt
+from pipeline.engine.hf import HFEngine
+from pipeline.decoding.strategies import FixedAlpha, Student
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = PromptTemplate(name="t", instruction="Solve.\n\n")
@@ -27,9 +32,9 @@ QUESTIONS = ["what is 2+2?", "a much longer question, 17*3?", "hi", "Tom has 3 a
 def decoder(tiny_pair):
     s, t = ModelSpec(str(tiny_pair[0])), ModelSpec(str(tiny_pair[1]))
     student, teacher = load_model(s), load_model(t)
-    vocab = shared_vocab_size(s, t)
+    vocab = shared_vocab_size(model_facts(s), model_facts(t))
     stop = StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), 10)
-    return Decoder(ModelRunner(student, vocab), ModelRunner(teacher, vocab), student.tokenizer, stop)
+    return Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, stop)
 
 
 def prompts(decoder):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.answers import answers_match, extract_answer, gold_from_gsm8k, normalize_number
+from pipeline.data.answers import answers_match, extract_answer, gold_from_gsm8k, normalize_number
 
 GSM8K_DIR = Path(__file__).resolve().parents[2] / "shared/data/gsm8k"
 

@@ -5,7 +5,9 @@ from pathlib import Path
 import datasets
 import pytest
 
-from pipeline.benchmarks import DatasetSpec, Example, dataset_fingerprint, load_examples
+from pipeline.config import DatasetSpec
+
+from pipeline.data.datasets import Example, dataset_fingerprint, load_examples
 from pipeline.errors import UserError
 
 GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared/data/gsm8k/test.jsonl"

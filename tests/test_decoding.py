@@ -1,12 +1,16 @@
 """The shared decoding loop and its strategies on tiny random checkpoints."""
 import pytest
 
-from pipeline.decoding import Decoder, StopRule
+from pipeline.decoding.decoder import Decoder
+
+from pipeline.engine.stop import StopRule
 from pipeline.errors import UserError
-from pipeline.models import ModelSpec, eos_token_ids, load_model, shared_vocab_size
-from pipeline.prompts import PromptTemplate, encode_prompt
-from pipeline.runner import ModelRunner
-from pipeline.strategies import EntropyGate, FixedAlpha, Student, Switch, Teacher, build_strategy
+from pipeline.config import ModelSpec
+from pipeline.models.facts import model_facts, shared_vocab_size
+from pipeline.models.loading import eos_token_ids, load_model
+from pipeline.data.prompts import PromptTemplate, encode_prompt
+from pipeline.engine.hf import HFEngine
+from pipeline.decoding.strategies import EntropyGate, FixedAlpha, Student, Switch, Teacher, build_strategy
 
 MAX_NEW = 12
 QUESTIONS = ["what is 2+2?", "a much longer question, what is 17*3 minus 4?", "hi", "Tom has 3 apples."]
@@ -17,14 +21,14 @@ TEMPLATE = PromptTemplate(name="t", instruction="Solve.\n\n", exemplars=())
 def models(tiny_pair):
     student_dir, teacher_dir = tiny_pair
     s, t = ModelSpec(str(student_dir)), ModelSpec(str(teacher_dir))
-    return load_model(s), load_model(t), shared_vocab_size(s, t)
+    return load_model(s), load_model(t), shared_vocab_size(model_facts(s), model_facts(t))
 
 
 def make_decoder(models, reuse_preamble=True, max_new=MAX_NEW):
     student, teacher, vocab = models
     stop = StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), max_new)
     return Decoder(
-        ModelRunner(student, vocab, reuse_preamble), ModelRunner(teacher, vocab, reuse_preamble), student.tokenizer, stop
+        HFEngine(student, vocab, reuse_preamble), HFEngine(teacher, vocab, reuse_preamble), student.tokenizer, stop
     )
 
 
@@ -122,7 +126,7 @@ def test_padded_teacher_vocabulary_is_mixed_over_shared_range(models):
     student, teacher, vocab = models
     assert teacher.model.get_output_embeddings().weight.shape[0] > vocab == len(student.tokenizer)
     decoder = make_decoder(models)
-    logits = decoder.teacher.prefill("s", prompts_for(models)[:1])
+    logits = decoder.teacher.prefill("s", prompts_for(models)[:1]).logits
     assert logits.shape[-1] == vocab
 
 
@@ -131,7 +135,7 @@ def test_incompatible_tokenizers_name_both_models(tmp_path, tiny_pair):
 
     other = save_tiny_llama(tmp_path / "other", build_char_tokenizer(extra="é"), hidden=32, layers=1, seed=3)
     with pytest.raises(UserError, match="incompatible tokenizers") as err:
-        shared_vocab_size(ModelSpec(str(tiny_pair[0])), ModelSpec(str(other)))
+        shared_vocab_size(model_facts(ModelSpec(str(tiny_pair[0]))), model_facts(ModelSpec(str(other))))
     assert str(tiny_pair[0]) in str(err.value) and str(other) in str(err.value)
 
 

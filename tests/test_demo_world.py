@@ -6,7 +6,7 @@ import re
 
 from pipeline.demo.problems import cot_text, final_answer, generate_problems, split_problems
 from pipeline.demo.world import demo_paths
-from pipeline.prompts import encode_prompt, load_template
+from pipeline.data.prompts import encode_prompt, load_template
 
 _EQ = re.compile(r"^(\d+)([-+*/])(\d+)=(\d+)$")
 
@@ -153,19 +153,22 @@ def test_recall_drill_supervises_only_the_counts():
 def test_shipped_teacher_tokens_fix_the_students_lookup():
     """The phenomenon the demo exists for: the injected teacher tokens that carry the
     asked item's count lift the student towards the teacher."""
-    from pipeline.answers import answers_match, extract_answer, gold_from_gsm8k
-    from pipeline.decoding import Decoder, StopRule
+    from pipeline.data.answers import answers_match, extract_answer, gold_from_gsm8k
+    from pipeline.decoding.decoder import Decoder
+    from pipeline.engine.stop import StopRule
     from pipeline.demo.problems import read_jsonl
-    from pipeline.models import ModelSpec, eos_token_ids, load_model, shared_vocab_size
-    from pipeline.runner import ModelRunner
-    from pipeline.strategies import FixedAlpha, Student, Teacher
+    from pipeline.config import ModelSpec
+    from pipeline.models.facts import model_facts, shared_vocab_size
+    from pipeline.models.loading import eos_token_ids, load_model
+    from pipeline.engine.hf import HFEngine
+    from pipeline.decoding.strategies import FixedAlpha, Student, Teacher
 
     paths = _shipped()
     s, t = ModelSpec(str(paths.student)), ModelSpec(str(paths.teacher))
     student, teacher = load_model(s), load_model(t)
-    vocab = shared_vocab_size(s, t)
+    vocab = shared_vocab_size(model_facts(s), model_facts(t))
     template = load_template("demo")
-    decoder = Decoder(ModelRunner(student, vocab), ModelRunner(teacher, vocab), student.tokenizer,
+    decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer,
                       StopRule(frozenset(eos_token_ids(student)), tuple(template.stop_strings), 64))
     rows = read_jsonl(paths.test)[:200]
     prompts = [encode_prompt(student.tokenizer, template, r["question"]) for r in rows]

@@ -6,13 +6,19 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pipeline.alpha_tree import LabelSettings, label_batch
-from pipeline.decoding import Decoder, StopRule
+from pipeline.config import LabelSettings
+
+from pipeline.decoding.alpha_tree import label_batch
+from pipeline.decoding.decoder import Decoder
+from pipeline.engine.stop import StopRule
 from pipeline.errors import UserError
-from pipeline.models import ModelSpec, eos_token_ids, load_model, model_identity, shared_vocab_size
-from pipeline.prompts import PromptTemplate, encode_prompt
-from pipeline.runner import ModelRunner
-from pipeline.strategies import FixedAlpha, build_strategy
+from pipeline.config import ModelSpec
+from pipeline.models.facts import model_facts, model_identity, shared_vocab_size
+from pipeline.models.loading import eos_token_ids, load_model
+from pipeline.data.prompts import PromptTemplate, encode_prompt
+from pipeline.engine.hf import HFEngine
+from pipeline.decoding.strategies import FixedAlpha
+from predictor.online import build_strategy
 from predictor.artifact import Predictor
 from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics, heldout_outcomes
 from predictor.training import TrainSettings, read_labels, train_predictor
@@ -109,8 +115,8 @@ def test_predicted_alpha_online_uses_label_features(tiny_pair, tmp_path):
     """Online features equal the label job's; the strategy decodes each row with its predicted α."""
     s_spec, t_spec = ModelSpec(str(tiny_pair[0])), ModelSpec(str(tiny_pair[1]))
     student, teacher = load_model(s_spec), load_model(t_spec)
-    vocab = shared_vocab_size(s_spec, t_spec)
-    decoder = Decoder(ModelRunner(student, vocab), ModelRunner(teacher, vocab), student.tokenizer,
+    vocab = shared_vocab_size(model_facts(s_spec), model_facts(t_spec))
+    decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer,
                       StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), 8))
     template = PromptTemplate(name="t", instruction="Solve.\n\n")
     prompts = [encode_prompt(student.tokenizer, template, f"what is {i}+{i}?") for i in range(12)]

@@ -15,15 +15,17 @@ import ray
 import yaml
 
 from pipeline.config import load_config
-from pipeline.decoding import Decoder, StopRule
+from pipeline.decoding.decoder import Decoder
+from pipeline.engine.stop import StopRule
 from pipeline.errors import UserError
-from pipeline.evaluation import decode_unit, make_units
-from pipeline.benchmarks import load_examples
-from pipeline.models import eos_token_ids, load_model, shared_vocab_size
-from pipeline.prompts import load_template
-from pipeline.results_io import RESULT_SCHEMA
-from pipeline.evaluation import run_evaluation
-from pipeline.orchestration import start_actors
+from pipeline.tasks.evaluate import decode_unit, make_units
+from pipeline.data.datasets import load_examples
+from pipeline.models.facts import model_facts, shared_vocab_size
+from pipeline.models.loading import eos_token_ids, load_model
+from pipeline.data.prompts import load_template
+from pipeline.store.schemas import RESULT_SCHEMA
+from pipeline.tasks.evaluate import run_evaluation
+from pipeline.runtime.placement import start_decoders
 
 REPO = Path(__file__).resolve().parents[1]
 N_EXAMPLES = 10
@@ -74,12 +76,12 @@ def read_rows(out):
 def single_process_rows(config):
     """The same units decoded in this process, without Ray."""
     student, teacher = load_model(config.student), load_model(config.teacher)
-    vocab = shared_vocab_size(config.student, config.teacher)
+    vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))
     template = load_template(config.prompt)
-    from pipeline.runner import ModelRunner
+    from pipeline.engine.hf import HFEngine
 
     decoder = Decoder(
-        ModelRunner(student, vocab), ModelRunner(teacher, vocab), student.tokenizer,
+        HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer,
         StopRule(frozenset(eos_token_ids(student)), template.stop_strings, config.decoding.max_new_tokens),
     )
     examples = load_examples(config.dataset)
@@ -93,7 +95,7 @@ def keyed(rows, fields=("generated_text", "correct", "teacher_tokens", "student_
 
 def test_actors_get_distinct_logical_gpus_and_fall_back_to_cpu(ray_with_two_gpus, config_file):
     config = load_config(str(config_file), ["ray.num_students=1", "ray.students_per_teacher=1"])
-    teachers, workers = start_actors(config, shared_vocab_size(config.student, config.teacher))
+    teachers, workers = start_decoders(config, shared_vocab_size(model_facts(config.student), model_facts(config.teacher)))
     t_place, s_place = ray.get([teachers[0].placement.remote(), workers[0].placement.remote()])
     assert len(t_place["gpu_ids"]) == 1 and len(s_place["gpu_ids"]) == 1
     assert t_place["gpu_ids"] != s_place["gpu_ids"]
@@ -103,7 +105,7 @@ def test_actors_get_distinct_logical_gpus_and_fall_back_to_cpu(ray_with_two_gpus
 def test_unplaceable_actors_fail_with_a_clear_error(ray_with_two_gpus, config_file):
     config = load_config(str(config_file), ["ray.student.num_gpus=2", "ray.placement_timeout_s=3"])
     with pytest.raises(UserError, match="could not place"):
-        start_actors(config, shared_vocab_size(config.student, config.teacher))
+        start_decoders(config, shared_vocab_size(model_facts(config.student), model_facts(config.teacher)))
 
 
 def test_teacher_and_student_land_on_different_gpu_nodes(config_file):
@@ -115,7 +117,7 @@ def test_teacher_and_student_land_on_different_gpu_nodes(config_file):
     ray.init(address=cluster.address, log_to_driver=False)
     try:
         config = load_config(str(config_file), ["ray.num_students=1", "ray.student.num_cpus=1", "ray.teacher.num_cpus=1"])
-        teachers, workers = start_actors(config, shared_vocab_size(config.student, config.teacher))
+        teachers, workers = start_decoders(config, shared_vocab_size(model_facts(config.student), model_facts(config.teacher)))
         t_place, s_place = ray.get([teachers[0].placement.remote(), workers[0].placement.remote()])
         assert t_place["node_id"] != s_place["node_id"]
         assert t_place["gpu_ids"] and s_place["gpu_ids"]

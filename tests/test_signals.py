@@ -3,14 +3,22 @@ import pyarrow as pa
 import pytest
 import torch
 
-from pipeline.decoding import Decoder, Sampler, StopRule
-from pipeline.distill import ExportSettings, distill_rows, weight
-from pipeline.models import LoadedModel, ModelSpec, eos_token_ids, load_model, shared_vocab_size
-from pipeline.prompts import PromptTemplate, encode_prompt
-from pipeline.runner import ModelRunner
-from pipeline.signals import SignalSettings, SignalUnit, join_by_example, majority
-from pipeline.benchmarks import Example
-from pipeline.strategies import Student
+from pipeline.decoding.decoder import Decoder
+
+from pipeline.decoding.sampling import Sampler
+
+from pipeline.engine.stop import StopRule
+from pipeline.config import ExportSettings
+from pipeline.tasks.distill import distill_rows, weight
+from pipeline.config import ModelSpec
+from pipeline.models.facts import model_facts, shared_vocab_size
+from pipeline.models.loading import LoadedModel, eos_token_ids, load_model
+from pipeline.data.prompts import PromptTemplate, encode_prompt
+from pipeline.engine.hf import HFEngine
+from pipeline.config import SignalSettings
+from pipeline.tasks.signals import SignalUnit, join_by_example, majority
+from pipeline.data.datasets import Example
+from pipeline.decoding.strategies import Student
 
 TEMPLATE = PromptTemplate(name="t", instruction="Solve.\n\n")
 
@@ -43,14 +51,14 @@ def forced_answer_model(tokenizer):
 @pytest.fixture(scope="module")
 def models(tiny_pair):
     s, t = ModelSpec(str(tiny_pair[0])), ModelSpec(str(tiny_pair[1]))
-    return load_model(s), load_model(t), shared_vocab_size(s, t)
+    return load_model(s), load_model(t), shared_vocab_size(model_facts(s), model_facts(t))
 
 
 def test_forced_model_has_self_consistency_one(models):
     student, teacher, vocab = models
     forced = LoadedModel(student.spec, forced_answer_model(student.tokenizer), student.tokenizer, student.device)
     stop = StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), 8)
-    decoder = Decoder(ModelRunner(forced, vocab), ModelRunner(teacher, vocab), student.tokenizer, stop)
+    decoder = Decoder(HFEngine(forced, vocab), HFEngine(teacher, vocab), student.tokenizer, stop)
     examples = tuple(Example(f"x/test/{i:06d}", i, f"What is {i}?", "4") for i in range(3))
     unit = SignalUnit(0, examples, SignalSettings(k=5, temperature=1.5), ta_actor=None)
     rows = unit.run(decoder, TEMPLATE)
@@ -63,7 +71,7 @@ def test_forced_model_has_self_consistency_one(models):
 def test_sampling_is_seeded_per_row_and_varies_with_seed(models):
     student, teacher, vocab = models
     stop = StopRule(frozenset(eos_token_ids(student)), (), 6)
-    decoder = Decoder(ModelRunner(student, vocab), ModelRunner(teacher, vocab), student.tokenizer, stop)
+    decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, stop)
     prompts = [encode_prompt(student.tokenizer, TEMPLATE, q) for q in ("a?", "bb?", "ccc?")]
     batched = [g.token_ids for g in decoder.generate(Student(), prompts, Sampler(1.0, [1, 2, 3]))]
     alone = [decoder.generate(Student(), [p], Sampler(1.0, [s]))[0].token_ids for p, s in zip(prompts, [1, 2, 3])]
@@ -74,7 +82,7 @@ def test_sampling_is_seeded_per_row_and_varies_with_seed(models):
 
 def test_ta_logprob_equals_direct_forward(models):
     student, teacher, vocab = models
-    runner = ModelRunner(teacher, vocab)
+    runner = HFEngine(teacher, vocab)
     prompts = [encode_prompt(student.tokenizer, TEMPLATE, q) for q in ("What is 1?", "A longer question here?")]
     completions = [student.tokenizer.encode(" 12.", add_special_tokens=False), student.tokenizer.encode(" it is 7", add_special_tokens=False)]
     scores = runner.completion_logprobs(prompts, completions)

@@ -24,7 +24,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from pipeline.demo.drill import IGNORE, drill_sequence
 from pipeline.demo.problems import cot_text
-from pipeline.prompts import PromptTemplate, answer_lead, encode_prompt
+from pipeline.data.prompts import PromptTemplate, answer_lead, encode_prompt
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import pipeline
 from pipeline.demo.problems import cot_text, read_jsonl, split_problems, write_jsonl
 from pipeline.demo.tokenizer import save_tokenizer, train_tokenizer
 from pipeline.demo.training import ModelSpec, build_examples, save_model, train_model
-from pipeline.prompts import answer_lead, load_template
+from pipeline.data.prompts import answer_lead, load_template
 
 DEMO_ROOT = Path(pipeline.__file__).resolve().parent.parent / "demo_world"
 TEMPLATE_NAME = "demo"

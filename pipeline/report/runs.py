@@ -15,8 +15,8 @@ import pandas as pd
 from pyarrow import fs as pafs
 
 from pipeline.errors import UserError
-from pipeline.results_io import filesystem, join, read_dataset, read_json
-from predictor.artifact import HELDOUT_FILE
+from pipeline.store.parts import filesystem, join, read_dataset, read_json
+from predictor.files import HELDOUT_FILE
 
 # per-example columns a report needs; hidden features and token ids stay on disk
 RESULT_COLUMNS = ["example_id", "strategy", "strategy_name", "alpha", "n_tokens", "entropy_lo", "entropy_hi",

@@ -1,0 +1,127 @@
+"""Run configuration: YAML → validated dataclasses, with `--set a.b=value` overrides."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.config.sections import (
+    DatasetSpec, DecodingConfig, ExportSettings, LabelSettings, ModelSpec, RayConfig, SignalSettings,
+)
+from pipeline.config.settings import settings_from
+from pipeline.config.strategies import StrategySpec
+from pipeline.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    student: ModelSpec
+    teacher: ModelSpec
+    dataset: DatasetSpec
+    strategies: tuple[StrategySpec, ...]
+    prompt: str = "gsm8k_cot_8shot"
+    decoding: DecodingConfig = DecodingConfig()
+    ray: RayConfig = RayConfig()
+    labels: LabelSettings = LabelSettings()
+    signals: SignalSettings = SignalSettings()
+    export: ExportSettings = ExportSettings()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def results_key(self, ignore: tuple[str, ...] = ()) -> dict:
+        """What determines a job's output (placement never does): equal keys may share an output location."""
+        key = self.to_dict()
+        for name in ("ray", *ignore):
+            key.pop(name)
+        if "signals" in key:
+            key["signals"].pop("ta_resources")
+        return key
+
+
+def resolve_path(path: str) -> str:
+    """Relative paths are tried against the working directory, then the repository root,
+    so configs work from anywhere and under `ray job submit --working-dir .`."""
+    if not path or Path(path).is_absolute() or Path(path).expanduser().exists():
+        return path
+    candidate = REPO_ROOT / path
+    return str(candidate) if candidate.exists() else path
+
+
+def _section(raw: dict, key: str, cls, path_keys: tuple[str, ...] = ()):
+    value = raw.get(key)
+    if not isinstance(value, dict):
+        raise UserError(f"config: '{key}' must be a mapping with fields of {cls.__name__}")
+    value = {k: (resolve_path(v) if k in path_keys and isinstance(v, str) else v) for k, v in value.items()}
+    return settings_from(cls, value, f"config: '{key}'")
+
+
+def _strategy_specs(raw: Any) -> tuple[StrategySpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise UserError("config: 'strategies' must be a non-empty list of {name: ..., <params>}")
+    specs = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or "name" not in item:
+            raise UserError(f"config: strategies[{i}] must be a mapping with a 'name'")
+        params = {k: (resolve_path(v) if k == "artifact" and isinstance(v, str) else v) for k, v in item.items() if k != "name"}
+        spec = StrategySpec(str(item["name"]), params)
+        spec.validated()  # parameters fail now, before any model is loaded
+        specs.append(spec)
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise UserError(f"config: duplicate strategies {sorted({l for l in labels if labels.count(l) > 1})}")
+    return tuple(specs)
+
+
+def parse_config(raw: dict) -> RunConfig:
+    if not isinstance(raw, dict):
+        raise UserError("config: top level must be a mapping")
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UserError(f"config: unknown key(s) {unknown} (known: {sorted(known)})")
+    prompt = raw.get("prompt", "gsm8k_cot_8shot")
+    return RunConfig(
+        student=_section(raw, "student", ModelSpec, ("path",)),
+        teacher=_section(raw, "teacher", ModelSpec, ("path",)),
+        dataset=_section(raw, "dataset", DatasetSpec, ("source",)),
+        strategies=_strategy_specs(raw.get("strategies")),
+        prompt=resolve_path(prompt) if str(prompt).endswith((".yaml", ".yml")) else prompt,
+        decoding=settings_from(DecodingConfig, raw.get("decoding"), "config: 'decoding'"),
+        ray=settings_from(RayConfig, raw.get("ray"), "config: 'ray'"),
+        labels=settings_from(LabelSettings, raw.get("labels"), "config: 'labels'"),
+        signals=settings_from(SignalSettings, raw.get("signals"), "config: 'signals'"),
+        export=settings_from(ExportSettings, raw.get("export"), "config: 'export'"),
+    )
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """`a.b=value` sets raw['a']['b'] to the YAML-parsed value."""
+    if "=" not in assignment:
+        raise UserError(f"override '{assignment}' must look like key.sub=value")
+    key, value = assignment.split("=", 1)
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"override '{assignment}': '{part}' is not a mapping")
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def load_config(path: str, overrides: list[str] = ()) -> RunConfig:
+    file = Path(resolve_path(path))
+    if not file.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"config {path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return parse_config(raw)

@@ -1,0 +1,177 @@
+"""The sections of a run configuration: plain dataclasses, validated when built.
+
+Nothing here imports torch, Ray or another layer of the package, so reading and
+checking a config is cheap for every job, including the pyarrow-only ones.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import UserError
+
+DTYPES = ("float32", "bfloat16", "float16")
+ANSWER_FORMATS = ("gsm8k", "plain")
+FEATURE_POOLS = ("concat", "mean")
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_positive_ints(section: str, obj: object, *keys: str) -> None:
+    for key in keys:
+        value = getattr(obj, key)
+        if not is_int(value) or value < 1:
+            raise UserError(f"{section}.{key} must be an integer ≥ 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A checkpoint: a local directory or a Hugging Face Hub id."""
+
+    path: str
+    dtype: str = "float32"
+    revision: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise UserError("model path is empty")
+        if self.dtype not in DTYPES:
+            raise UserError(f"model '{self.path}': dtype must be one of {sorted(DTYPES)}, got '{self.dtype}'")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    source: str  # a local JSONL path, or a Hub dataset id such as "openai/gsm8k"
+    name: str | None = None  # short name used in example ids; default: file stem / Hub id's last part
+    split: str = "test"
+    config: str | None = None  # Hub config, e.g. "main"
+    question_field: str = "question"
+    answer_field: str = "answer"
+    answer_format: str = "gsm8k"  # "gsm8k": gold after '#### '; "plain": the field is the answer itself
+    limit: int | None = None  # first N examples only
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise UserError("dataset source must be a JSONL path or a Hub dataset id")
+        if self.answer_format not in ANSWER_FORMATS:
+            raise UserError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
+        if self.limit is not None and (not is_int(self.limit) or self.limit < 1):
+            raise UserError(f"dataset limit must be an integer >= 1, got {self.limit!r}")
+        if not is_int(self.offset) or self.offset < 0:
+            raise UserError(f"dataset offset must be an integer >= 0, got {self.offset!r}")
+        if self.name is None:
+            default = Path(self.source).stem if self.is_local else self.source.rstrip("/").split("/")[-1]
+            object.__setattr__(self, "name", default)
+
+    @property
+    def is_local(self) -> bool:
+        return self.source.endswith((".jsonl", ".json")) or Path(self.source).expanduser().exists()
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    max_new_tokens: int = 256
+    batch_size: int = 16
+    reuse_preamble_cache: bool = True
+
+    def __post_init__(self) -> None:
+        check_positive_ints("decoding", self, "max_new_tokens", "batch_size")
+        if not isinstance(self.reuse_preamble_cache, bool):
+            raise UserError(f"decoding.reuse_preamble_cache must be true or false, got {self.reuse_preamble_cache!r}")
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    alpha_grid: tuple[float, ...] = tuple(3.0 - 0.25 * i for i in range(17))
+    n_tokens: int = 3
+    feature_layers: tuple[int, ...] = (-1,)
+    feature_pool: str = "concat"  # concat | mean
+
+    def __post_init__(self) -> None:
+        grid = self.alpha_grid
+        if not isinstance(grid, (list, tuple)) or not grid:
+            raise UserError("alpha grid is empty: give at least one α value")
+        if any(isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) for a in grid):
+            raise UserError(f"alpha grid must hold finite numbers, got {list(grid)}")
+        duplicates = sorted({a for a in grid if list(grid).count(a) > 1})
+        if duplicates:
+            raise UserError(f"alpha grid has duplicate values {duplicates}")
+        object.__setattr__(self, "alpha_grid", tuple(float(a) for a in grid))
+        if not is_int(self.n_tokens) or self.n_tokens < 1:
+            raise UserError(f"n_tokens (N) must be an integer ≥ 1 for α-labels, got {self.n_tokens!r}")
+        if not self.feature_layers or not all(is_int(i) for i in self.feature_layers):
+            raise UserError(f"feature_layers must be a non-empty list of integers, got {self.feature_layers!r}")
+        object.__setattr__(self, "feature_layers", tuple(self.feature_layers))
+        if self.feature_pool not in FEATURE_POOLS:
+            raise UserError(f"feature_pool must be 'concat' or 'mean', got {self.feature_pool!r}")
+
+    def check_against(self, max_new_tokens: int, num_layers: int) -> None:
+        """Errors that need the decoding budget and the student's depth (known before any model work)."""
+        if self.n_tokens > max_new_tokens:
+            raise UserError(f"n_tokens ({self.n_tokens}) is larger than decoding.max_new_tokens ({max_new_tokens})")
+        bad = [i for i in self.feature_layers if not -(num_layers + 1) <= i <= num_layers]
+        if bad:
+            raise UserError(
+                f"feature layer(s) {bad} out of range for a student with {num_layers} layers "
+                f"(valid: {-(num_layers + 1)}..{num_layers}; 0 = embeddings, -1 = last layer)"
+            )
+
+
+@dataclass(frozen=True)
+class RoleResources:
+    """Resources one actor of a role (student, teacher, teaching assistant) asks Ray for."""
+
+    num_gpus: float = 1.0
+    num_cpus: float = 1.0
+    accelerator_type: str | None = None
+    resources: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.num_gpus < 0 or self.num_cpus < 0:
+            raise UserError(f"ray: num_gpus and num_cpus must be ≥ 0, got {self.num_gpus}, {self.num_cpus}")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    num_students: int = 1
+    students_per_teacher: int = 1
+    student: RoleResources = RoleResources()
+    teacher: RoleResources = RoleResources()
+    max_attempts: int = 3  # tries per work unit when a worker dies, before the run fails
+    placement_timeout_s: float = 600.0  # autoscaling clusters may need minutes to add GPU nodes
+
+    def __post_init__(self) -> None:
+        check_positive_ints("ray", self, "num_students", "students_per_teacher", "max_attempts")
+
+    @property
+    def num_teachers(self) -> int:
+        return -(-self.num_students // self.students_per_teacher)
+
+
+@dataclass(frozen=True)
+class SignalSettings:
+    k: int = 5  # sampled answers for self-consistency
+    temperature: float = 0.7
+    seed: int = 0
+    ta: ModelSpec | None = None  # teaching assistant; default: the teacher checkpoint
+    ta_resources: RoleResources | None = None  # default: the teacher's
+
+    def __post_init__(self) -> None:
+        if not is_int(self.k) or self.k < 1:
+            raise UserError(f"signals.k must be an integer ≥ 1, got {self.k!r}")
+        if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
+            raise UserError(f"signals.temperature must be > 0, got {self.temperature!r}")
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    sources: tuple[str, ...] = ("teacher", "switch")
+    min_ta_mean_logprob: float | None = None
+    drop_incorrect: bool = False
+    weight_by_student_uncertainty: bool = False
+    uncertainty_floor: float = 0.1

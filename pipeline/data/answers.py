@@ -1,0 +1,76 @@
+"""Answer extraction (as lm-evaluation-harness gsm8k-cot does it) and numeric comparison.
+
+Extraction returns the raw matched text; `normalize_number` turns it into a canonical
+string so that "$1,000.00", "1000" and "1000." all compare equal.
+"""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+# Strict: "The answer is N" (harness: `The answer is (\-?[0-9\.\,]+).`, plus an optional `$`).
+# The harness also requires one character after the number; we do not, so an answer at the
+# very end of the text still counts as strict. A trailing period is removed by normalization.
+_STRICT = re.compile(r"The answer is (-?[$0-9.,]{2,}|-?[0-9]+)")
+# Flexible: the last number anywhere (harness flexible-extract, last match).
+_NUMBER = re.compile(r"-?[$0-9.,]{2,}|-?[0-9]+")
+_DIGIT = re.compile(r"[0-9]")
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def extract_answer(text: str) -> str | None:
+    """The first strict "The answer is N" match, else the last number in `text`, else None.
+
+    Matches without a digit (e.g. "..." or "$.") are skipped rather than returned.
+    """
+    for m in _STRICT.finditer(text):
+        if _DIGIT.search(m.group(1)):
+            return m.group(1)
+    numbers = [m for m in _NUMBER.findall(text) if _DIGIT.search(m)]
+    return numbers[-1] if numbers else None
+
+
+def _to_decimal(s: str | None) -> Decimal | None:
+    if s is None:
+        return None
+    cleaned = s.strip().replace("$", "").replace(",", "").strip().rstrip(".")
+    if not _PLAIN_DECIMAL.fullmatch(cleaned):  # no exponents, "nan", "inf" or underscores
+        return None
+    return Decimal(cleaned)
+
+
+def normalize_number(s: str | None) -> str | None:
+    """Canonical string for a number: "42.0" -> "42", "1,000" -> "1000", "$5" -> "5", "-0" -> "0".
+
+    Strips `$`, commas, surrounding whitespace and a trailing period; None if not a number.
+    """
+    value = _to_decimal(s)
+    if value is None:
+        return None
+    if value == 0:
+        return "0"
+    return format(value.normalize(), "f")
+
+
+def answers_match(pred: str | None, gold: str | None) -> bool:
+    """True when both parse as numbers and are numerically equal."""
+    a, b = _to_decimal(pred), _to_decimal(gold)
+    return a is not None and b is not None and a == b
+
+
+def gold_from_gsm8k(answer: str) -> str:
+    """The normalized number after the last "#### " in a GSM8K answer; ValueError if absent."""
+    marker = "#### "
+    if marker not in answer:
+        raise ValueError(f"GSM8K answer has no '{marker}' marker: {answer[-80:]!r}")
+    raw = answer.rsplit(marker, 1)[1]
+    gold = normalize_number(raw)
+    if gold is None:
+        raise ValueError(f"GSM8K answer after '{marker}' is not a number: {raw.strip()[:80]!r}")
+    return gold
+
+
+def score_answer(text: str, gold: str) -> tuple[str | None, bool]:
+    """The one scoring rule of every job: extract → normalize → match against the gold."""
+    answer = normalize_number(extract_answer(text))
+    return answer, answers_match(answer, gold)

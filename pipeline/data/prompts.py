@@ -1,0 +1,90 @@
+"""Few-shot chain-of-thought prompt templates, stored as YAML data in prompt_templates/."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipeline.errors import UserError
+
+TEMPLATE_DIR = Path(__file__).parent / "prompt_templates"
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    question: str
+    answer: str  # chain of thought ending "The answer is N."
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A prompt is `preamble + question_prefix + question + answer_prefix`.
+
+    The preamble (instruction + exemplars) is identical for every question, so its
+    tokens are encoded separately and its KV cache can be shared across questions.
+    """
+
+    name: str
+    exemplars: tuple[Exemplar, ...] = ()
+    instruction: str = ""
+    question_prefix: str = "Q: "
+    answer_prefix: str = "\nA:"
+    separator: str = "\n\n"
+    stop_strings: tuple[str, ...] = ("\n\nQ:", "\nQ:")
+
+    def preamble(self) -> str:
+        shots = "".join(
+            f"{self.question_prefix}{ex.question}{self.answer_prefix}{answer_lead(self)}{ex.answer}{self.separator}"
+            for ex in self.exemplars
+        )
+        return self.instruction + shots
+
+    def suffix(self, question: str) -> str:
+        return f"{self.question_prefix}{question}{self.answer_prefix}"
+
+    def render(self, question: str) -> str:
+        return self.preamble() + self.suffix(question)
+
+
+def answer_lead(template: PromptTemplate) -> str:
+    """The space between the answer prefix and the answer, unless the prefix ends with it
+    (then the model's first generated token is the answer's first word, not a space)."""
+    return "" if template.answer_prefix.endswith(" ") else " "
+
+
+def load_template(name_or_path: str) -> PromptTemplate:
+    """Load a template by built-in name (e.g. `gsm8k_cot_8shot`) or from a YAML path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = TEMPLATE_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in TEMPLATE_DIR.glob("*.yaml"))
+        raise UserError(f"prompt template '{name_or_path}' not found (built-in: {', '.join(known)})")
+    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        exemplars = tuple(Exemplar(str(e["question"]), str(e["answer"])) for e in raw.pop("exemplars", []))
+        if "stop_strings" in raw:
+            raw["stop_strings"] = tuple(raw["stop_strings"])
+        return PromptTemplate(name=raw.pop("name", path.stem), exemplars=exemplars, **raw)
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"prompt template {path}: malformed ({exc})") from None
+
+
+def encode_prompt(tokenizer, template: PromptTemplate, question: str) -> tuple[list[int], list[int]]:
+    """Token ids of (preamble, question suffix), encoded separately.
+
+    Encoding the two parts separately *defines* the prompt's tokens, so decoding
+    with and without a cached preamble sees exactly the same ids.
+    """
+    preamble = tokenizer.encode(template.preamble(), add_special_tokens=False) if template.preamble() else []
+    suffix = tokenizer.encode(template.suffix(question), add_special_tokens=False)
+    if getattr(tokenizer, "bos_token_id", None) is not None and getattr(tokenizer, "add_bos_token", False):
+        preamble = [tokenizer.bos_token_id] + preamble
+    return preamble, suffix
+
+
+def prompt_hash(template: PromptTemplate, question: str) -> str:
+    """Identifies the exact prompt text a row was decoded from."""
+    return hashlib.sha256(template.render(question).encode()).hexdigest()[:16]

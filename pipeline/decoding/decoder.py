@@ -1,0 +1,161 @@
+"""The decoder: every strategy runs in one batched loop over the engine interface.
+
+Read it like gpt-fast's generate.py: `prefill` the student, let the strategy decide which
+rows consult the teacher, then `decode_steps` (the engine's one step loop) with the
+teacher phase hooked in until every row stopped. The teacher is asked once per step per
+batch, only for the rows and steps the strategy needs; finished rows leave the batch.
+A strategy whose generator is the teacher is handed whole to the teacher's engine.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import torch
+
+from pipeline.decoding.distributions import entropy
+from pipeline.decoding.strategies import Strategy
+from pipeline.engine.interface import Completion, Generator, Prompt, Sampler, StepEngine
+from pipeline.engine.steps import decode_steps, record_token
+from pipeline.engine.stop import StopRule
+
+
+@dataclass
+class Generation(Completion):
+    """What decoding one example produced, with its cost counters. `tokens_processed`
+    counts the tokens the student was fed for it."""
+
+    text: str = ""
+    alpha: float = 0.0  # mixing weight this row used (0: teacher never asked)
+    teacher_tokens: int = 0  # generated tokens decided with the teacher's distribution
+    teacher_changed_tokens: int = 0  # ...of which differ from the student's own argmax
+    teacher_positions: list[int] = field(default_factory=list)  # indices of those tokens in token_ids
+    teacher_tokens_processed: int = 0
+    student_first_entropy: float | None = None
+
+    @property
+    def student_tokens_processed(self) -> int:
+        return self.tokens_processed
+
+
+class TeacherPhase:
+    """The teacher's part of a decoding run, hooked into the step loop: which rows consult
+    it, with which α, until which step.
+
+    `apply` overwrites the tokens of consulting rows at step t; `advance` feeds the
+    chosen tokens to the teacher's cache (one call per step per batch) and drops rows
+    and steps it is no longer needed for.
+    """
+
+    def __init__(self, strategy: Strategy, teacher: StepEngine, session: str, rows: list[int], alphas: torch.Tensor, gens: list[Generation]):
+        self.strategy, self.teacher, self.session = strategy, teacher, session
+        self.rows, self.alphas, self.gens = rows, alphas, gens
+        self.p_teacher: torch.Tensor | None = None
+
+    def start(self, prompts: list[Prompt]) -> None:
+        for r in self.rows:
+            self.gens[r].alpha = float(self.alphas[r])
+            self.gens[r].teacher_tokens_processed += self.teacher.prompt_cost(prompts[r])
+        self.p_teacher = self.teacher.prefill(self.session, [prompts[r] for r in self.rows]).probs
+
+    @property
+    def open(self) -> bool:
+        return self.p_teacher is not None
+
+    def apply(self, t: int, p: torch.Tensor, active: list[int], tokens: torch.Tensor) -> None:
+        if self.p_teacher is None:
+            return
+        pos = torch.tensor([active.index(r) for r in self.rows], device=p.device)
+        picked, from_teacher = self.strategy.pick(t, p[pos], self.p_teacher.to(p.device), self.alphas[self.rows].to(p.device))
+        changed = picked != tokens[pos]
+        tokens[pos] = picked
+        for r, took, diff in zip(self.rows, from_teacher.tolist(), changed.tolist()):
+            gen = self.gens[r]
+            if took:
+                gen.teacher_positions.append(len(gen.token_ids))
+            gen.teacher_tokens += int(took)
+            gen.teacher_changed_tokens += int(took and diff)
+
+    def advance(self, t: int, still: list[int], token_of: dict[int, int]) -> None:
+        """Prepare the teacher's distribution for step t, or leave the teacher once it is not needed."""
+        if self.p_teacher is None:
+            return
+        steps = self.strategy.teacher_steps
+        alive = set(still)
+        remaining = [r for r in self.rows if r in alive]
+        if not remaining or (steps is not None and t >= steps):
+            self.teacher.close(self.session)
+            self.p_teacher, self.rows = None, []
+            return
+        keep = [self.rows.index(r) for r in remaining]
+        fed = torch.tensor([token_of[r] for r in remaining])
+        self.p_teacher = self.teacher.step(self.session, fed, rows=keep if len(keep) < len(self.rows) else None).probs
+        self.rows = remaining
+        for r in remaining:
+            self.gens[r].teacher_tokens_processed += 1
+
+
+class Decoder:
+    """Runs strategies over batches of prompts with a student engine and a teacher engine.
+
+    Either engine may be in process (`HFEngine`) or behind a Ray actor (`RemoteEngine`):
+    the loop is the same.
+    """
+
+    def __init__(self, student: StepEngine, teacher: StepEngine | Generator, tokenizer, stop: StopRule):
+        self.student, self.teacher, self.tokenizer, self.stop = student, teacher, tokenizer, stop
+
+    def generate(self, strategy: Strategy, prompts: list[Prompt], sampler: Sampler | None = None) -> list[Generation]:
+        """Decode a batch with `strategy`; greedy unless a `sampler` picks the student's tokens."""
+        if strategy.generator == "teacher":
+            return self._teacher_alone(prompts)
+        session = uuid.uuid4().hex
+        gens = [Generation(tokens_processed=self.student.prompt_cost(p)) for p in prompts]
+        phase = None
+        try:
+            first = self.student.prefill(session, prompts, strategy.feature_request)
+            p = first.probs
+            for g, h in zip(gens, entropy(p).tolist()):
+                g.student_first_entropy = h
+            phase = self._teacher_phase(session, strategy, p, first.features, gens)
+            if phase is not None:
+                phase.start(prompts)
+            decode_steps(self.student, session, p, gens, list(range(len(prompts))), self.stop, self.tokenizer, sampler, phase)
+        finally:
+            self.student.close(session)
+            if phase is not None and phase.open:
+                self.teacher.close(session)
+        for g in gens:
+            g.text = self.finish_text(g)
+        return gens
+
+    def continue_greedy(self, session: str, p: torch.Tensor, gens: list[Generation]) -> None:
+        """The student alone, greedily, from an open session whose rows are `gens` (each may
+        already hold tokens) and whose next-token probabilities are `p`."""
+        decode_steps(self.student, session, p, gens, list(range(len(gens))), self.stop, self.tokenizer)
+
+    def record(self, gen: Generation, token: int) -> bool:
+        """Append a token chosen outside the loop; True when the row is finished."""
+        return record_token(gen, token, self.stop, self.tokenizer)
+
+    def finish_text(self, gen: Generation) -> str:
+        return self.stop.final_text(self.tokenizer, gen.token_ids)
+
+    def _teacher_alone(self, prompts: list[Prompt]) -> list[Generation]:
+        """The teacher decodes the whole batch inside its own engine: one call."""
+        gens = []
+        for c in self.teacher.generate(prompts, self.stop):
+            n = len(c.token_ids)
+            gens.append(Generation(
+                token_ids=c.token_ids, finish_reason=c.finish_reason, teacher_tokens_processed=c.tokens_processed,
+                teacher_tokens=n, teacher_positions=list(range(n)),
+            ))
+            gens[-1].text = self.finish_text(gens[-1])
+        return gens
+
+    def _teacher_phase(self, session, strategy, p_first, features, gens) -> TeacherPhase | None:
+        if strategy.teacher_steps == 0:
+            return None
+        alphas = strategy.row_alphas(p_first, features).cpu()
+        rows = [i for i, a in enumerate(alphas.tolist()) if a != 0.0]
+        return TeacherPhase(strategy, self.teacher, session, rows, alphas, gens) if rows else None

@@ -1,0 +1,219 @@
+"""Decoding strategies: small, pure units that choose tokens inside the one shared loop.
+
+A strategy says which model generates, which rows consult the teacher (decided from the
+student's first-token distribution), for how many steps, and how a token is picked from
+the two distributions. Strategies hold no I/O: an α-predictor is loaded once when the
+run is built and handed in (`predictor.online`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from pipeline.config.strategies import (
+    EntropyGateParams, FixedAlphaParams, NoParams, PredictedAlphaParams, SwitchParams, strategy_params,
+)
+from pipeline.decoding.distributions import entropy, jsd, mix
+from pipeline.engine.interface import FeatureRequest
+from pipeline.errors import UserError
+
+
+class AlphaPolicy(Protocol):
+    """α per example from the student's prefill: what `PredictedAlpha` is handed."""
+
+    source: str  # where it came from (an artifact directory), recorded in result rows
+    student: str  # identity of the student it was built for
+    n_tokens: int
+    feature_request: FeatureRequest
+
+    def alphas(self, features: torch.Tensor, p_first: torch.Tensor) -> torch.Tensor:
+        """[B] mixing weights from hidden features [B, D] and first-token probabilities [B, V]."""
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Base: the student decodes greedily alone."""
+
+    generator = "student"  # which model's KV cache drives generation
+
+    @property
+    def teacher_steps(self) -> int | None:
+        """Steps that consult the teacher; None = every step."""
+        return 0
+
+    @property
+    def name(self) -> str:
+        return STRATEGY_NAMES[type(self)]
+
+    def params(self) -> dict:
+        """The parameters the strategy really runs with (after resolving any artifact)."""
+        return {}
+
+    @property
+    def feature_request(self) -> FeatureRequest | None:
+        """Student hidden states this strategy needs at prefill, if any."""
+        return None
+
+    def check_student(self, identity: str) -> None:
+        """Refuse a student this strategy was not built for (before any decoding)."""
+
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-row mixing weight; rows with α = 0 never call the teacher."""
+        return torch.zeros(p_first.shape[0], device=p_first.device)
+
+    def pick(self, t: int, p_student: torch.Tensor, p_teacher: torch.Tensor, alphas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens for the rows that consult the teacher, and which of them the teacher decided."""
+        tokens = mix(p_student, p_teacher, alphas).argmax(dim=-1)
+        return tokens, torch.ones_like(tokens, dtype=torch.bool)
+
+
+@dataclass(frozen=True)
+class Student(Strategy):
+    pass
+
+
+@dataclass(frozen=True)
+class Teacher(Strategy):
+    generator = "teacher"
+
+
+@dataclass(frozen=True)
+class FixedAlpha(Strategy):
+    """Mix p_s + α(p_t − p_s) for the first `n_tokens` tokens, then the student alone."""
+
+    alpha: float = 1.0
+    n_tokens: int = 1
+
+    def __post_init__(self) -> None:
+        FixedAlphaParams(self.alpha, self.n_tokens)  # the config's checks
+
+    @property
+    def teacher_steps(self) -> int:
+        return self.n_tokens
+
+    def params(self) -> dict:
+        return {"alpha": self.alpha, "n_tokens": self.n_tokens}
+
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        value = self.alpha if self.n_tokens > 0 else 0.0
+        return torch.full((p_first.shape[0],), float(value), device=p_first.device)
+
+
+@dataclass(frozen=True)
+class EntropyGate(FixedAlpha):
+    """FixedAlpha only for rows whose student first-token entropy (nats) lies in [lo, hi].
+    A gate calibrated by an α-predictor records its `artifact` and the `student` it was
+    calibrated on."""
+
+    lo: float = 0.0
+    hi: float = math.inf
+    artifact: str = ""
+    student: str = ""
+
+    def __post_init__(self) -> None:
+        EntropyGateParams(self.alpha, self.n_tokens, self.lo, self.hi)
+
+    def params(self) -> dict:
+        calibrated = {"artifact": self.artifact} if self.artifact else {}
+        return {**super().params(), "lo": self.lo, "hi": self.hi, **calibrated}
+
+    def check_student(self, identity: str) -> None:
+        if self.student and self.student != identity:
+            raise UserError(f"entropy gate of {self.artifact} was calibrated for student '{self.student}', but the student in use is '{identity}'")
+
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        h = entropy(p_first)
+        inside = (h >= self.lo) & (h <= self.hi)
+        return super().row_alphas(p_first) * inside
+
+
+@dataclass(frozen=True)
+class Switch(Strategy):
+    """SWITCH: take the teacher's token when JSD(p_t, p_s) > τ0·exp(−λ·t)."""
+
+    tau0: float = 0.1
+    lam: float = 0.1
+
+    def __post_init__(self) -> None:
+        SwitchParams(self.tau0, self.lam)
+
+    @property
+    def teacher_steps(self) -> None:
+        return None
+
+    def params(self) -> dict:
+        return {"tau0": self.tau0, "lam": self.lam}
+
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.ones(p_first.shape[0], device=p_first.device)
+
+    def threshold(self, t: int) -> float:
+        return self.tau0 * math.exp(-self.lam * t)
+
+    def pick(self, t, p_student, p_teacher, alphas):
+        take_teacher = jsd(p_teacher, p_student) > self.threshold(t)
+        tokens = torch.where(take_teacher, p_teacher.argmax(dim=-1), p_student.argmax(dim=-1))
+        return tokens, take_teacher
+
+
+@dataclass(frozen=True)
+class PredictedAlpha(Strategy):
+    """α per example from an α-predictor, on the student's prefill features; rows
+    predicted α = 0 never call the teacher."""
+
+    policy: AlphaPolicy
+
+    @property
+    def teacher_steps(self) -> int:
+        return self.policy.n_tokens
+
+    def params(self) -> dict:
+        return {"artifact": self.policy.source, "n_tokens": self.policy.n_tokens}
+
+    @property
+    def feature_request(self) -> FeatureRequest:
+        return self.policy.feature_request
+
+    def check_student(self, identity: str) -> None:
+        if self.policy.student != identity:
+            raise UserError(f"α-predictor {self.policy.source} was built for student '{self.policy.student}', but the student in use is '{identity}'")
+
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.policy.alphas(features, p_first).float().to(p_first.device)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    "student": Student,
+    "teacher": Teacher,
+    "fixed_alpha": FixedAlpha,
+    "entropy_gate": EntropyGate,
+    "switch": Switch,
+    "predicted_alpha": PredictedAlpha,
+}
+STRATEGY_NAMES = {cls: name for name, cls in STRATEGIES.items()}
+
+
+def build_strategy(name: str, params: dict | None = None) -> Strategy:
+    """A strategy from its config name and parameters; those that need an α-predictor
+    artifact are built by `predictor.online.build_strategy`, which loads it once."""
+    validated = strategy_params(name, params)
+    if getattr(validated, "artifact", ""):
+        raise UserError(f"strategy '{name}' with an artifact is built by predictor.online.build_strategy")
+    return strategy_from_params(name, validated)
+
+
+def strategy_from_params(name: str, params, policy: AlphaPolicy | None = None) -> Strategy:
+    """The decoding unit for validated config parameters (see `pipeline.config.strategies`)."""
+    if isinstance(params, PredictedAlphaParams):
+        if policy is None:
+            raise UserError("predicted_alpha needs an α-predictor (see predictor.online.build_strategy)")
+        return PredictedAlpha(policy)
+    if isinstance(params, EntropyGateParams):
+        return EntropyGate(params.alpha, params.n_tokens, params.lo, params.hi)
+    if isinstance(params, (FixedAlphaParams, SwitchParams)):
+        return STRATEGIES[name](**vars(params))
+    assert isinstance(params, NoParams)
+    return STRATEGIES[name]()

@@ -1,0 +1,180 @@
+"""The in-process engine: one transformers causal LM behind the engine interface.
+
+The state of a batch lives inside the engine under a session id, so the same API works
+in process and behind a Ray actor: the caller sends token ids and gets the next-token
+distribution back, once per step per batch. Only the last position's logits are ever
+computed (`logits_to_keep=1`), and only the requested hidden-state layers are kept.
+"""
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from pipeline.engine.interface import Completion, FeatureRequest, NextToken, Prompt, Sampler, prompt_cost
+from pipeline.engine.sessions import SessionStore
+from pipeline.engine.steps import decode_steps
+from pipeline.engine.stop import StopRule
+from pipeline.models.loading import LoadedModel
+
+
+@dataclass
+class _Session:
+    cache: object
+    attention_mask: torch.Tensor  # [B, L]: 1 for real tokens, 0 for padding
+    next_position: torch.Tensor  # [B]: position id of the next token
+
+
+class HFEngine:
+    """`StepEngine` and `Generator` over a transformers causal LM.
+
+    `vocab_size` limits logits to the range shared with the other model.
+    `reuse_preamble` computes the few-shot preamble's KV cache once and copies it
+    into every batch instead of re-encoding it per question.
+    """
+
+    def __init__(self, lm: LoadedModel, vocab_size: int | None = None, reuse_preamble: bool = True,
+                 sessions: SessionStore | None = None):
+        self.lm = lm
+        self.model = lm.model
+        self.tokenizer = lm.tokenizer
+        self.device = lm.device
+        self.vocab_size = vocab_size
+        self.reuse_preamble = reuse_preamble
+        self.pad_id = lm.tokenizer.pad_token_id or 0
+        self.tokens_processed = 0
+        self.sessions: SessionStore[_Session] = sessions if sessions is not None else SessionStore()
+        self._preamble: tuple[tuple[int, ...], object] | None = None
+
+    # -- StepEngine -------------------------------------------------------
+    @torch.inference_mode()
+    def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> NextToken:
+        preambles = {tuple(p) for p, _ in prompts}
+        if self.reuse_preamble and len(preambles) == 1 and next(iter(preambles)):
+            out, state = self._prefill_after_preamble(list(next(iter(preambles))), [s for _, s in prompts], features)
+        else:
+            out, state = self._prefill_full([p + s for p, s in prompts], features)
+        self.sessions.put(session, state)
+        return NextToken(self._last_logits(out.logits), self._features(out, features))
+
+    @torch.inference_mode()
+    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> NextToken:
+        state = self.sessions.get(session)
+        if rows is not None:
+            self._select(state, rows)
+        tokens = tokens.to(self.device).view(-1, 1)
+        state.attention_mask = torch.cat([state.attention_mask, torch.ones_like(tokens)], dim=1)
+        out = self.model(
+            input_ids=tokens, attention_mask=state.attention_mask, position_ids=state.next_position.view(-1, 1),
+            cache=state.cache, use_cache=True,
+        )
+        state.cache = out.cache
+        state.next_position = state.next_position + 1
+        self.tokens_processed += tokens.shape[0]
+        return NextToken(self._last_logits(out.logits))
+
+    def fork(self, session: str, rows: list[int]) -> None:
+        self._select(self.sessions.get(session), rows)
+
+    def close(self, session: str) -> None:
+        self.sessions.pop(session)
+
+    def prompt_cost(self, prompt: Prompt) -> int:
+        return prompt_cost(prompt, self.reuse_preamble)
+
+    # -- Generator ----------------------------------------------------------
+    def generate(self, prompts: Sequence[Prompt], stop: StopRule, sampler: Sampler | None = None) -> list[Completion]:
+        rows = [Completion(tokens_processed=self.prompt_cost(p)) for p in prompts]
+        session = uuid.uuid4().hex
+        try:
+            p = self.prefill(session, prompts).probs
+            decode_steps(self, session, p, rows, list(range(len(rows))), stop, self.tokenizer, sampler)
+        finally:
+            self.close(session)
+        return rows
+
+    @torch.inference_mode()
+    def completion_logprobs(self, prompts: Sequence[Prompt], completions: Sequence[list[int]]) -> list[list[float]]:
+        seqs = [p + s + c for (p, s), c in zip(prompts, completions)]
+        ids, mask = self._left_pad(seqs)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        keep = max(len(c) for c in completions) + 1  # only the logits that score completion tokens
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
+        self.tokens_processed += int(mask.sum())
+        logits = out.logits.float()
+        if self.vocab_size is not None:
+            logits = logits[..., : self.vocab_size]
+        logp = torch.log_softmax(logits, dim=-1)
+        scores = []
+        for i, completion in enumerate(completions):
+            n = len(completion)
+            targets = ids[i, ids.shape[1] - n :].unsqueeze(-1)
+            scores.append(logp[i, keep - n - 1 : keep - 1].gather(-1, targets).squeeze(-1).tolist() if n else [])
+        return scores
+
+    # -- internals ----------------------------------------------------------
+    def _last_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        last = logits[:, -1, :]
+        if self.vocab_size is not None:
+            last = last[:, : self.vocab_size]
+        return last.float()
+
+    @staticmethod
+    def _features(out, request: FeatureRequest | None) -> torch.Tensor | None:
+        if request is None:
+            return None
+        states = torch.stack([out.hidden_states[i][:, -1, :] for i in request.layers], dim=1).float()
+        return states.mean(dim=1) if request.pool == "mean" else states.flatten(1)
+
+    def _forward(self, features: FeatureRequest | None, **inputs):
+        """A prefill forward: last position's logits only; hidden states only of the requested layers."""
+        hidden = list(features.layers) if features is not None else False
+        return self.model(**inputs, use_cache=True, logits_to_keep=1, output_hidden_states=hidden)
+
+    def _select(self, state: _Session, rows: list[int]) -> None:
+        index = torch.tensor(rows, dtype=torch.long, device=self.device)
+        state.cache.reorder_cache(index)
+        state.attention_mask = state.attention_mask.index_select(0, index)
+        state.next_position = state.next_position.index_select(0, index)
+
+    def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _prefill_full(self, seqs: list[list[int]], features: FeatureRequest | None):
+        ids, mask = self._left_pad(seqs)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        out = self._forward(features, input_ids=ids, attention_mask=mask, position_ids=positions)
+        self.tokens_processed += int(mask.sum())
+        return out, _Session(out.cache, mask, positions[:, -1] + 1)
+
+    def _preamble_cache(self, preamble: list[int]) -> object:
+        key = tuple(preamble)
+        if self._preamble is None or self._preamble[0] != key:
+            ids = torch.tensor([preamble], dtype=torch.long, device=self.device)
+            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+            self.tokens_processed += len(preamble)
+            self._preamble = (key, out.cache)
+        return self._preamble[1]
+
+    def _prefill_after_preamble(self, preamble: list[int], suffixes: list[list[int]], features: FeatureRequest | None):
+        """Layout per row: [preamble][padding][question]; padding is masked out and
+        position ids continue from the preamble, so each row sees exactly
+        preamble + question, as in a full prefill."""
+        cache = copy.deepcopy(self._preamble_cache(preamble))
+        batch = len(suffixes)
+        cache.reorder_cache(torch.zeros(batch, dtype=torch.long, device=self.device))
+        ids, suffix_mask = self._left_pad(suffixes)
+        mask = torch.cat([torch.ones((batch, len(preamble)), dtype=torch.long, device=self.device), suffix_mask], dim=1)
+        positions = (mask.cumsum(dim=1) - 1)[:, len(preamble):].clamp(min=0)
+        out = self._forward(features, input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache)
+        self.tokens_processed += int(suffix_mask.sum())
+        return out, _Session(out.cache, mask, positions[:, -1] + 1)

@@ -1,0 +1,101 @@
+"""The engine interface: what a model backend must offer the decoding layer.
+
+Two roles, as lm-evaluation-harness's `LM` interface does it for its backends:
+
+- `StepEngine`: the mixed prefix. Batched prefill (optionally with hidden-state
+  features), one step at a time with the KV cache kept under a session id, rows
+  forked or dropped between steps, close. Every call returns a `NextToken`: the
+  next-token distribution of the batch.
+- `Generator`: plain continuation and scoring. Greedy or sampled decoding of a batch
+  of prompts to the stop rule, and completion log-probabilities.
+
+`pipeline.engine.hf.HFEngine` (transformers, in process) and
+`pipeline.engine.remote.RemoteEngine` (the same engine behind a Ray actor) implement
+both in full; a vLLM backend would implement `Generator` first, since plain
+continuation is most of the tokens.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+
+Prompt = tuple[list[int], list[int]]  # (preamble ids, question suffix ids)
+# picks each active row's token from its next-token probabilities [R, V]:
+# (probabilities, tokens generated so far per row, row indices) -> token ids [R]
+Sampler = Callable[[torch.Tensor, list[int], list[int]], torch.Tensor]
+
+
+class SessionLost(RuntimeError):
+    """A step names a session the engine no longer holds (expired, evicted, or the engine
+    restarted): the caller's work unit must start over, nothing is wrong with its input."""
+
+
+@dataclass(frozen=True)
+class FeatureRequest:
+    """Hidden states to read at prefill: indices into hidden_states (0 = embeddings,
+    -1 = last layer), of each prompt's last token, concatenated or averaged."""
+
+    layers: tuple[int, ...] = (-1,)
+    pool: str = "concat"  # concat | mean
+
+
+@dataclass
+class NextToken:
+    """The next-token distribution of a batch: float32 logits over the vocabulary shared by
+    student and teacher, [B, V], and at prefill the requested features, [B, D]."""
+
+    logits: torch.Tensor
+    features: torch.Tensor | None = None
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return torch.softmax(self.logits.float(), dim=-1)
+
+
+@dataclass
+class Completion:
+    """One row of a decode: its tokens, why it stopped, and the tokens the generating
+    model was fed for it (prompt cost plus one per step)."""
+
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: str = "length"  # eos | stop | length
+    tokens_processed: int = 0
+
+
+def prompt_cost(prompt: Prompt, reuse_preamble: bool) -> int:
+    """Tokens an engine processes for one prompt: a cached preamble is paid once per engine, not here."""
+    preamble, suffix = prompt
+    return len(suffix) + (0 if reuse_preamble else len(preamble))
+
+
+@runtime_checkable
+class StepEngine(Protocol):
+    """Also offers `tokens_processed`: tokens fed to the model so far, all sessions."""
+
+    def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> NextToken:
+        """Encode a batch of prompts under a new session; the distribution after each prompt."""
+
+    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> NextToken:
+        """`fork(session, rows)` when rows are given, then feed one token per row."""
+
+    def fork(self, session: str, rows: list[int]) -> None:
+        """Re-index the session's batch: drop rows, or repeat a row to branch it."""
+
+    def close(self, session: str) -> None:
+        """Free the session's cache (a no-op for unknown sessions)."""
+
+    def prompt_cost(self, prompt: Prompt) -> int:
+        """Tokens the engine processes for this prompt (a cached preamble is not counted)."""
+
+
+@runtime_checkable
+class Generator(Protocol):
+    def generate(self, prompts: Sequence[Prompt], stop, sampler: Sampler | None = None) -> list[Completion]:
+        """Decode each prompt alone with this model until `stop` (a `StopRule`): greedy, or
+        with `sampler` choosing the tokens."""
+
+    def completion_logprobs(self, prompts: Sequence[Prompt], completions: Sequence[list[int]]) -> list[list[float]]:
+        """Log-probability of every completion token given its prompt (teacher forcing)."""

@@ -1,0 +1,71 @@
+"""What a job needs to know about a checkpoint before loading its weights, computed once.
+
+`model_facts` reads the tokenizer and the config once and hashes the weights once; jobs
+pass the result on (to work units, actors, manifests) instead of asking again.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.config.sections import ModelSpec
+from pipeline.errors import UserError
+from pipeline.models.loading import checked_path, load_text_config, load_tokenizer, looks_local
+
+IDENTITY_HASH_LIMIT = 256 * 2**20  # hash weight files up to this size; larger ones by name and size
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    path: str
+    identity: str  # survives moving the checkpoint: Hub id@revision, or directory name@content hash
+    vocab_size: int  # tokens of its tokenizer
+    vocab_digest: str  # sha256 of the tokenizer's token → id map
+    output_size: int  # rows of its output layer (≥ vocab_size when padded)
+    num_layers: int
+    hidden_size: int
+
+
+@functools.lru_cache(maxsize=8)
+def model_facts(spec: ModelSpec) -> ModelFacts:
+    vocab = load_tokenizer(spec).get_vocab()
+    config = load_text_config(spec)
+    digest = hashlib.sha256(repr(sorted(vocab.items())).encode()).hexdigest()
+    return ModelFacts(spec.path, model_identity(spec), len(vocab), digest, int(config.vocab_size),
+                      int(config.num_hidden_layers), int(config.hidden_size))
+
+
+def model_identity(spec: ModelSpec) -> str:
+    """A name for the checkpoint that survives moving it: the Hub id (and revision), or for a
+    local directory its name plus a hash of its config and weights (weights only when small)."""
+    if not looks_local(spec.path):
+        return spec.path + (f"@{spec.revision}" if spec.revision else "")
+    root = Path(checked_path(spec))
+    digest = hashlib.sha256()
+    for file in sorted(root.glob("*.json")) + sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
+        if file.suffix == ".json" and file.name not in ("config.json", "model.safetensors.index.json"):
+            continue
+        size = file.stat().st_size
+        digest.update(f"{file.name}:{size}".encode())
+        if size <= IDENTITY_HASH_LIMIT:
+            digest.update(file.read_bytes())
+    return f"{root.name}@{digest.hexdigest()[:12]}"
+
+
+def shared_vocab_size(student: ModelFacts, teacher: ModelFacts) -> int:
+    """Size of the token range both models agree on; mixing happens over it.
+
+    The tokenizers must be identical. A model whose output layer is padded past the
+    real vocabulary (common for GPU-friendly sizes) is fine: extra rows are ignored.
+    """
+    if student.vocab_digest != teacher.vocab_digest:
+        raise UserError(
+            f"incompatible tokenizers: student '{student.path}' ({student.vocab_size} tokens) and teacher "
+            f"'{teacher.path}' ({teacher.vocab_size} tokens) differ; both must share one vocabulary"
+        )
+    for role, facts in (("student", student), ("teacher", teacher)):
+        if facts.output_size < facts.vocab_size:
+            raise UserError(f"{role} '{facts.path}' outputs {facts.output_size} logits, fewer than its tokenizer's {facts.vocab_size} tokens")
+    return student.vocab_size

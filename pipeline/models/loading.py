@@ -1,0 +1,100 @@
+"""Loading student/teacher checkpoints with `from_pretrained`, and the device they run on."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from pipeline.config.sections import ModelSpec
+from pipeline.errors import UserError
+
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+
+    @property
+    def name(self) -> str:
+        return self.spec.path
+
+
+def pick_device(want_gpu: bool = True) -> torch.device:
+    """The first visible CUDA device, or CPU when there is none.
+
+    Under Ray, CUDA_VISIBLE_DEVICES is set to the actor's GPU ids, so device 0 is its GPU;
+    a logical GPU without a physical CUDA device falls back to CPU.
+    """
+    if want_gpu and torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+def looks_local(path: str) -> bool:
+    return path.startswith((".", "/", "~")) or os.path.exists(path)
+
+
+def checked_path(spec: ModelSpec) -> str:
+    """Local directories must exist; anything else is treated as a Hub id."""
+    if looks_local(spec.path):
+        path = os.path.expanduser(spec.path)
+        if not os.path.isdir(path):
+            raise UserError(f"model not found: '{spec.path}' is not a directory")
+        return path
+    return spec.path
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedModel:
+    """Load tokenizer and causal LM exactly as real checkpoints are loaded (`from_pretrained`)."""
+    device = device or pick_device()
+    hf_logging.disable_progress_bar()  # per-shard bars drown the job's own progress
+    tokenizer = load_tokenizer(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(checked_path(spec), revision=spec.revision, dtype=TORCH_DTYPES[spec.dtype])
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load model '{spec.path}': {first_line(exc)}") from None
+    model.to(device).eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(spec, model, tokenizer, device)
+
+
+def load_tokenizer(spec: ModelSpec):
+    """The tokenizer alone: cheap, for checks before any model is loaded."""
+    path = checked_path(spec)
+    try:
+        return AutoTokenizer.from_pretrained(path, revision=spec.revision)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load tokenizer of model '{spec.path}': {first_line(exc)}") from None
+
+
+def load_text_config(spec: ModelSpec):
+    """The model's (text) config alone: no weights loaded."""
+    try:
+        return AutoConfig.from_pretrained(checked_path(spec), revision=spec.revision).get_text_config()
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load model config '{spec.path}': {first_line(exc)}") from None
+
+
+def eos_token_ids(lm: LoadedModel) -> set[int]:
+    """EOS ids from the tokenizer and the generation config (which may list several)."""
+    ids = {lm.tokenizer.eos_token_id} if lm.tokenizer.eos_token_id is not None else set()
+    gen = getattr(lm.model, "generation_config", None)
+    extra = getattr(gen, "eos_token_id", None) if gen is not None else None
+    if isinstance(extra, int):
+        ids.add(extra)
+    elif extra:
+        ids.update(int(i) for i in extra)
+    return ids

@@ -1,0 +1,99 @@
+"""Ray actors: a model engine that serves several callers, and the student decoding workers.
+
+The student worker runs the decoder in process; the teacher lives in its own actor (its
+own GPU) and is reached through `RemoteEngine`, once per decoding step per batch, only
+for the rows and steps the strategy consults it on.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import ray
+import torch
+
+from pipeline.config.sections import ModelSpec
+from pipeline.data.prompts import load_template
+from pipeline.decoding.decoder import Decoder
+from pipeline.engine.hf import HFEngine
+from pipeline.engine.interface import Completion, FeatureRequest, Prompt, Sampler
+from pipeline.engine.remote import RemoteEngine
+from pipeline.engine.stop import StopRule
+from pipeline.models.loading import eos_token_ids, load_model, pick_device
+
+
+def _limit_threads() -> None:
+    """Several actors share a node's cores: use as many threads as CPUs Ray granted."""
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+
+
+def placement_info() -> dict:
+    """Where this actor landed: node, Ray's GPU ids, and the torch device it really uses."""
+    ctx = ray.get_runtime_context()
+    return {
+        "node_id": ctx.get_node_id(),
+        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        "device": str(pick_device()),
+        "pid": os.getpid(),
+    }
+
+
+@ray.remote
+class ModelActor:
+    """A model (the teacher, or a teaching assistant) behind the engine interface on its own
+    resources; sessions keep each caller's KV cache, so one actor serves several students."""
+
+    def __init__(self, spec: ModelSpec, vocab_size: int, reuse_preamble: bool):
+        _limit_threads()
+        self.engine = HFEngine(load_model(spec), vocab_size, reuse_preamble)
+
+    def prefill(self, session: str, prompts: list[Prompt], features: FeatureRequest | None) -> tuple[np.ndarray, np.ndarray | None]:
+        out = self.engine.prefill(session, prompts, features)
+        return out.logits.cpu().numpy(), None if out.features is None else out.features.cpu().numpy()
+
+    def step(self, session: str, tokens: np.ndarray, rows: list[int] | None) -> np.ndarray:
+        return self.engine.step(session, torch.tensor(tokens), rows).logits.cpu().numpy()
+
+    def fork(self, session: str, rows: list[int]) -> None:
+        self.engine.fork(session, rows)
+
+    def close(self, session: str) -> None:
+        self.engine.close(session)
+
+    def generate(self, prompts: list[Prompt], stop: StopRule, sampler: Sampler | None) -> list[Completion]:
+        return self.engine.generate(prompts, stop, sampler)
+
+    def completion_logprobs(self, prompts: list[Prompt], completions: list[list[int]]) -> list[list[float]]:
+        return self.engine.completion_logprobs(prompts, completions)
+
+    def placement(self) -> dict:
+        return placement_info()
+
+    def tokens_processed(self) -> int:
+        return self.engine.tokens_processed
+
+
+@ray.remote
+class DecodeWorker:
+    """A student decoding worker, with a handle on its teacher: turns work units into rows."""
+
+    def __init__(self, student: ModelSpec, teacher_name: str, vocab_size: int, prompt: str, max_new_tokens: int, reuse_preamble: bool):
+        _limit_threads()
+        lm = load_model(student)
+        self.template = load_template(prompt)
+        stop = StopRule(frozenset(eos_token_ids(lm)), self.template.stop_strings, max_new_tokens)
+        teacher = RemoteEngine(ray.get_actor(teacher_name), reuse_preamble)
+        self.decoder = Decoder(HFEngine(lm, vocab_size, reuse_preamble), teacher, lm.tokenizer, stop)
+        self.worker_id = ray.get_runtime_context().get_actor_id()
+        self.node_id = ray.get_runtime_context().get_node_id()
+
+    def run(self, unit) -> list[dict]:
+        """Rows of one work unit (an evaluation batch, a label batch, ...)."""
+        return unit.run(self.decoder, self.template, self.worker_id, self.node_id)
+
+    def placement(self) -> dict:
+        return placement_info()
+
+    def pid(self) -> int:
+        return os.getpid()

@@ -1,0 +1,117 @@
+"""The job kit: a distributed job over work units, shared by evaluate, label and signals.
+
+A task describes its units (`WorkUnit`), the Parquet dataset they fill and the rows it
+expects; `run_units` starts the actors, runs only the units not already in `--out`
+(resume), writes each unit's rows as an atomic part, and keeps the manifest.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyarrow as pa
+import ray
+from tqdm import tqdm
+
+from pipeline.config import RunConfig
+from pipeline.data.datasets import Example, dataset_fingerprint
+from pipeline.data.prompts import PromptTemplate
+from pipeline.errors import UserError
+from pipeline.models.facts import model_facts, shared_vocab_size
+from pipeline.runtime.placement import start_decoders
+from pipeline.runtime.scheduler import schedule
+from pipeline.store.manifest import check_compatible, config_hash, git_commit, now, package_versions
+from pipeline.store.parts import existing_parts, filesystem, join, read_dataset, read_json, write_json, write_part
+
+
+class WorkUnit(Protocol):
+    """One batch of a job: the unit of scheduling, output (one Parquet part) and resume."""
+
+    examples: tuple[Example, ...]
+
+    @property
+    def part_name(self) -> str: ...
+
+    def run(self, decoder, template: PromptTemplate, worker_id: str, node_id: str) -> list[dict]: ...
+
+
+def batches(examples: Sequence[Example], size: int) -> list[tuple[int, tuple[Example, ...]]]:
+    """(batch index, examples) in order: deterministic for a config, so a rerun finds its parts."""
+    return [(b, tuple(examples[s : s + size])) for b, s in enumerate(range(0, len(examples), size))]
+
+
+@dataclass
+class Job:
+    """One distributed job over work units: where its dataset goes and what it expects."""
+
+    name: str  # recorded in the manifest
+    dataset_dir: str  # subdirectory of --out holding the Parquet parts
+    schema: pa.Schema
+    units: list  # WorkUnit
+    expected_rows: int
+    manifest_name: str = "manifest.json"
+    ignored_config: tuple[str, ...] = ()  # config sections that do not affect this job's output
+    extra_actors: Callable[[int], object] | None = None  # starts actors the units use (given the shared vocab size)
+
+
+def run_units(config: RunConfig, out: str, job: Job, examples: list) -> tuple[pa.Table, dict]:
+    """Run every unit not already in `out` on Ray actors; returns the whole dataset and the manifest.
+
+    Reruns resume: finished parts are kept, missing ones are computed. A different
+    configuration into the same `out` is refused.
+    """
+    student, teacher = model_facts(config.student), model_facts(config.teacher)
+    vocab_size = shared_vocab_size(student, teacher)
+    fs, root = filesystem(out)
+    data_dir, manifest_path = join(root, job.dataset_dir), join(root, job.manifest_name)
+    key_hash = config_hash(config.results_key(job.ignored_config))
+    previous = read_json(fs, manifest_path)
+    check_compatible(previous, key_hash, out)
+    manifest = {
+        "job": job.name,
+        "status": "running",
+        "config": config.to_dict(),
+        "config_hash": key_hash,
+        "models": {"student": config.student.path, "teacher": config.teacher.path},
+        "model_identities": {"student": student.identity, "teacher": teacher.identity},
+        "dataset": {"source": config.dataset.source, "split": config.dataset.split, "n_examples": len(examples),
+                    "fingerprint": dataset_fingerprint(examples)},
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "started_at": (previous or {}).get("started_at", now()),
+    }
+    fs.create_dir(root, recursive=True)
+    write_json(fs, manifest_path, manifest)
+
+    done = existing_parts(fs, data_dir)
+    todo = [u for u in job.units if u.part_name not in done]
+    print(f"{len(job.units) - len(todo)} of {len(job.units)} work units already done; {len(todo)} to run", flush=True)
+    started, retries = time.time(), 0
+    if todo:
+        ray.init(ignore_reinit_error=True)
+        # the driver holds every handle until the end: Ray ends an actor when no handle is left
+        teachers, workers = start_decoders(config, vocab_size)
+        extras = job.extra_actors(vocab_size) if job.extra_actors is not None else None
+        with tqdm(total=sum(len(u.examples) for u in todo), unit="ex", desc=job.name) as bar:
+            def write(unit, rows):
+                write_part(fs, data_dir, unit.part_name, rows, job.schema)
+                bar.update(len(unit.examples))
+            retries = schedule(workers, todo, write, config.ray.max_attempts, log=tqdm.write)
+        del teachers, workers, extras
+
+    table = read_dataset(fs, data_dir)
+    if table.num_rows != job.expected_rows:
+        raise UserError(f"{out}: {job.dataset_dir} holds {table.num_rows} rows, expected {job.expected_rows}; rerun to finish")
+    manifest.update(finished_at=now(), counts={"rows": table.num_rows, "examples": len(examples)},
+                    retried_units=retries, wall_s_this_session=time.time() - started)
+    return table, manifest
+
+
+def finish(out: str, job: Job, manifest: dict, summary_name: str, summary: dict) -> None:
+    """Write the job's summary, then mark the manifest complete (last, so 'complete' means complete)."""
+    fs, root = filesystem(out)
+    write_json(fs, join(root, summary_name), summary)
+    manifest.update(status="complete", summary=summary)
+    write_json(fs, join(root, job.manifest_name), manifest)

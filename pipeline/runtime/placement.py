@@ -1,0 +1,79 @@
+"""Starting actors where they fit: teachers with their students packed on one node, and
+single model actors (a teaching assistant), each with a bounded wait for resources."""
+from __future__ import annotations
+
+import uuid
+
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from pipeline.config import RoleResources, RunConfig
+from pipeline.config.sections import ModelSpec
+from pipeline.errors import UserError
+from pipeline.runtime.actors import DecodeWorker, ModelActor
+from pipeline.runtime.resources import actor_options, bundle, cluster_has_gpus
+
+
+def restart_policy(max_attempts: int) -> dict:
+    """Ray restarts a dead actor at most `max_attempts` times and never re-runs a task by
+    itself: the scheduler decides what is retried, so a unit that kills its worker every
+    time ends the run after `ray.max_attempts` tries."""
+    return {"max_restarts": max_attempts, "max_task_retries": 0}
+
+
+def start_decoders(config: RunConfig, vocab_size: int) -> tuple[list, list]:
+    """Teachers and student workers, each teacher packed with its students on one node where possible."""
+    has_gpus = cluster_has_gpus()
+    rc, dec = config.ray, config.decoding
+    teachers, workers = [], []
+    for t in range(rc.num_teachers):
+        n_students = min(rc.students_per_teacher, rc.num_students - t * rc.students_per_teacher)
+        group = ray.util.placement_group(
+            [bundle(rc.teacher, has_gpus)] + [bundle(rc.student, has_gpus)] * n_students, strategy="PACK"
+        )
+        _wait_for_group(group, rc.placement_timeout_s)
+
+        def place(i: int) -> PlacementGroupSchedulingStrategy:
+            return PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)
+
+        # workers find their teacher by name: a handle passed as a constructor argument would
+        # live in the object store, and a restarted worker could lose it
+        teacher_name = f"teacher-{uuid.uuid4().hex[:12]}"
+        teachers.append(ModelActor.options(
+            **actor_options(rc.teacher, has_gpus), **restart_policy(rc.max_attempts), scheduling_strategy=place(0),
+            name=teacher_name,
+        ).remote(config.teacher, vocab_size, dec.reuse_preamble_cache))
+        for s in range(n_students):
+            workers.append(DecodeWorker.options(
+                **actor_options(rc.student, has_gpus), **restart_policy(rc.max_attempts), scheduling_strategy=place(1 + s),
+            ).remote(config.student, teacher_name, vocab_size, config.prompt, dec.max_new_tokens, dec.reuse_preamble_cache))
+    return teachers, workers
+
+
+def start_model_actor(spec: ModelSpec, resources: RoleResources, vocab_size: int, config: RunConfig, name: str, role: str):
+    """One named ModelActor (e.g. a teaching assistant), waiting at most the placement timeout for it."""
+    has_gpus = cluster_has_gpus()
+    options = actor_options(resources, has_gpus)
+    actor = ModelActor.options(**options, **restart_policy(config.ray.max_attempts), name=name).remote(
+        spec, vocab_size, config.decoding.reuse_preamble_cache
+    )
+    timeout = config.ray.placement_timeout_s
+    try:
+        ray.get(actor.placement.remote(), timeout=timeout)
+    except ray.exceptions.GetTimeoutError:
+        raise UserError(
+            f"Ray could not start the {role} actor within {timeout:.0f}s: it needs {options}, "
+            f"the cluster has {ray.cluster_resources()}; lower its resources in the config"
+        ) from None
+    return actor
+
+
+def _wait_for_group(group, timeout_s: float) -> None:
+    try:
+        ray.get(group.ready(), timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError:
+        ray.util.remove_placement_group(group)
+        raise UserError(
+            f"Ray could not place a teacher and its students within {timeout_s:.0f}s: they need {group.bundle_specs}, "
+            f"the cluster has {ray.cluster_resources()}; lower ray.*.num_gpus/num_cpus or ray.num_students, or add nodes"
+        ) from None

@@ -1,0 +1,67 @@
+"""Parquet datasets on any pyarrow filesystem: atomic part files, resume bookkeeping, JSON side files.
+
+A dataset is a directory (local path or any pyarrow filesystem URI) of part files.
+Each part is written under a hidden temporary name and renamed when complete, so a
+reader (and a resumed run) never sees half a part; pyarrow ignores dot-files.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipeline.errors import UserError
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for a local path or a URI such as s3://bucket/run."""
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def write_part(fs: pafs.FileSystem, directory: str, name: str, rows: list[dict], schema: pa.Schema) -> None:
+    fs.create_dir(directory, recursive=True)
+    tmp, final = join(directory, f".tmp-{name}"), join(directory, name)
+    table = pa.Table.from_pylist(rows, schema=schema)
+    with fs.open_output_stream(tmp) as out:
+        pq.write_table(table, out)
+    fs.move(tmp, final)
+
+
+def existing_parts(fs: pafs.FileSystem, directory: str) -> set[str]:
+    info = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+    return {i.base_name for i in info if i.type == pafs.FileType.File and not i.base_name.startswith((".", "_"))}
+
+
+def read_dataset(fs: pafs.FileSystem, directory: str) -> pa.Table:
+    return pq.read_table(directory, filesystem=fs)
+
+
+def write_json(fs: pafs.FileSystem, path: str, obj: dict) -> None:
+    tmp = path + ".tmp"
+    with fs.open_output_stream(tmp) as out:
+        out.write(json.dumps(obj, indent=2, default=str).encode())
+    fs.move(tmp, path)
+
+
+def read_json(fs: pafs.FileSystem, path: str) -> dict | None:
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return json.loads(f.read().decode())
+
+
+def read_table(path: str) -> pa.Table:
+    """A whole Parquet dataset a user named, with a one-line error when it cannot be read."""
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise UserError(f"cannot read dataset {path}: {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,128 @@
+"""Every Parquet schema the package writes, in one place: evaluation results, α-labels,
+teaching-assistant signals and distillation data. The README documents each column."""
+from __future__ import annotations
+
+import pyarrow as pa
+
+RESULT_SCHEMA = pa.schema(
+    [
+        pa.field("example_id", pa.string(), nullable=False),
+        pa.field("dataset", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("strategy", pa.string(), nullable=False),  # unique label, e.g. fixed_alpha(alpha=1.0,n_tokens=5)
+        pa.field("strategy_name", pa.string()),
+        pa.field("params", pa.string()),  # the strategy's parameters as JSON
+        pa.field("alpha", pa.float64()),  # α the row actually used (0: teacher not asked)
+        pa.field("n_tokens", pa.int64()),
+        pa.field("tau0", pa.float64()),
+        pa.field("lam", pa.float64()),
+        pa.field("entropy_lo", pa.float64()),
+        pa.field("entropy_hi", pa.float64()),
+        pa.field("prompt_hash", pa.string()),
+        pa.field("generated_text", pa.string()),
+        pa.field("generated_token_ids", pa.list_(pa.int64())),
+        pa.field("teacher_token_mask", pa.list_(pa.bool_())),  # per generated token: decided with the teacher
+        pa.field("predicted_answer", pa.string()),
+        pa.field("gold_answer", pa.string()),
+        pa.field("correct", pa.bool_()),
+        pa.field("finish_reason", pa.string()),
+        pa.field("generated_tokens", pa.int64()),
+        pa.field("student_tokens_processed", pa.int64()),
+        pa.field("teacher_tokens_processed", pa.int64()),
+        pa.field("teacher_tokens", pa.int64()),
+        pa.field("teacher_changed_tokens", pa.int64()),
+        pa.field("student_first_entropy", pa.float64()),
+        pa.field("worker_id", pa.string()),
+        pa.field("node_id", pa.string()),
+        pa.field("latency_s", pa.float64()),  # this row's share of its batch's wall time
+    ]
+)
+
+
+def label_schema(feature_dim: int) -> pa.Schema:
+    floats, ints = pa.list_(pa.float64()), pa.list_(pa.int64())
+    return pa.schema(
+        [
+            pa.field("example_id", pa.string(), nullable=False),
+            pa.field("dataset", pa.string()),
+            pa.field("split", pa.string()),
+            pa.field("student", pa.string()),
+            pa.field("teacher", pa.string()),
+            pa.field("n_tokens", pa.int64()),
+            pa.field("prompt_hash", pa.string()),
+            pa.field("gold_answer", pa.string()),
+            # one entry per grid α, in grid order
+            pa.field("alpha_grid", floats),
+            pa.field("first_tokens", pa.list_(ints)),
+            pa.field("answers", pa.list_(pa.string())),
+            pa.field("correct", pa.list_(pa.bool_())),
+            pa.field("interval_of_alpha", ints),  # index into the interval_* columns
+            # one entry per distinct leaf: the exact α interval giving its first-N tokens
+            pa.field("interval_lo", floats),
+            pa.field("interval_hi", floats),
+            pa.field("interval_first_tokens", pa.list_(ints)),
+            pa.field("interval_answer", pa.list_(pa.string())),
+            pa.field("interval_correct", pa.list_(pa.bool_())),
+            # student features and first-token statistics
+            pa.field("features", pa.list_(pa.float32(), feature_dim)),
+            pa.field("feature_layers", ints),
+            pa.field("feature_pool", pa.string()),
+            pa.field("student_entropy", pa.float64()),
+            pa.field("teacher_entropy", pa.float64()),
+            pa.field("student_top1_prob", pa.float64()),
+            pa.field("teacher_top1_prob", pa.float64()),
+            pa.field("kl_teacher_student", pa.float64()),
+            pa.field("jsd", pa.float64()),
+            pa.field("argmax_agree", pa.bool_()),
+            # cost
+            pa.field("distinct_leaves", pa.int64()),
+            pa.field("student_tokens_processed", pa.int64()),
+            pa.field("teacher_tokens_processed", pa.int64()),
+            pa.field("worker_id", pa.string()),
+            pa.field("node_id", pa.string()),
+            pa.field("latency_s", pa.float64()),
+        ]
+    )
+
+
+SIGNAL_SCHEMA = pa.schema(
+    [
+        pa.field("example_id", pa.string(), nullable=False),
+        pa.field("gold_answer", pa.string()),
+        pa.field("prompt", pa.string()),
+        pa.field("student_text", pa.string()),
+        pa.field("student_answer", pa.string()),
+        pa.field("student_correct", pa.bool_()),
+        pa.field("teacher_text", pa.string()),
+        pa.field("teacher_answer", pa.string()),
+        pa.field("teacher_correct", pa.bool_()),
+        pa.field("sc_k", pa.int64()),
+        pa.field("sc_temperature", pa.float64()),
+        pa.field("sc_answers", pa.list_(pa.string())),
+        pa.field("sc_majority_answer", pa.string()),
+        pa.field("sc_agreement", pa.float64()),  # share of the k samples agreeing with the majority
+        pa.field("ta_student_mean_logprob", pa.float64()),
+        pa.field("ta_student_min_logprob", pa.float64()),
+        pa.field("ta_teacher_mean_logprob", pa.float64()),
+        pa.field("ta_teacher_min_logprob", pa.float64()),
+    ]
+)
+
+
+DISTILL_SCHEMA = pa.schema(
+    [
+        pa.field("example_id", pa.string()),
+        pa.field("prompt", pa.string()),
+        pa.field("completion", pa.string()),
+        pa.field("completion_token_ids", pa.list_(pa.int64())),
+        pa.field("source", pa.string()),  # strategy that produced the target, e.g. teacher, switch
+        pa.field("strategy", pa.string()),
+        pa.field("origin_mask", pa.list_(pa.bool_())),  # per target token: produced with the teacher
+        pa.field("teacher_token_share", pa.float64()),
+        pa.field("correct", pa.bool_()),
+        pa.field("sc_agreement", pa.float64()),
+        pa.field("ta_teacher_mean_logprob", pa.float64()),
+        pa.field("ta_student_mean_logprob", pa.float64()),
+        pa.field("weight", pa.float64()),
+    ]
+)

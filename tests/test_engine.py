@@ -1,0 +1,130 @@
+"""The engine interface and its in-process implementation: what a prefill computes and
+keeps, sessions that cannot leak, and no deprecated transformers calls."""
+import warnings
+
+import pytest
+import torch
+
+from pipeline.config import ModelSpec
+from pipeline.data.prompts import PromptTemplate, encode_prompt
+from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.strategies import Student, Teacher
+from pipeline.engine.hf import HFEngine
+from pipeline.engine.interface import FeatureRequest, Generator, SessionLost, StepEngine
+from pipeline.engine.remote import RemoteEngine
+from pipeline.engine.sessions import SessionStore
+from pipeline.engine.stop import StopRule
+from pipeline.models.facts import model_facts, shared_vocab_size
+from pipeline.models.loading import eos_token_ids, load_model
+
+TEMPLATE = PromptTemplate(name="t", instruction="Solve the problems.\n\n")
+QUESTIONS = ["what is 2+2?", "a longer question: what is 17*3 minus 4?", "hi"]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_pair):
+    s, t = ModelSpec(str(tiny_pair[0])), ModelSpec(str(tiny_pair[1]))
+    return load_model(s), load_model(t), shared_vocab_size(model_facts(s), model_facts(t))
+
+
+def prompts(lm):
+    return [encode_prompt(lm.tokenizer, TEMPLATE, q) for q in QUESTIONS]
+
+
+def recorded_forwards(model):
+    """Every forward output of `model` while the hook is installed."""
+    outputs = []
+    handle = model.register_forward_hook(lambda _module, _args, out: outputs.append(out))
+    return outputs, handle
+
+
+@pytest.mark.parametrize("reuse_preamble", [True, False])
+def test_prefill_computes_one_logits_position_and_only_requested_layers(models, reuse_preamble):
+    _, teacher, vocab = models  # two layers: three hidden states, of which the middle one is not asked for
+    engine = HFEngine(teacher, vocab, reuse_preamble)
+    outputs, handle = recorded_forwards(teacher.model)
+    try:
+        out = engine.prefill("s", prompts(teacher), FeatureRequest((0, -1), "concat"))
+    finally:
+        handle.remove()
+    prefill = outputs[-1]
+    assert prefill.logits.shape[1] == 1  # [B, 1, V], not [B, T, V]
+    assert [h is not None for h in prefill.hidden_states] == [True, False, True]
+    assert out.logits.shape == (len(QUESTIONS), vocab) and out.features.shape == (len(QUESTIONS), 2 * 48)
+
+
+def test_features_equal_a_full_forward(models):
+    """The last token's hidden states at the requested layers, as a plain full forward gives them."""
+    student, _, vocab = models
+    batch = prompts(student)
+    out = HFEngine(student, vocab).prefill("s", batch, FeatureRequest((0, -1), "concat"))
+    for i, (pre, suf) in enumerate(batch):
+        with torch.inference_mode():
+            full = student.model(input_ids=torch.tensor([pre + suf]), output_hidden_states=True)
+        expected = torch.cat([full.hidden_states[0][0, -1], full.hidden_states[-1][0, -1]])
+        assert torch.allclose(out.features[i], expected, atol=1e-4)
+        assert torch.allclose(out.logits[i], full.logits[0, -1, :vocab], atol=1e-4)
+
+
+def test_engines_implement_the_whole_interface(models):
+    student, _, vocab = models
+    for engine in (HFEngine(student, vocab), RemoteEngine(handle=None, reuse_preamble=True)):
+        assert isinstance(engine, StepEngine) and isinstance(engine, Generator)
+
+
+def test_generate_equals_the_decoder_loop_on_the_same_model(models):
+    """The teacher decoding alone in its engine gives the tokens the shared loop gives."""
+    student, teacher, vocab = models
+    stop = StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), 10)
+    batch = prompts(student)
+    alone = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, stop).generate(Teacher(), batch)
+    as_loop = Decoder(HFEngine(teacher, vocab), HFEngine(student, vocab), student.tokenizer, stop).generate(Student(), batch)
+    assert [g.token_ids for g in alone] == [g.token_ids for g in as_loop]
+    assert [g.teacher_tokens_processed for g in alone] == [g.student_tokens_processed for g in as_loop]
+    assert all(g.teacher_tokens == len(g.token_ids) and g.student_tokens_processed == 0 for g in alone)
+
+
+def test_engine_calls_emit_no_deprecation_warnings(models):
+    student, _, vocab = models
+    engine = HFEngine(student, vocab)
+    stop = StopRule(frozenset(eos_token_ids(student)), (), 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = engine.prefill("s", prompts(student), FeatureRequest((-1,)))
+        engine.step("s", out.logits.argmax(dim=-1), rows=[0, 0, 2])
+        engine.close("s")
+        engine.generate(prompts(student), stop)
+        engine.completion_logprobs(prompts(student), [[5, 6], [7], [8, 9, 10]])
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_unused_sessions_expire_and_a_lost_session_says_so(models):
+    student, _, vocab = models
+    clock = Clock()
+    engine = HFEngine(student, vocab, sessions=SessionStore(max_sessions=8, ttl_s=60, clock=clock))
+    engine.prefill("dead-student", prompts(student))  # never closed: its caller died
+    clock.now = 30
+    engine.prefill("alive", prompts(student))
+    clock.now = 70
+    engine.step("alive", torch.tensor([1, 2, 3]))  # used within the ttl: kept
+    engine.prefill("new", prompts(student))
+    assert len(engine.sessions) == 2
+    with pytest.raises(SessionLost, match="dead-student"):
+        engine.step("dead-student", torch.tensor([1, 2, 3]))
+
+
+def test_session_count_is_bounded():
+    store = SessionStore(max_sessions=2, ttl_s=1e9)
+    with pytest.warns(RuntimeWarning, match="evicted the oldest"):
+        for name in "abc":
+            store.put(name, object())
+    assert len(store) == 2
+    with pytest.raises(SessionLost):
+        store.get("a")
