@@ -1,1 +1,2 @@
-"""Decoding with limited teacher supervision: library code shared by the jobs."""
+"""Decoding with limited teacher supervision: the library behind the jobs. Layers, in import
+order: config ← data, models ← engine ← decoding ← runtime ← tasks (see ARCHITECTURE.md)."""

@@ -150,3 +150,29 @@ def test_predicted_alpha_online_uses_label_features(tiny_pair, tmp_path):
     gate = build_strategy("entropy_gate", {"artifact": artifact})
     calibrated = predictor.meta["entropy_gate"]
     assert (gate.lo, gate.hi, gate.alpha, gate.n_tokens) == (calibrated["lo"], calibrated["hi"], calibrated["alpha"], 2)
+    with pytest.raises(UserError, match="calibrated for student"):
+        gate.check_student(model_identity(t_spec))
+
+    # result rows record what the strategies ran with, not only what the YAML said
+    from pipeline.config import StrategySpec
+    from pipeline.data.datasets import Example
+    from pipeline.tasks.evaluate import EvalUnit, decode_unit
+
+    examples = tuple(Example(f"t/{i}", i, f"what is {i}+{i}?", str(2 * i)) for i in range(4))
+    for spec in (StrategySpec("predicted_alpha", {"artifact": artifact}), StrategySpec("entropy_gate", {"artifact": artifact})):
+        rows = decode_unit(decoder, template, EvalUnit(0, 0, spec, examples, "t", "test"))
+        assert {r["n_tokens"] for r in rows} == {2}
+        assert all(json.loads(r["params"])["artifact"] == artifact for r in rows)
+        if spec.name == "entropy_gate":
+            assert {(r["entropy_lo"], r["entropy_hi"]) for r in rows} == {(calibrated["lo"], calibrated["hi"])}
+
+
+def test_model_facts_are_read_once_per_process(tiny_pair, monkeypatch):
+    from pathlib import Path
+
+    from pipeline.models.facts import model_facts
+
+    spec = ModelSpec(str(tiny_pair[0]))
+    first = model_facts(spec)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail(f"weights re-read: {self}"))
+    assert model_facts(ModelSpec(str(tiny_pair[0]))) is first

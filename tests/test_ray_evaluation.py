@@ -57,14 +57,14 @@ def config_file(tiny_pair, tmp_path_factory):
 
 @pytest.fixture
 def ray_with_two_gpus():
-    ray.init(address="local", num_cpus=2, num_gpus=2, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, num_gpus=2, log_to_driver=True)
     yield
     ray.shutdown()
 
 
 @pytest.fixture
 def ray_without_gpus():
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=True, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=True, log_to_driver=True)
     yield
     ray.shutdown()
 
@@ -114,7 +114,7 @@ def test_teacher_and_student_land_on_different_gpu_nodes(config_file):
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1})
     cluster.add_node(num_cpus=1, num_gpus=1)
     cluster.wait_for_nodes()
-    ray.init(address=cluster.address, log_to_driver=False)
+    ray.init(address=cluster.address, log_to_driver=True)
     try:
         config = load_config(str(config_file), ["ray.num_students=1", "ray.student.num_cpus=1", "ray.teacher.num_cpus=1"])
         teachers, workers = start_decoders(config, shared_vocab_size(model_facts(config.student), model_facts(config.teacher)))

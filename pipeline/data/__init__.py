@@ -1,0 +1,1 @@
+"""Dataset rows, prompt templates, answer extraction and scoring."""

@@ -1,0 +1,1 @@
+"""Strategies, the decoder loop, the α prefix tree and first-token features, over the engine interface."""

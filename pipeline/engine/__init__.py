@@ -1,0 +1,1 @@
+"""The engine interface (`interface.py`) and its transformers and Ray implementations."""

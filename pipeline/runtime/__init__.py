@@ -1,0 +1,1 @@
+"""Ray: actor resources, the actors, placement, the scheduler and the job kit."""

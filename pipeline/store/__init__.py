@@ -1,0 +1,1 @@
+"""Parquet datasets: schemas, atomic parts, manifests."""

@@ -1,0 +1,1 @@
+"""The jobs' logic: evaluate, label, signals, distill (none imports another)."""
