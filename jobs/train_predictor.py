@@ -25,7 +25,7 @@ def train_settings(args) -> TrainSettings:
         if not path.is_file():
             raise UserError(f"config file not found: {args.config}")
         raw = yaml.safe_load(path.read_text()) or {}
-    for key in ("model", "folds", "seed"):
+    for key in ("model", "folds", "seed", "features"):
         if getattr(args, key) is not None:
             raw[key] = getattr(args, key)
     return settings_from(TrainSettings, raw, "predictor config")
@@ -35,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.train_predictor", description=__doc__)
     parser.add_argument("--labels", action="append", required=True, help="label dataset (repeat to train on the union)")
     parser.add_argument("--out", required=True, help="new artifact directory")
-    parser.add_argument("--config", help="YAML: model, params, folds, seed, stats, decision_margin")
+    parser.add_argument("--config", help="YAML: model, params, folds, seed, features, decision_margin")
     parser.add_argument("--model", choices=["sklearn_logreg", "torch_mlp"])
+    parser.add_argument("--features", choices=["student", "two_model"],
+                        help="student: hidden state + the student's first-token statistics (teacher asked only where α ≠ 0); "
+                             "two_model: also the teacher's first-token statistics and both top-k (teacher asked for every example)")
     parser.add_argument("--folds", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--init-from", help="previous artifact: same features required; an MLP warm-starts from it")

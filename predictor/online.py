@@ -28,10 +28,11 @@ class OnlinePredictor:
         self.student = spec.student
         self.n_tokens = predictor.n_tokens
         self.feature_request = FeatureRequest(tuple(spec.layers), spec.pool)
+        self.needs_teacher = spec.needs_teacher
         self.gate = predictor.meta["entropy_gate"]
 
-    def alphas(self, features: torch.Tensor, p_first: torch.Tensor) -> torch.Tensor:
-        stats = {k: v.cpu().numpy() for k, v in first_token_stats(p_first).items()}
+    def alphas(self, features: torch.Tensor, p_first: torch.Tensor, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
+        stats = {k: v.cpu().numpy() for k, v in first_token_stats(p_first, p_teacher).items()}
         x = assemble(features.cpu().numpy(), stats, self.spec)
         return torch.from_numpy(self.predictor.predict_alpha(x))
 

@@ -15,11 +15,11 @@ from pipeline.errors import UserError
 from pipeline.store.manifest import git_commit, package_versions
 from predictor.artifact import Predictor
 from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics, heldout_outcomes
-from predictor.features import ONLINE_STATS, FeatureSpec, feature_matrix
+from predictor.features import FEATURE_SETS, FeatureSpec, feature_matrix
 from predictor.models import MODELS
 
-LABEL_COLUMNS = ["example_id", "student", "n_tokens", "alpha_grid", "correct", "features", "feature_layers",
-                 "feature_pool", *ONLINE_STATS]
+LABEL_COLUMNS = ["example_id", "student", "n_tokens", "alpha_grid", "correct", "features", "feature_layers", "feature_pool"]
+STAT_COLUMNS = sorted({s for stats in FEATURE_SETS.values() for s in stats})
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,14 @@ class TrainSettings:
     params: dict = field(default_factory=dict)
     folds: int = 5
     seed: int = 0
-    stats: tuple[str, ...] = ONLINE_STATS
+    features: str = "student"  # feature set: student | two_model (predictor/features.py)
     decision_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise UserError(f"unknown predictor model '{self.model}' (known: {', '.join(MODELS)})")
+        if self.features not in FEATURE_SETS:
+            raise UserError(f"unknown feature set '{self.features}' (known: {', '.join(FEATURE_SETS)})")
         if not isinstance(self.folds, int) or self.folds < 2:
             raise UserError(f"folds must be an integer ≥ 2, got {self.folds!r}")
 
@@ -43,7 +45,8 @@ def read_labels(paths: list[str]) -> pa.Table:
     tables = []
     for path in paths:
         try:
-            tables.append(pq.read_table(path, columns=LABEL_COLUMNS))
+            present = set(pq.ParquetDataset(path).schema.names)  # labels of older versions lack some statistics
+            tables.append(pq.read_table(path, columns=LABEL_COLUMNS + [c for c in STAT_COLUMNS if c in present]))
         except (OSError, pa.ArrowInvalid) as exc:
             raise UserError(f"cannot read label dataset {path}: {str(exc).splitlines()[0]}") from None
     table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
@@ -86,7 +89,7 @@ def cross_validate(X, Y, grid, settings: TrainSettings, example_ids: list[str], 
 
 
 def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[str], init: Predictor | None = None) -> Predictor:
-    spec = FeatureSpec.of_labels(table, settings.stats)
+    spec = FeatureSpec.of_labels(table, settings.features)
     if init is not None:
         init.feature_spec.check_matches(spec, "these labels")
     grid = list(table.column("alpha_grid")[0].as_py())
@@ -97,6 +100,8 @@ def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[
     init_model = init.model if init is not None and init.meta["model_kind"] == settings.model else None
     heldout = cross_validate(X, Y, grid, settings, table.column("example_id").to_pylist(), init_model)
     metrics = {**decoding_metrics(heldout), "folds": int(heldout["fold"].nunique())}
+    # a two-model predictor needs the teacher's first distribution for every example
+    metrics["teacher_call_share"] = 1.0 if spec.needs_teacher else 1.0 - metrics["no_teacher_share"]
     model = MODELS[settings.model](**settings.params).fit(X, Y, init_model)
     entropy = table.column("student_entropy").to_numpy()
     meta = {
@@ -105,6 +110,7 @@ def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[
         "model_params": model.params(),
         "alpha_grid": grid,
         "n_tokens": int(table.column("n_tokens")[0].as_py()),
+        "feature_set": settings.features,
         "feature_spec": spec.to_dict(),
         "decision_margin": settings.decision_margin,
         "label_datasets": label_paths,
@@ -128,9 +134,10 @@ def format_metrics(meta: dict) -> str:
         ("predicted α", m["predicted_alpha_acc"]),
         ("oracle (any α correct)", m["oracle_acc"]),
     ]
-    lines = [f"held-out accuracy over {m['n']} examples ({m['folds']} folds, by example):"]
+    lines = [f"held-out accuracy over {m['n']} examples ({m['folds']} folds, by example; {meta.get('feature_set', 'student')} features):"]
     lines += [f"  {name:<52} {'n/a' if acc is None else f'{acc:.3f}'}" for name, acc in rows]
-    lines.append(f"  no teacher call (predicted α = 0): {m['no_teacher_share']:.1%} of examples")
+    lines.append(f"  no teacher call (predicted α = 0): {m['no_teacher_share']:.1%} of examples; "
+                 f"teacher consulted at all: {m.get('teacher_call_share', 1 - m['no_teacher_share']):.1%}")
     lines.append(
         f"entropy gate calibrated on all labels: inject α={gate['alpha']:g} when entropy in "
         f"[{gate['lo']:.3f}, {gate['hi']:.3f}] (training accuracy {gate['accuracy']:.3f})"

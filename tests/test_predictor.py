@@ -176,3 +176,40 @@ def test_model_facts_are_read_once_per_process(tiny_pair, monkeypatch):
     first = model_facts(spec)
     monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail(f"weights re-read: {self}"))
     assert model_facts(ModelSpec(str(tiny_pair[0]))) is first
+
+
+def test_two_model_predictor_reads_the_teacher_first_and_matches_its_labels(tiny_pair, tmp_path):
+    """A two-model predictor online: every row's teacher prefill is paid, α equals what the
+    predictor says on the label rows' features, and each row decodes as that fixed α."""
+    from pipeline.decoding.features import STUDENT_STATS, TEACHER_STATS
+    from predictor.features import feature_matrix
+
+    s_spec, t_spec = ModelSpec(str(tiny_pair[0])), ModelSpec(str(tiny_pair[1]))
+    student, teacher = load_model(s_spec), load_model(t_spec)
+    vocab = shared_vocab_size(model_facts(s_spec), model_facts(t_spec))
+    decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer,
+                      StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), 8))
+    template = PromptTemplate(name="t", instruction="Solve.\n\n")
+    prompts = [encode_prompt(student.tokenizer, template, f"what is {i}*{i}?") for i in range(12)]
+    labels = label_batch(decoder, prompts, LabelSettings(alpha_grid=tuple(GRID), n_tokens=2))
+    rng = np.random.default_rng(1)
+    columns = {
+        "example_id": [f"t/{i}" for i in range(12)], "student": [model_identity(s_spec)] * 12, "n_tokens": [2] * 12,
+        "alpha_grid": [GRID] * 12, "correct": [[bool(b) for b in rng.integers(0, 2, 3)] for _ in range(12)],
+        "features": pa.array([lab.features for lab in labels], type=pa.list_(pa.float32(), 32)),
+        "feature_layers": [[-1]] * 12, "feature_pool": ["concat"] * 12,
+    }
+    columns.update({s: [lab.first_token[s] for lab in labels] for s in (*STUDENT_STATS, *TEACHER_STATS)})
+    table = pa.table(columns)
+    predictor = train_predictor(table, TrainSettings(model="torch_mlp", folds=2, features="two_model"), ["t"])
+    assert predictor.feature_spec.needs_teacher and predictor.meta["metrics"]["teacher_call_share"] == 1.0
+    artifact = str(predictor.save(tmp_path / "two"))
+    expected = predictor.predict_alpha(feature_matrix(table, predictor.feature_spec))
+
+    gens = decoder.generate(build_strategy("predicted_alpha", {"artifact": artifact}), prompts)
+    assert [g.alpha for g in gens] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert all(g.teacher_tokens_processed > 0 for g in gens)  # the teacher's first distribution, for every row
+    for alpha in set(expected.tolist()):
+        rows = [i for i, a in enumerate(expected) if a == alpha]
+        fixed = decoder.generate(FixedAlpha(alpha, 2), [prompts[i] for i in rows])
+        assert [gens[i].token_ids for i in rows] == [g.token_ids for g in fixed]

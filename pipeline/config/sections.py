@@ -52,6 +52,7 @@ class DatasetSpec:
     question_field: str = "question"
     answer_field: str = "answer"
     answer_format: str = "gsm8k"  # "gsm8k": gold after '#### '; "plain": the field is the answer itself
+    group_field: str | None = None  # optional field naming each row's group (e.g. the demo's family), copied into rows
     limit: int | None = None  # first N examples only
     offset: int = 0
 

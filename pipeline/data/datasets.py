@@ -28,6 +28,7 @@ class Example:
     index: int  # row position in the whole dataset (offset included)
     question: str
     gold: str  # normalized gold answer
+    group: str | None = None  # the row's `group_field` value, when the dataset names one
 
 
 def load_examples(spec: DatasetSpec) -> list[Example]:
@@ -43,7 +44,7 @@ def load_examples(spec: DatasetSpec) -> list[Example]:
         ds = _load_hub(spec)
         total = len(ds)
         where = spec.source
-        missing = [f for f in (spec.question_field, spec.answer_field) if f not in ds.column_names]
+        missing = [f for f in (spec.question_field, spec.answer_field, spec.group_field) if f and f not in ds.column_names]
         if missing:
             raise UserError(
                 f"{where}: no field(s) {', '.join(repr(f) for f in missing)}"
@@ -73,6 +74,7 @@ def load_examples(spec: DatasetSpec) -> list[Example]:
                 index=index,
                 question=row[spec.question_field],
                 gold=_gold(row[spec.answer_field], spec.answer_format),
+                group=None if spec.group_field is None else str(row.get(spec.group_field)),
             )
         )
     if problems:  # only reachable for Hub data: local files were checked line by line
@@ -107,8 +109,8 @@ def _row_problem(row: Any, spec: DatasetSpec) -> str | None:
     """Why `row` cannot become an Example, in a few words; None if it can."""
     if not isinstance(row, dict):
         return "not a JSON object"
-    for field in (spec.question_field, spec.answer_field):
-        if field not in row or row[field] is None:
+    for field in (spec.question_field, spec.answer_field, spec.group_field):
+        if field and (field not in row or row[field] is None):
             return f"missing field '{field}'"
     if not isinstance(row[spec.question_field], str):
         return f"field '{spec.question_field}' is not a string"

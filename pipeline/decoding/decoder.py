@@ -47,16 +47,36 @@ class TeacherPhase:
     and steps it is no longer needed for.
     """
 
-    def __init__(self, strategy: Strategy, teacher: StepEngine, session: str, rows: list[int], alphas: torch.Tensor, gens: list[Generation]):
+    def __init__(self, strategy: Strategy, teacher: StepEngine, session: str, rows: list[int], gens: list[Generation]):
         self.strategy, self.teacher, self.session = strategy, teacher, session
-        self.rows, self.alphas, self.gens = rows, alphas, gens
+        self.rows, self.gens = rows, gens
+        self.alphas = torch.zeros(len(gens))
         self.p_teacher: torch.Tensor | None = None
 
-    def start(self, prompts: list[Prompt]) -> None:
+    def start(self, prompts: list[Prompt]) -> torch.Tensor:
+        """Prefill the teacher for the phase's rows; their first-token probabilities."""
         for r in self.rows:
-            self.gens[r].alpha = float(self.alphas[r])
             self.gens[r].teacher_tokens_processed += self.teacher.prompt_cost(prompts[r])
         self.p_teacher = self.teacher.prefill(self.session, [prompts[r] for r in self.rows]).probs
+        return self.p_teacher
+
+    def choose(self, alphas: torch.Tensor) -> None:
+        """Per-row α ([B], one per gens row); rows with α = 0 leave the teacher."""
+        self.alphas = alphas
+        keep = [i for i, r in enumerate(self.rows) if float(alphas[r]) != 0.0]
+        if not keep:
+            self.close()
+            return
+        if len(keep) < len(self.rows):
+            self.teacher.fork(self.session, keep)
+            self.p_teacher = self.p_teacher[keep]
+            self.rows = [self.rows[i] for i in keep]
+        for r in self.rows:
+            self.gens[r].alpha = float(alphas[r])
+
+    def close(self) -> None:
+        self.teacher.close(self.session)
+        self.p_teacher, self.rows = None, []
 
     @property
     def open(self) -> bool:
@@ -84,8 +104,7 @@ class TeacherPhase:
         alive = set(still)
         remaining = [r for r in self.rows if r in alive]
         if not remaining or (steps is not None and t >= steps):
-            self.teacher.close(self.session)
-            self.p_teacher, self.rows = None, []
+            self.close()
             return
         keep = [self.rows.index(r) for r in remaining]
         fed = torch.tensor([token_of[r] for r in remaining])
@@ -117,13 +136,11 @@ class Decoder:
             p = first.probs
             for g, h in zip(gens, entropy(p).tolist()):
                 g.student_first_entropy = h
-            phase = self._teacher_phase(session, strategy, p, first.features, gens)
-            if phase is not None:
-                phase.start(prompts)
+            phase = self._teacher_phase(session, strategy, prompts, p, first.features, gens)
             decode_steps(self.student, session, p, gens, list(range(len(prompts))), self.stop, self.tokenizer, sampler, phase)
         finally:
             self.student.close(session)
-            if phase is not None and phase.open:
+            if strategy.teacher_steps != 0 and (phase is None or phase.open):  # also after a failure mid-phase
                 self.teacher.close(session)
         for g in gens:
             g.text = self.finish_text(g)
@@ -153,9 +170,21 @@ class Decoder:
             gens[-1].text = self.finish_text(gens[-1])
         return gens
 
-    def _teacher_phase(self, session, strategy, p_first, features, gens) -> TeacherPhase | None:
+    def _teacher_phase(self, session, strategy, prompts, p_first, features, gens) -> TeacherPhase | None:
+        """The rows that consult the teacher, and with which α: decided from the student's
+        prefill, or, for a strategy that reads both models, after the teacher's prefill of
+        every row (rows that end with α = 0 then leave it)."""
         if strategy.teacher_steps == 0:
             return None
-        alphas = strategy.row_alphas(p_first, features).cpu()
-        rows = [i for i, a in enumerate(alphas.tolist()) if a != 0.0]
-        return TeacherPhase(strategy, self.teacher, session, rows, alphas, gens) if rows else None
+        if strategy.reads_teacher_first:
+            phase = TeacherPhase(strategy, self.teacher, session, list(range(len(prompts))), gens)
+            alphas = strategy.row_alphas(p_first, features, phase.start(prompts).to(p_first.device)).cpu()
+        else:
+            alphas = strategy.row_alphas(p_first, features).cpu()
+            rows = [i for i, a in enumerate(alphas.tolist()) if a != 0.0]
+            if not rows:
+                return None
+            phase = TeacherPhase(strategy, self.teacher, session, rows, gens)
+            phase.start(prompts)
+        phase.choose(alphas)
+        return phase if phase.open else None

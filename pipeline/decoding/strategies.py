@@ -28,9 +28,11 @@ class AlphaPolicy(Protocol):
     student: str  # identity of the student it was built for
     n_tokens: int
     feature_request: FeatureRequest
+    needs_teacher: bool  # reads the teacher's first-token distribution too
 
-    def alphas(self, features: torch.Tensor, p_first: torch.Tensor) -> torch.Tensor:
-        """[B] mixing weights from hidden features [B, D] and first-token probabilities [B, V]."""
+    def alphas(self, features: torch.Tensor, p_first: torch.Tensor, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
+        """[B] mixing weights from hidden features [B, D] and the first-token probabilities
+        [B, V] of the student (and of the teacher, when `needs_teacher`)."""
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,16 @@ class Strategy:
         """Student hidden states this strategy needs at prefill, if any."""
         return None
 
+    @property
+    def reads_teacher_first(self) -> bool:
+        """Whether choosing the rows' α needs the teacher's first-token distribution of every row."""
+        return False
+
     def check_student(self, identity: str) -> None:
         """Refuse a student this strategy was not built for (before any decoding)."""
 
-    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-row mixing weight; rows with α = 0 never call the teacher."""
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-row mixing weight; rows with α = 0 leave the teacher (or never call it)."""
         return torch.zeros(p_first.shape[0], device=p_first.device)
 
     def pick(self, t: int, p_student: torch.Tensor, p_teacher: torch.Tensor, alphas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +104,7 @@ class FixedAlpha(Strategy):
     def params(self) -> dict:
         return {"alpha": self.alpha, "n_tokens": self.n_tokens}
 
-    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
         value = self.alpha if self.n_tokens > 0 else 0.0
         return torch.full((p_first.shape[0],), float(value), device=p_first.device)
 
@@ -124,7 +131,7 @@ class EntropyGate(FixedAlpha):
         if self.student and self.student != identity:
             raise UserError(f"entropy gate of {self.artifact} was calibrated for student '{self.student}', but the student in use is '{identity}'")
 
-    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
         h = entropy(p_first)
         inside = (h >= self.lo) & (h <= self.hi)
         return super().row_alphas(p_first) * inside
@@ -147,7 +154,7 @@ class Switch(Strategy):
     def params(self) -> dict:
         return {"tau0": self.tau0, "lam": self.lam}
 
-    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
         return torch.ones(p_first.shape[0], device=p_first.device)
 
     def threshold(self, t: int) -> float:
@@ -161,8 +168,9 @@ class Switch(Strategy):
 
 @dataclass(frozen=True)
 class PredictedAlpha(Strategy):
-    """α per example from an α-predictor, on the student's prefill features; rows
-    predicted α = 0 never call the teacher."""
+    """α per example from an α-predictor, on the student's prefill features (and, for a
+    two-model predictor, the teacher's first distribution); rows predicted α = 0 are
+    decoded by the student alone."""
 
     policy: AlphaPolicy
 
@@ -177,12 +185,16 @@ class PredictedAlpha(Strategy):
     def feature_request(self) -> FeatureRequest:
         return self.policy.feature_request
 
+    @property
+    def reads_teacher_first(self) -> bool:
+        return self.policy.needs_teacher
+
     def check_student(self, identity: str) -> None:
         if self.policy.student != identity:
             raise UserError(f"α-predictor {self.policy.source} was built for student '{self.policy.student}', but the student in use is '{identity}'")
 
-    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        return self.policy.alphas(features, p_first).float().to(p_first.device)
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
+        return self.policy.alphas(features, p_first, p_teacher).float().to(p_first.device)
 
 
 STRATEGIES: dict[str, type[Strategy]] = {

@@ -9,6 +9,7 @@ RESULT_SCHEMA = pa.schema(
         pa.field("example_id", pa.string(), nullable=False),
         pa.field("dataset", pa.string()),
         pa.field("split", pa.string()),
+        pa.field("group", pa.string()),  # the dataset's group_field value (e.g. the demo family), if any
         pa.field("strategy", pa.string(), nullable=False),  # unique label, e.g. fixed_alpha(alpha=1.0,n_tokens=5)
         pa.field("strategy_name", pa.string()),
         pa.field("params", pa.string()),  # the strategy's parameters as JSON
@@ -46,6 +47,7 @@ def label_schema(feature_dim: int) -> pa.Schema:
             pa.field("example_id", pa.string(), nullable=False),
             pa.field("dataset", pa.string()),
             pa.field("split", pa.string()),
+            pa.field("group", pa.string()),
             pa.field("student", pa.string()),
             pa.field("teacher", pa.string()),
             pa.field("n_tokens", pa.int64()),
@@ -74,6 +76,8 @@ def label_schema(feature_dim: int) -> pa.Schema:
             pa.field("kl_teacher_student", pa.float64()),
             pa.field("jsd", pa.float64()),
             pa.field("argmax_agree", pa.bool_()),
+            pa.field("student_topk_probs", floats),  # the TOPK largest first-token probabilities, largest first
+            pa.field("teacher_topk_probs", floats),
             # cost
             pa.field("distinct_leaves", pa.int64()),
             pa.field("student_tokens_processed", pa.int64()),

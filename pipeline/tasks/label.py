@@ -48,6 +48,7 @@ class LabelUnit:
             "example_id": ex.id,
             "dataset": self.dataset,
             "split": self.split,
+            "group": ex.group,
             "student": self.student,
             "teacher": self.teacher,
             "n_tokens": n,
