@@ -8,6 +8,7 @@ chosen by the fold model that did not see it and whether each policy answers cor
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -53,7 +54,8 @@ class Predictor:
         return np.asarray(grid, dtype=np.float64)[chosen]
 
     def save(self, directory: str | Path) -> Path:
-        """Write atomically: a half-written artifact never sits at `directory`."""
+        """Write atomically: a half-written artifact never sits at `directory`. The metadata
+        records the sha256 of every other file, checked before anything is loaded."""
         target = Path(directory)
         if target.exists():
             raise UserError(f"artifact directory {target} already exists: choose a new --out (artifacts are versions)")
@@ -61,9 +63,10 @@ class Predictor:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
             meta = {**self.meta, "format_version": FORMAT_VERSION, "model_file": self.model.save(tmp)}
-            (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2))
             if self.heldout is not None:
                 self.heldout.to_parquet(tmp / HELDOUT_FILE, index=False)
+            meta["files"] = {f.name: _sha256(f) for f in sorted(tmp.iterdir())}
+            (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2))
             tmp.rename(target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -73,11 +76,39 @@ class Predictor:
 
     @classmethod
     def load(cls, directory: str | Path) -> "Predictor":
+        """Load an artifact after checking it: known format and model kind, a model file inside
+        the directory, every file's sha256 as recorded. Nothing in it can run code: the
+        models are stored as skops (trusted scikit-learn types only) or safetensors."""
         directory = Path(directory)
-        meta_path = directory / METADATA_FILE
-        if not meta_path.is_file():
-            raise UserError(f"not an α-predictor artifact: {meta_path} not found")
-        meta = json.loads(meta_path.read_text())
+        meta = read_metadata(directory)
         if meta.get("format_version") != FORMAT_VERSION or meta.get("model_kind") not in MODELS:
-            raise UserError(f"{directory}: unsupported artifact (format {meta.get('format_version')}, model {meta.get('model_kind')})")
+            raise UserError(f"{directory}: unsupported artifact (format {meta.get('format_version')}, model "
+                            f"{meta.get('model_kind')}; this version reads format {FORMAT_VERSION}): retrain it with jobs.train_predictor")
+        files = meta.get("files")
+        model_file = meta.get("model_file")
+        if not isinstance(files, dict) or not isinstance(model_file, str) or model_file not in files:
+            raise UserError(f"{directory}: malformed artifact metadata (no file hashes for its model file)")
+        for name, digest in files.items():
+            path = directory / name
+            if Path(name).name != name or name in ("", ".", "..") or not path.is_file():
+                raise UserError(f"{directory}: artifact file '{name}' is missing or outside the artifact directory")
+            if _sha256(path) != digest:
+                raise UserError(f"{directory}: {name} does not match the sha256 in {METADATA_FILE}: the artifact was changed or truncated")
         return cls(MODELS[meta["model_kind"]].load(directory, meta), meta)
+
+
+def read_metadata(directory: Path) -> dict:
+    meta_path = directory / METADATA_FILE
+    if not meta_path.is_file():
+        raise UserError(f"not an α-predictor artifact: {meta_path} not found")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path}: not a JSON object")
+    return meta
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

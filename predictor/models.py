@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import joblib
 import numpy as np
+import skops.io
 import torch
 from safetensors.torch import load_file, save_file
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from pipeline.errors import UserError
 
 
 class SklearnPerAlpha:
@@ -45,12 +47,18 @@ class SklearnPerAlpha:
         return out
 
     def save(self, directory: Path) -> str:
-        joblib.dump(self, directory / "model.joblib")
-        return "model.joblib"
+        skops.io.dump(self.columns, directory / "model.skops")
+        return "model.skops"
 
     @staticmethod
     def load(directory: Path, meta: dict) -> "SklearnPerAlpha":
-        return joblib.load(directory / meta["model_file"])
+        """skops refuses any type outside its trusted scikit-learn/numpy set instead of running it."""
+        model = SklearnPerAlpha(**meta["model_params"])
+        try:
+            model.columns = skops.io.load(directory / meta["model_file"])
+        except Exception as exc:  # noqa: BLE001 - untrusted types, a corrupt file: one line either way
+            raise UserError(f"{directory}: cannot load {meta['model_file']} safely: {type(exc).__name__}: {str(exc)[:200]}") from None
+        return model
 
 
 class MLPPerAlpha:

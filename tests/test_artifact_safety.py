@@ -1,0 +1,84 @@
+"""An α-predictor artifact cannot run code when loaded, and a changed one is refused."""
+import hashlib
+import json
+import pickle
+import shutil
+
+import pytest
+from test_predictor import synthetic_labels
+
+from pipeline.errors import UserError
+from predictor.artifact import Predictor
+from predictor.online import build_strategy
+from predictor.training import TrainSettings, train_predictor
+
+
+class Payload:
+    """Unpickling this writes a marker file: what a crafted model file would do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    table = synthetic_labels(n=60)
+    return train_predictor(table, TrainSettings(folds=2), ["synthetic"]).save(tmp_path_factory.mktemp("art") / "good")
+
+
+def tampered(artifact, tmp_path, edit):
+    copy = tmp_path / "art"
+    shutil.copytree(artifact, copy)
+    meta = json.loads((copy / "metadata.json").read_text())
+    edit(copy, meta)
+    (copy / "metadata.json").write_text(json.dumps(meta))
+    return copy
+
+
+def test_the_saved_artifact_loads_and_records_every_file_hash(artifact):
+    meta = json.loads((artifact / "metadata.json").read_text())
+    assert meta["model_file"] == "model.skops" and set(meta["files"]) == {"model.skops", "heldout.parquet"}
+    assert Predictor.load(artifact).n_tokens == 2
+
+
+@pytest.mark.parametrize("how", ["pickle_as_model_with_matching_hash", "legacy_joblib_artifact"])
+def test_a_malicious_pickle_is_refused_and_never_runs(artifact, tmp_path, how):
+    marker = tmp_path / "pwned"
+
+    def plant(copy, meta):
+        payload = pickle.dumps(Payload(marker))
+        if how == "legacy_joblib_artifact":
+            (copy / "model.joblib").write_bytes(payload)
+            meta.update(format_version=1, model_file="model.joblib")
+            meta.pop("files")
+        else:  # the attacker rewrote metadata.json too, so the hash matches
+            (copy / "model.skops").write_bytes(payload)
+            meta["files"]["model.skops"] = hashlib.sha256(payload).hexdigest()
+
+    copy = tampered(artifact, tmp_path, plant)
+    with pytest.raises(UserError):
+        Predictor.load(copy)
+    with pytest.raises(UserError):
+        build_strategy("predicted_alpha", {"artifact": str(copy)})  # what checking a config does
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda copy, meta: (copy / "model.skops").write_bytes((copy / "model.skops").read_bytes()[:100]), "does not match the sha256"),
+    (lambda copy, meta: meta.update(model_file="../good/model.skops", files={**meta["files"], "../good/model.skops": "x"}), "outside the artifact"),
+    (lambda copy, meta: meta.pop("files"), "malformed artifact metadata"),
+])
+def test_a_changed_truncated_or_escaping_artifact_is_refused(artifact, tmp_path, edit, message):
+    with pytest.raises(UserError, match=message):
+        Predictor.load(tampered(artifact, tmp_path, edit))
+
+
+def test_malformed_metadata_is_one_clear_error(artifact, tmp_path):
+    copy = tmp_path / "broken"
+    shutil.copytree(artifact, copy)
+    (copy / "metadata.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        Predictor.load(copy)
