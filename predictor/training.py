@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,13 +13,14 @@ import pyarrow.parquet as pq
 from sklearn.model_selection import KFold
 
 from pipeline.errors import UserError
-from pipeline.store.manifest import git_commit, package_versions
+from pipeline.store.manifest import code_version, package_versions
 from predictor.artifact import Predictor
 from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics, heldout_outcomes
 from predictor.features import FEATURE_SETS, FeatureSpec, feature_matrix
 from predictor.models import MODELS
 
 LABEL_COLUMNS = ["example_id", "student", "n_tokens", "alpha_grid", "correct", "features", "feature_layers", "feature_pool"]
+MIN_EXAMPLES = 100  # fewer: a warning, held-out metrics are noise
 STAT_COLUMNS = sorted({s for stats in FEATURE_SETS.values() for s in stats})
 
 
@@ -95,6 +97,9 @@ def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[
     grid = list(table.column("alpha_grid")[0].as_py())
     if 0.0 not in grid:
         raise UserError("the α grid must contain 0.0 (the student alone) to train a predictor")
+    if table.num_rows < MIN_EXAMPLES:
+        warnings.warn(f"training an α-predictor on {table.num_rows} examples (< {MIN_EXAMPLES}): its held-out "
+                      "metrics will be noisy; label more examples", UserWarning, stacklevel=2)
     X = feature_matrix(table, spec)
     Y = np.asarray(table.column("correct").to_pylist(), dtype=bool)
     init_model = init.model if init is not None and init.meta["model_kind"] == settings.model else None
@@ -119,7 +124,7 @@ def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[
         "metrics": metrics,
         "entropy_gate": calibrate_entropy_gate(entropy, Y, grid),
         "versions": package_versions(),
-        "git_commit": git_commit(),
+        **code_version(),
         "init_from": {"label_fingerprint": init.meta["label_fingerprint"], "created_at": init.meta["created_at"]} if init else None,
     }
     return Predictor(model, meta, heldout)

@@ -70,12 +70,12 @@ def _strategy_specs(raw: Any) -> tuple[StrategySpec, ...]:
             raise UserError(f"config: strategies[{i}] must be a mapping with a 'name'")
         params = {k: (resolve_path(v) if k == "artifact" and isinstance(v, str) else v) for k, v in item.items() if k != "name"}
         spec = StrategySpec(str(item["name"]), params)
-        spec.validated()  # parameters fail now, before any model is loaded
-        specs.append(spec)
-    labels = [s.label for s in specs]
-    if len(set(labels)) != len(labels):
-        raise UserError(f"config: duplicate strategies {sorted({l for l in labels if labels.count(l) > 1})}")
-    return tuple(specs)
+        validated = spec.validated()  # parameters fail now, before any model is loaded
+        twin = next((s for s, v in specs if s.name == spec.name and v == validated), None)
+        if twin is not None:  # `alpha: 1` and `alpha: 1.0` are one strategy
+            raise UserError(f"config: duplicate strategies {twin.label} and {spec.label}")
+        specs.append((spec, validated))
+    return tuple(s for s, _ in specs)
 
 
 def parse_config(raw: dict) -> RunConfig:

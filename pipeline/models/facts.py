@@ -26,6 +26,7 @@ class ModelFacts:
     output_size: int  # rows of its output layer (≥ vocab_size when padded)
     num_layers: int
     hidden_size: int
+    max_positions: int | None  # context length, when the config states it
 
 
 @functools.lru_cache(maxsize=8)
@@ -33,8 +34,17 @@ def model_facts(spec: ModelSpec) -> ModelFacts:
     vocab = load_tokenizer(spec).get_vocab()
     config = load_text_config(spec)
     digest = hashlib.sha256(repr(sorted(vocab.items())).encode()).hexdigest()
+    positions = getattr(config, "max_position_embeddings", None)
     return ModelFacts(spec.path, model_identity(spec), len(vocab), digest, int(config.vocab_size),
-                      int(config.num_hidden_layers), int(config.hidden_size))
+                      int(config.num_hidden_layers), int(config.hidden_size), int(positions) if positions else None)
+
+
+def check_budget(max_new_tokens: int, *models: ModelFacts) -> None:
+    """A token budget no model can hold is a config mistake, found before any decoding."""
+    for facts in models:
+        if facts.max_positions is not None and max_new_tokens >= facts.max_positions:
+            raise UserError(f"decoding.max_new_tokens ({max_new_tokens}) does not fit the context of "
+                            f"'{facts.path}' ({facts.max_positions} positions, prompt included)")
 
 
 def model_identity(spec: ModelSpec) -> str:

@@ -38,7 +38,10 @@ def pick_device(want_gpu: bool = True) -> torch.device:
 
 
 def looks_local(path: str) -> bool:
-    return path.startswith((".", "/", "~")) or os.path.exists(path)
+    """A local path, not a Hub id ("org/name"): it exists, starts like a path, or its first
+    folder exists here (so a typo in `demo_world/studnet` is reported, not tried on the Hub)."""
+    first = path.split("/", 1)[0]
+    return path.startswith((".", "/", "~")) or os.path.exists(path) or ("/" in path and os.path.isdir(first)) or path.count("/") > 1
 
 
 def checked_path(spec: ModelSpec) -> str:

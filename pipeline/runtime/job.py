@@ -19,11 +19,14 @@ from pipeline.config import RunConfig
 from pipeline.data.datasets import Example, dataset_fingerprint
 from pipeline.data.prompts import PromptTemplate
 from pipeline.errors import UserError
-from pipeline.models.facts import model_facts, shared_vocab_size
+from pipeline.models.facts import check_budget, model_facts, shared_vocab_size
 from pipeline.runtime.placement import start_decoders
 from pipeline.runtime.scheduler import schedule
-from pipeline.store.manifest import check_compatible, config_hash, git_commit, now, package_versions
-from pipeline.store.parts import existing_parts, filesystem, join, read_dataset, read_json, write_json, write_part
+from pipeline.store import lock
+from pipeline.store.manifest import check_compatible, code_version, config_hash, now, package_versions, resume_key
+from pipeline.store.parts import (
+    check_output_location, create_root, existing_parts, filesystem, join, read_dataset, read_json, write_json, write_part,
+)
 
 
 class WorkUnit(Protocol):
@@ -59,33 +62,44 @@ class Job:
 def run_units(config: RunConfig, out: str, job: Job, examples: list) -> tuple[pa.Table, dict]:
     """Run every unit not already in `out` on Ray actors; returns the whole dataset and the manifest.
 
-    Reruns resume: finished parts are kept, missing ones are computed. A different
-    configuration into the same `out` is refused.
+    Reruns resume: finished parts are kept, missing ones are computed. Rows of another
+    configuration, dataset or checkpoint into the same `out` are refused; one run at a
+    time holds `out` (a lock released by `finish`).
     """
+    check_output_location(out)
     student, teacher = model_facts(config.student), model_facts(config.teacher)
     vocab_size = shared_vocab_size(student, teacher)
+    check_budget(config.decoding.max_new_tokens, student, teacher)
     fs, root = filesystem(out)
+    create_root(fs, root, out)
+    lock.acquire(fs, root, out)
+    try:
+        return _run_locked(config, out, job, examples, fs, root, vocab_size, {"student": student.identity, "teacher": teacher.identity})
+    except BaseException:
+        lock.release(fs, root)
+        raise
+
+
+def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) -> tuple[pa.Table, dict]:
     data_dir, manifest_path = join(root, job.dataset_dir), join(root, job.manifest_name)
-    key_hash = config_hash(config.results_key(job.ignored_config))
+    key = resume_key(config_hash(config.results_key(job.ignored_config)), dataset_fingerprint(examples), identities)
     previous = read_json(fs, manifest_path)
-    check_compatible(previous, key_hash, out)
+    done = existing_parts(fs, data_dir)
+    check_compatible(previous, key, out, has_rows=bool(done))
     manifest = {
         "job": job.name,
         "status": "running",
         "config": config.to_dict(),
-        "config_hash": key_hash,
+        **key,
         "models": {"student": config.student.path, "teacher": config.teacher.path},
-        "model_identities": {"student": student.identity, "teacher": teacher.identity},
         "dataset": {"source": config.dataset.source, "split": config.dataset.split, "n_examples": len(examples),
-                    "fingerprint": dataset_fingerprint(examples)},
+                    "fingerprint": key["dataset_fingerprint"]},
         "versions": package_versions(),
-        "git_commit": git_commit(),
+        **code_version(),
         "started_at": (previous or {}).get("started_at", now()),
     }
-    fs.create_dir(root, recursive=True)
     write_json(fs, manifest_path, manifest)
 
-    done = existing_parts(fs, data_dir)
     todo = [u for u in job.units if u.part_name not in done]
     print(f"{len(job.units) - len(todo)} of {len(job.units)} work units already done; {len(todo)} to run", flush=True)
     started, retries = time.time(), 0
@@ -115,3 +129,4 @@ def finish(out: str, job: Job, manifest: dict, summary_name: str, summary: dict)
     write_json(fs, join(root, summary_name), summary)
     manifest.update(status="complete", summary=summary)
     write_json(fs, join(root, job.manifest_name), manifest)
+    lock.release(fs, root)

@@ -69,6 +69,7 @@ def start_model_actor(spec: ModelSpec, resources: RoleResources, vocab_size: int
 
 
 def _wait_for_group(group, timeout_s: float) -> None:
+    print(f"waiting up to {timeout_s:.0f}s for Ray to place {group.bundle_specs} (ray.placement_timeout_s)", flush=True)
     try:
         ray.get(group.ready(), timeout=timeout_s)
     except ray.exceptions.GetTimeoutError:

@@ -1,6 +1,7 @@
 """The manifest written beside every output dataset: what produced it, and whether it is finished."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -11,7 +12,8 @@ from pathlib import Path
 
 from pipeline.errors import UserError
 
-PACKAGES = ("torch", "transformers", "datasets", "ray", "pyarrow", "scikit-learn")
+PACKAGES = ("limited-teacher-decoding", "torch", "transformers", "datasets", "ray", "pyarrow", "scikit-learn")
+CODE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def config_hash(key: dict) -> str:
@@ -42,10 +44,32 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def check_compatible(existing: dict | None, key_hash: str, where: str) -> None:
-    """Refuse to mix results of two configurations in one output location."""
-    if existing and existing.get("config_hash") != key_hash:
-        raise UserError(
-            f"{where} holds results of another configuration (config_hash {existing.get('config_hash')} ≠ {key_hash}); "
-            "use a new --out directory"
-        )
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """sha256 over the package's source files: names the code version where no .git travels
+    (under `ray job submit` the working directory is uploaded without it)."""
+    digest = hashlib.sha256()
+    for package in ("pipeline", "predictor", "jobs"):
+        for file in sorted((CODE_ROOT / package).rglob("*.py")):
+            digest.update(str(file.relative_to(CODE_ROOT)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def code_version() -> dict:
+    return {"git_commit": git_commit(), "source_sha256": source_hash()}
+
+
+def resume_key(config_hash_: str, dataset_fingerprint: str, identities: dict) -> dict:
+    """What a run's rows depend on: a rerun into the same --out must match it."""
+    return {"config_hash": config_hash_, "dataset_fingerprint": dataset_fingerprint, "model_identities": identities}
+
+
+def check_compatible(existing: dict | None, key: dict, where: str, has_rows: bool) -> None:
+    """Refuse to mix rows of two configurations, datasets or checkpoints in one output
+    location. A run that wrote no rows yet (it failed at start-up) may be replaced."""
+    if not existing or not has_rows:
+        return
+    changed = [f"{name} {existing.get(name)} ≠ {value}" for name, value in key.items() if existing.get(name) != value]
+    if changed:
+        raise UserError(f"{where} holds results of another configuration ({'; '.join(changed)}): "
+                        "use a new --out directory")

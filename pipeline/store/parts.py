@@ -7,6 +7,8 @@ reader (and a resumed run) never sees half a part; pyarrow ignores dot-files.
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,13 +25,37 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
 
 
+def check_output_location(out: str) -> None:
+    """Under `ray job submit` the job runs in a disposable copy of the working directory:
+    a relative --out would vanish with it."""
+    submitted = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+    if submitted and "://" not in out and not Path(out).expanduser().is_absolute():
+        raise UserError(f"--out {out} is relative: under ray job submit it would land in Ray's temporary copy of "
+                        "the working directory; give an absolute path on shared storage or a URI such as s3://bucket/run")
+
+
+def create_root(fs: pafs.FileSystem, root: str, out: str) -> None:
+    """The output directory, with one line instead of a traceback when it cannot be made."""
+    try:
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.File:
+            raise UserError(f"--out {out} is a file, not a directory")
+        fs.create_dir(root, recursive=True)
+        probe = join(root, f".write-test-{uuid.uuid4().hex[:8]}")
+        with fs.open_output_stream(probe) as f:
+            f.write(b"")
+        fs.delete_file(probe)
+    except (OSError, pa.ArrowException) as exc:
+        raise UserError(f"cannot write to --out {out}: {str(exc).splitlines()[0]}") from None
+
+
 def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 
 
 def write_part(fs: pafs.FileSystem, directory: str, name: str, rows: list[dict], schema: pa.Schema) -> None:
     fs.create_dir(directory, recursive=True)
-    tmp, final = join(directory, f".tmp-{name}"), join(directory, name)
+    tmp, final = join(directory, f".tmp-{uuid.uuid4().hex[:8]}-{name}"), join(directory, name)
     table = pa.Table.from_pylist(rows, schema=schema)
     with fs.open_output_stream(tmp) as out:
         pq.write_table(table, out)
@@ -46,7 +72,7 @@ def read_dataset(fs: pafs.FileSystem, directory: str) -> pa.Table:
 
 
 def write_json(fs: pafs.FileSystem, path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     with fs.open_output_stream(tmp) as out:
         out.write(json.dumps(obj, indent=2, default=str).encode())
     fs.move(tmp, path)

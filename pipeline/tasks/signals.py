@@ -94,8 +94,8 @@ def run_signals(config: RunConfig, results_path: str, out: str) -> dict:
     ta_spec = settings.ta or config.teacher
     shared_vocab_size(model_facts(config.student), model_facts(ta_spec))  # the TA scores the student's token ids
     source = read_table(results_path)
-    if "example_id" not in source.column_names:
-        raise UserError(f"{results_path} has no example_id column: not a results or label dataset")
+    if "example_id" not in source.column_names or "generated_text" not in source.column_names:
+        raise UserError(f"{results_path} is not an evaluation results dataset (OUT/results of jobs.evaluate)")
     wanted = set(source.column("example_id").to_pylist())
     examples = [ex for ex in load_examples(config.dataset) if ex.id in wanted]
     if len(examples) != len(wanted):
