@@ -6,6 +6,7 @@ expects; `run_units` starts the actors, runs only the units not already in `--ou
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -104,6 +105,10 @@ def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) ->
     print(f"{len(job.units) - len(todo)} of {len(job.units)} work units already done; {len(todo)} to run", flush=True)
     started, retries = time.time(), 0
     if todo:
+        if "RAY_ADDRESS" not in os.environ:  # a new local cluster, not one joined under `ray job submit`
+            # token authentication, Ray 2.60's default for local clusters, chosen explicitly so Ray
+            # does not warn about it on every run
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(ignore_reinit_error=True)
         # the driver holds every handle until the end: Ray ends an actor when no handle is left
         teachers, workers = start_decoders(config, vocab_size)
