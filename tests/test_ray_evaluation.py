@@ -195,7 +195,10 @@ def _free_port():
 
 
 def test_ray_job_submit_end_to_end(config_file, tmp_path):
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    """The README's cluster commands: a token-authenticated cluster, job submit with the token."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    subprocess.run(["ray", "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
     gcs, dash = _free_port(), _free_port()
     start = ["ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
              "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", "--disable-usage-stats"]
@@ -211,5 +214,10 @@ def test_ray_job_submit_end_to_end(config_file, tmp_path):
         assert table.schema.remove_metadata() == RESULT_SCHEMA
         assert table.num_rows == N_EXAMPLES * len(STRATEGIES)
         assert "accuracy" in job.stdout
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["source_sha256"]  # the code version, though .git is not uploaded
+
+        relative = subprocess.run(submit[:-1] + ["relative-out"], env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+        assert relative.returncode != 0 and "is relative" in relative.stdout + relative.stderr
     finally:
         subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
