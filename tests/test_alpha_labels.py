@@ -1,5 +1,6 @@
 """α-labels: the prefix tree equals decoding every α separately, with exact intervals."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -118,9 +119,11 @@ def test_label_job_writes_parquet_and_refuses_bad_layers(tiny_pair, tmp_path):
     }
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(raw))
+    # a fresh machine: no Ray token yet, no auth mode chosen
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"HOME": str(tmp_path / "home")}
     run = lambda *extra: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "jobs.label_alpha", "--config", str(cfg), "--out", str(tmp_path / "out"), *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
     )
     bad = run("--set", "labels.feature_layers=[7]")
     assert bad.returncode == 2 and "out of range" in bad.stderr and "Traceback" not in bad.stderr
@@ -135,3 +138,4 @@ def test_label_job_writes_parquet_and_refuses_bad_layers(tiny_pair, tmp_path):
     summary = json.loads((tmp_path / "out" / "label_summary.json").read_text())
     assert [r["alpha"] for r in summary["accuracy_per_alpha"]] == [1.0, 0.0, -1.0]
     assert json.loads((tmp_path / "out" / "labels_manifest.json").read_text())["status"] == "complete"
+    assert (tmp_path / "home" / ".ray" / "auth_token").is_file() and "Token authentication" not in done.stderr

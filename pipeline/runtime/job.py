@@ -6,14 +6,12 @@ expects; `run_units` starts the actors, runs only the units not already in `--ou
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import pyarrow as pa
-import ray
 from tqdm import tqdm
 
 from pipeline.config import RunConfig
@@ -21,6 +19,7 @@ from pipeline.data.datasets import Example, dataset_fingerprint
 from pipeline.data.prompts import PromptTemplate
 from pipeline.errors import UserError
 from pipeline.models.facts import check_budget, model_facts, shared_vocab_size
+from pipeline.runtime.cluster import connect
 from pipeline.runtime.placement import start_decoders
 from pipeline.runtime.scheduler import schedule
 from pipeline.store import lock
@@ -105,11 +104,7 @@ def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) ->
     print(f"{len(job.units) - len(todo)} of {len(job.units)} work units already done; {len(todo)} to run", flush=True)
     started, retries = time.time(), 0
     if todo:
-        if "RAY_ADDRESS" not in os.environ:  # a new local cluster, not one joined under `ray job submit`
-            # token authentication, Ray 2.60's default for local clusters, chosen explicitly so Ray
-            # does not warn about it on every run
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
-        ray.init(ignore_reinit_error=True)
+        connect()
         # the driver holds every handle until the end: Ray ends an actor when no handle is left
         teachers, workers = start_decoders(config, vocab_size)
         extras = job.extra_actors(vocab_size) if job.extra_actors is not None else None
