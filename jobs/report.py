@@ -1,9 +1,11 @@
 """Report on runs: `python -m jobs.report RUN_DIR [RUN_DIR ...] [--out DIR]`.
 
-Each RUN_DIR is an evaluation run, a label run or an α-predictor artifact (or holds
-several). Writes report.html (self-contained), report.md, plots/*.png and each plot's
-data as data/*.csv into RUN_DIR/report (the first run's, when several runs are compared
-side by side), or into --out.
+Each RUN_DIR is an evaluation run, a label run, an α-predictor artifact or a signals run
+(jobs.score_signals: signals_summary.json), or holds several. Several artifacts (say an
+sklearn and an MLP one, student-only and two-model features) compare side by side; a
+section whose kind of run is not given says so. Writes report.html (self-contained),
+report.md, plots/*.png and each plot's data as data/*.csv into RUN_DIR/report (the first
+run's, when several runs are compared side by side), or into --out.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """jobs.report on a small real run of the demo world: evaluation, labels and a predictor."""
+import json
 import os
 import shutil
 import subprocess
@@ -25,16 +26,57 @@ def ok(proc: subprocess.CompletedProcess) -> str:
     return proc.stdout
 
 
+def jobs(*commands: list[str], timeout: int = 300) -> list[subprocess.CompletedProcess]:
+    """Several jobs at once (each its own process), waited for in order."""
+    procs = [subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for args in commands]
+    done = []
+    for args, proc in zip(commands, procs):
+        out, err = proc.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
+    return done
+
+
+def ok_all(procs: list[subprocess.CompletedProcess]) -> list[str]:
+    return [ok(p) for p in procs]
+
+
+FAMILIES = ["follow", "ignore", "over_trust", "mix", "teacher_only"]
+
+# what jobs.score_signals writes (running it costs a Ray start and a TA: too slow here); one
+# signal with a single class of answers has no AUC
+SIGNALS_SUMMARY = {"n": 40, "student_accuracy": 0.4, "teacher_accuracy": 0.95,
+                   "auc_self_consistency_vs_student_correct": 0.61, "auc_ta_mean_logprob_vs_student_correct": 0.83,
+                   "auc_ta_min_logprob_vs_student_correct": 0.77, "auc_ta_mean_logprob_vs_teacher_correct": None}
+
+
+def with_families(source: Path, out: Path, n: int) -> Path:
+    """The first n rows of a demo split, each with a "family" field (the dataset's groups)."""
+    rows = [json.loads(line) for line in source.read_text().splitlines()[:n]]
+    out.write_text("".join(json.dumps({**r, "family": FAMILIES[i % len(FAMILIES)]}) + "\n" for i, r in enumerate(rows)))
+    return out
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    ev, lab, art = root / "eval", root / "train", root / "alpha-v1"
-    eval_out = ok(job("jobs.evaluate", "--config", "configs/demo.yaml", "--out", str(ev), "--set", "dataset.limit=60"))
-    ok(job("jobs.label_alpha", "--config", "configs/demo.yaml", "--out", str(lab), "--set", "dataset.limit=80",
-           "--set", "dataset.source=demo_world/data/train.jsonl", "--set", "dataset.split=train"))
-    ok(job("jobs.train_predictor", "--labels", str(lab / "labels"), "--out", str(art), "--folds", "2"))
-    report_out = ok(job("jobs.report", str(ev), str(lab), str(art)))
-    return {"eval": ev, "labels": lab, "artifact": art, "report": ev / "report",
+    ev, lab, art, mlp = root / "eval", root / "train", root / "alpha-v1", root / "alpha-mlp"
+    test = with_families(REPO / "demo_world/data/test.jsonl", root / "test.jsonl", 40)
+    train = with_families(REPO / "demo_world/data/train.jsonl", root / "train.jsonl", 60)
+    eval_out = ok(job("jobs.evaluate", "--config", "configs/demo.yaml", "--out", str(ev),
+                      "--set", f"dataset.source={test}", "--set", "dataset.group_field=family"))
+    ok(job("jobs.label_alpha", "--config", "configs/demo.yaml", "--out", str(lab), "--set", f"dataset.source={train}",
+           "--set", "dataset.split=train", "--set", "dataset.group_field=family"))
+    # two artifacts to compare (sklearn on the student's features, an MLP on both models'), trained side by side
+    ok_all(jobs(["jobs.train_predictor", "--labels", str(lab / "labels"), "--out", str(art), "--folds", "2"],
+                ["jobs.train_predictor", "--labels", str(lab / "labels"), "--out", str(mlp), "--folds", "2",
+                 "--model", "torch_mlp", "--features", "two_model"]))
+    (ev / "signals_summary.json").write_text(json.dumps(SIGNALS_SUMMARY))
+    # beside the full report, one on an artifact alone: every other section says what is missing
+    alone = root / "artifact-only-report"
+    report_out, _ = ok_all(jobs(["jobs.report", str(ev), str(lab), str(art), str(mlp)],
+                                ["jobs.report", str(art), "--out", str(alone)]))
+    return {"eval": ev, "labels": lab, "artifact": art, "mlp": mlp, "report": ev / "report", "alone": alone,
             "eval_stdout": eval_out, "report_stdout": report_out}
 
 
@@ -46,7 +88,12 @@ def test_jobs_print_the_report_command_and_the_report_lists_its_files(runs):
     assert f"python -m jobs.report {runs['eval']}" in runs["eval_stdout"]
     assert "report.html" in runs["report_stdout"]
     assert {p.name for p in (runs["report"] / "plots").iterdir()} == {
-        "strategies.png", "accuracy_vs_alpha.png", "helped_hurt.png", "predictor.png"}
+        "tradeoff.png", "accuracy_vs_alpha.png", "accuracy_vs_alpha_by_group.png", "correct_alpha.png",
+        "fixed_vs_student.png", "helped_hurt.png", "predictor.png", "signals.png"}
+    assert {p.name for p in (runs["report"] / "data").iterdir()} >= {
+        f"{name}.csv" for name in ("comparison", "predictors", "tradeoff", "strategies", "accuracy_vs_alpha",
+                                   "accuracy_vs_alpha_by_group", "reference_accuracy_by_group", "correct_alpha",
+                                   "correct_alpha_summary", "fixed_vs_student", "helped_hurt", "signals", "runs")}
     md = (runs["report"] / "report.md").read_text()
     assert "![Accuracy vs α](plots/accuracy_vs_alpha.png)" in md and "| run |" in md
 
@@ -81,7 +128,7 @@ def test_plot_data_equals_pandas_on_the_parquet(runs):
     assert ev["bin_lo"].tolist() == pytest.approx(edges[:-1].tolist())
 
     # the predictor's held-out comparison and savings
-    comp = csv(runs, "predictor").set_index("policy")["accuracy"]
+    comp = csv(runs, "predictor").query("run == 'alpha-v1'").set_index("policy")["accuracy"]
     assert comp["predicted α"] == pytest.approx(heldout["predicted_correct"].mean())
     assert comp["oracle"] == pytest.approx(heldout["oracle_correct"].mean())
     assert comp["student (α=0)"] == pytest.approx(heldout["student_correct"].mean())
@@ -98,6 +145,177 @@ def test_plot_data_equals_pandas_on_the_parquet(runs):
     assert facts.loc["evaluate", "status"] == "complete" and facts.loc["evaluate", "student"].endswith("demo_world/student")
 
 
+def grid_outcomes(labels: pd.DataFrame) -> pd.DataFrame:
+    """Per labelled example and grid α: correct (a wide frame, columns in grid order)."""
+    grid = list(labels["alpha_grid"].iloc[0])
+    return pd.DataFrame([list(c) for c in labels["correct"]], index=labels["example_id"], columns=grid)
+
+
+def test_per_group_accuracy_vs_alpha_equals_pandas(runs):
+    results = pq.read_table(runs["eval"] / "results").to_pandas()
+    labels = pq.read_table(runs["labels"] / "labels").to_pandas()
+    assert set(results["group"]) == set(labels["group"]) == set(FAMILIES)
+    acc = csv(runs, "accuracy_vs_alpha_by_group").set_index(["run", "source", "group", "alpha"])
+    wide = grid_outcomes(labels)
+    for family, ids in labels.groupby("group")["example_id"]:
+        for alpha in wide.columns:
+            assert acc.loc[("train", "labels", family, alpha), "accuracy"] == pytest.approx(wide.loc[ids, alpha].mean())
+            assert acc.loc[("train", "labels", family, alpha), "n"] == len(ids)
+    fixed = results[results["strategy_name"] == "fixed_alpha"].groupby(["group", "alpha"])["correct"].mean()
+    for (family, alpha), value in fixed.items():
+        assert acc.loc[("eval", "evaluation", family, alpha), "accuracy"] == pytest.approx(value)
+    assert len(acc) == len(fixed) + len(FAMILIES) * wide.shape[1]
+    ref = csv(runs, "reference_accuracy_by_group").set_index(["model", "group"])["accuracy"]
+    student = results[results["strategy_name"] == "student"].groupby("group")["correct"].mean()
+    for family, value in student.items():
+        assert ref[("student", family)] == pytest.approx(value)
+
+
+def test_correct_alpha_intervals_equal_pandas(runs):
+    labels = pq.read_table(runs["labels"] / "labels").to_pandas()
+    ca = csv(runs, "correct_alpha")
+    ends = np.unique(np.concatenate([*labels["interval_lo"], *labels["interval_hi"]]))
+    assert sorted(set(ca["alpha_lo"])) == pytest.approx(ends[:-1].tolist())
+
+    def right_at(rows: pd.DataFrame, alpha: float) -> int:  # examples with a correct leaf interval holding α
+        return sum(any(c and lo <= alpha <= hi for lo, hi, c in zip(r.interval_lo, r.interval_hi, r.interval_correct))
+                   for r in rows.itertuples())
+
+    for group in ["all", *FAMILIES]:
+        rows = labels if group == "all" else labels[labels["group"] == group]
+        part = ca[ca["group"] == group]
+        assert len(part) == len(ends) - 1 and set(part["n"]) == {len(rows)}
+        mids = (part["alpha_lo"] + part["alpha_hi"]) / 2
+        assert part["right"].tolist() == [right_at(rows, m) for m in mids]
+    summary = csv(runs, "correct_alpha_summary").set_index("group")
+    wide = grid_outcomes(labels)
+    for group in ["all", *FAMILIES]:
+        rows = labels if group == "all" else labels[labels["group"] == group]
+        some = rows["interval_correct"].map(lambda c: bool(np.any(c)))
+        assert summary.loc[group, "right_at_alpha_0"] == wide.loc[rows["example_id"], 0.0].sum()
+        assert summary.loc[group, "right_at_some_alpha"] == some.sum()
+        assert summary.loc[group, "never_right"] == (~some).sum()
+        best = wide.loc[rows["example_id"]].mean()
+        assert summary.loc[group, "best_grid_accuracy"] == pytest.approx(best.max())
+
+
+def test_fixed_vs_student_by_entropy_equals_pandas(runs):
+    labels = pq.read_table(runs["labels"] / "labels").to_pandas()
+    wide = grid_outcomes(labels)
+    injected = wide.drop(columns=0.0).mean()
+    best = injected.index[int(np.argmax(injected.to_numpy()))]  # first in grid order on ties
+    fs = csv(runs, "fixed_vs_student")
+    assert set(fs["injection"]) == {f"α={best:g}, N={int(labels['n_tokens'].iloc[0])}"}
+    entropy = labels.set_index("example_id")["student_entropy"]
+    edges = np.histogram_bin_edges(entropy, bins=len(fs))
+    student, fixed = wide[0.0], wide[best] & ~wide[0.0]
+    assert fs["bin_lo"].tolist() == pytest.approx(edges[:-1].tolist())
+    assert fs["n"].tolist() == np.histogram(entropy, bins=edges)[0].tolist()
+    assert fs["student_right"].tolist() == np.histogram(entropy[student], bins=edges)[0].tolist()
+    assert fs["fixed"].tolist() == np.histogram(entropy[fixed], bins=edges)[0].tolist()
+
+
+def test_comparison_and_predictors_equal_pandas(runs):
+    results = pq.read_table(runs["eval"] / "results").to_pandas()
+    labels = pq.read_table(runs["labels"] / "labels").to_pandas()
+    comp = csv(runs, "comparison").set_index(["run", "source", "policy"])
+
+    for name, policy in (("student", "student"), ("teacher", "teacher")):
+        rows = results[results["strategy_name"] == name]
+        assert comp.loc[("eval", "evaluation", policy), "accuracy"] == pytest.approx(rows["correct"].mean())
+        assert comp.loc[("eval", "evaluation", policy), "teacher_tokens_per_example"] == pytest.approx(rows["teacher_tokens"].mean())
+    fixed = results[results["strategy_name"] == "fixed_alpha"].groupby("strategy")["correct"].mean()
+    assert comp.loc[("eval", "evaluation", "best fixed α"), "accuracy"] == pytest.approx(fixed.max())
+
+    wide, n_tokens = grid_outcomes(labels), int(labels["n_tokens"].iloc[0])
+    lab = comp.sort_index().loc[("train", "labels")]
+    assert lab.loc["student", "accuracy"] == pytest.approx(wide[0.0].mean())
+    assert lab.loc["best fixed α", "accuracy"] == pytest.approx(wide.mean().max())
+    assert lab.loc["oracle", "accuracy"] == pytest.approx(wide.any(axis=1).mean())
+    assert lab.loc["oracle", "teacher_tokens_per_example"] == pytest.approx(
+        n_tokens * (wide.any(axis=1) & ~wide[0.0]).mean())
+    gate = json.loads((runs["artifact"] / "metadata.json").read_text())["entropy_gate"]
+    entropy = labels.set_index("example_id")["student_entropy"]
+    inside = (entropy >= gate["lo"]) & (entropy <= gate["hi"])
+    gated = comp.reset_index().query("run == 'train' and policy == 'calibrated entropy gate'")
+    row = gated[gated["detail"].str.startswith("gate of alpha-v1:")].iloc[0]
+    assert row["accuracy"] == pytest.approx(wide[gate["alpha"]].where(inside, wide[0.0]).mean())
+    assert row["teacher_tokens_per_example"] == pytest.approx(n_tokens * inside.mean() * (gate["alpha"] != 0))
+
+    preds = csv(runs, "predictors").set_index("run")
+    for name in ("alpha-v1", "alpha-mlp"):
+        meta = json.loads((runs[{"alpha-v1": "artifact", "alpha-mlp": "mlp"}[name]] / "metadata.json").read_text())
+        heldout = pd.read_parquet(runs[{"alpha-v1": "artifact", "alpha-mlp": "mlp"}[name]] / "heldout.parquet")
+        m = meta["metrics"]
+        assert preds.loc[name, "model_kind"] == meta["model_kind"]
+        assert preds.loc[name, "feature_set"] == meta.get("feature_set", "student")
+        assert preds.loc[name, "heldout_accuracy"] == pytest.approx(heldout["predicted_correct"].mean())
+        assert preds.loc[name, "teacher_call_share"] == pytest.approx(m.get("teacher_call_share", 1 - m["no_teacher_share"]))
+        held = comp.loc[(name, "held-out", "predicted α")]
+        assert held["accuracy"] == pytest.approx(heldout["predicted_correct"].mean())
+        assert held["teacher_tokens_per_example"] == pytest.approx(n_tokens * (heldout["chosen_alpha"] != 0).mean())
+    assert preds.loc["alpha-mlp", "model_kind"] == "torch_mlp" and preds.loc["alpha-mlp", "feature_set"] == "two_model"
+
+    # the trade-off: every evaluation strategy, numbered once, at its accuracy and cost
+    points = csv(runs, "tradeoff")
+    assert points["marker"].tolist() == list(range(1, len(points) + 1))
+    ev = points[points["source"] == "evaluation"].set_index("strategy")
+    for strategy, rows in results.groupby("strategy"):
+        assert ev.loc[strategy, "accuracy"] == pytest.approx(rows["correct"].mean())
+        assert ev.loc[strategy, "teacher_tokens_per_example"] == pytest.approx(rows["teacher_tokens"].mean())
+    assert set(points.loc[points["source"] == "held-out", "run"]) == {"alpha-v1", "alpha-mlp"}
+
+
+def test_signal_auc_equals_the_summary(runs):
+    auc = csv(runs, "signals")
+    expected = {k[len("auc_"):]: v for k, v in SIGNALS_SUMMARY.items() if k.startswith("auc_")}
+    assert len(auc) == len(expected) and set(auc["run"]) == {"eval"}
+    for r in auc.itertuples():
+        value = expected[f"{r.signal}_vs_{r.target}"]
+        assert (np.isnan(r.auc) if value is None else r.auc == pytest.approx(value)) and r.n == SIGNALS_SUMMARY["n"]
+
+
+def test_sections_without_data_say_so(runs):
+    page = (runs["alone"] / "report.html").read_text()
+    for message in ("no evaluation run given", "no label run given", "no signals run given"):
+        assert message in page and message in (runs["alone"] / "report.md").read_text()
+    assert "no α-predictor artifact given" not in page and "α-predictor on held-out examples" in page
+    full = (runs["report"] / "report.html").read_text()
+    assert "class='missing'" not in full
+    # runs whose rows name no group: the per-group section says so
+    from pipeline.report.page import NO_GROUPS, build_sections
+    from pipeline.report.runs import load_run
+
+    labels = load_run(str(runs["labels"]))
+    labels.labels["group"] = None
+    by_group = {s.key: s for s in build_sections([labels])}["accuracy_vs_alpha_by_group"]
+    assert by_group.missing == NO_GROUPS and by_group.png is None
+
+
+def test_runs_of_older_versions_still_report(runs, tmp_path):
+    """Rows without the group column, artifacts without feature_set and teacher_call_share."""
+    from pipeline.report import tables
+    from pipeline.report.runs import load_run
+
+    old_eval = tmp_path / "old-eval"
+    (old_eval / "results").mkdir(parents=True)
+    pq.write_table(pq.read_table(runs["eval"] / "results").drop(["group"]), old_eval / "results" / "part-0.parquet")
+    run = load_run(str(old_eval))
+    assert run.results["group"].isna().all() and not tables.has_groups([run])
+    assert len(tables.comparison([run])) and len(tables.accuracy_vs_alpha_by_group([run]))
+
+    signals_only = tmp_path / "signals-only"  # a signals run written beside, not into, the evaluation
+    signals_only.mkdir()
+    (signals_only / "signals_summary.json").write_text(json.dumps(SIGNALS_SUMMARY))
+    assert len(tables.signal_auc([load_run(str(signals_only))])) == 4
+
+    art = load_run(str(runs["artifact"]))
+    del art.predictor["feature_set"], art.predictor["metrics"]["teacher_call_share"]
+    row = tables.predictors([art]).iloc[0]
+    assert row["feature_set"] == "student"
+    assert row["teacher_call_share"] == pytest.approx(1 - art.predictor["metrics"]["no_teacher_share"])
+
+
 def chromium() -> str:
     found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     assert found, "headless Chromium not found: install Debian's chromium (apt-get install chromium) or set CHROMIUM"
@@ -110,13 +328,15 @@ def test_report_opens_in_headless_chromium(runs, tmp_path):
         [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         "--window-size=1100,2400", f"--screenshot={shot}", (runs["report"] / "report.html").as_uri()],
+         "--window-size=1100,12000", f"--screenshot={shot}", (runs["report"] / "report.html").as_uri()],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     page_errors = [line for line in proc.stderr.splitlines()
                    if "CONSOLE" in line or "Failed to load" in line or "Not allowed to load" in line]
     assert not page_errors, page_errors
+    if os.environ.get("REPORT_SCREENSHOT"):  # keep the screenshot to look at
+        shutil.copy(shot, os.environ["REPORT_SCREENSHOT"])
     pixels = image.imread(shot)[..., :3]
     assert pixels.std() > 0.05  # not a blank page
     # the embedded helped/hurt plot was decoded and drawn: its bar colour is on screen

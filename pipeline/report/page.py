@@ -32,33 +32,125 @@ class Section:
     data: pd.DataFrame  # what the plot shows, saved as data/<key>.csv
     png: bytes | None = None
     extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # name -> table, saved as data/<name>.csv
+    missing: str | None = None  # why the section has no data: shown on the page instead of plot and table
+
+
+def _missing(key: str, title: str, why: str, columns: pd.DataFrame) -> Section:
+    return Section(key, title, "", columns.iloc[0:0], missing=why)
+
+
+NO_EVAL = "no evaluation run given: pass a jobs.evaluate output directory (results/, summary.json)"
+NO_LABELS = "no label run given: pass a jobs.label_alpha output directory (labels/, label_summary.json)"
+NO_ARTIFACT = "no α-predictor artifact given: pass a jobs.train_predictor output directory (metadata.json, heldout.parquet)"
+NO_SIGNALS = ("no signals run given: run python -m jobs.score_signals --results RUN/results --config CONFIG --out RUN "
+              "and pass that directory (signals_summary.json, signals/)")
+NO_GROUPS = ("no groups: no given run's rows name a group (evaluate or label with "
+             "--set dataset.group_field=FIELD, e.g. the demo's family)")
 
 
 def build_sections(runs: list[Run]) -> list[Section]:
     sections = []
+    comp = tables.comparison(runs)
+    title = "Comparison: accuracy and teacher tokens per example"
+    if len(comp):
+        sections.append(Section("comparison", title,
+                                "Student, teacher, best fixed α, predicted α, entropy gate and oracle. Evaluation rows are "
+                                "decoded; label rows are read off the α-labels (teacher tokens: N per example that injects; "
+                                "the calibrated gates of the given artifacts applied to the labelled examples); held-out rows "
+                                "come from each artifact's cross-validated heldout.parquet.", comp))
+    else:
+        sections.append(_missing("comparison", title, f"{NO_EVAL}; {NO_LABELS}; {NO_ARTIFACT}", comp))
+    preds = tables.predictors(runs)
+    title = "α-predictors side by side"
+    if len(preds):
+        sections.append(Section("predictors", title,
+                                "Held-out accuracy of the predicted α per artifact, and the share of examples whose α-choice "
+                                "consults the teacher at all (a two_model feature set reads the teacher's first-token "
+                                "statistics for every example).", preds))
+    else:
+        sections.append(_missing("predictors", title, NO_ARTIFACT, preds))
+    points = tables.tradeoff(runs)
+    title = "Trade-off: accuracy against teacher tokens"
+    if len(points):
+        sections.append(Section("tradeoff", title,
+                                "One numbered point per strategy (evaluations) and per policy of the label runs and the "
+                                "artifacts' predicted α; points at the same place share one label.", points,
+                                plots.strategy_tradeoff(points)))
+    else:
+        sections.append(_missing("tradeoff", title, f"{NO_EVAL}; {NO_LABELS}", points))
     strategies = tables.strategy_table(runs)
+    title = "Strategies: accuracy, teacher cost, throughput"
     if len(strategies):
-        sections.append(Section("strategies", "Strategies: accuracy, teacher cost, throughput",
+        sections.append(Section("strategies", title,
                                 "Per strategy over the run's examples; throughput is examples per busy worker-second.",
-                                strategies, plots.strategy_tradeoff(strategies)))
+                                strategies))
+    else:
+        sections.append(_missing("strategies", title, NO_EVAL, strategies))
     acc, ref = tables.accuracy_vs_alpha(runs), tables.reference_accuracy(runs)
+    title = "Accuracy vs α"
     if len(acc):
-        sections.append(Section("accuracy_vs_alpha", "Accuracy vs α",
+        sections.append(Section("accuracy_vs_alpha", title,
                                 "One line per run, source and number N of injected tokens; horizontal lines: "
-                                "student and teacher alone.", acc, plots.accuracy_vs_alpha(acc, ref),
+                                "student and teacher alone; α = 0 is the student alone.", acc, plots.accuracy_vs_alpha(acc, ref),
                                 {"reference_accuracy": ref} if len(ref) else {}))
-    hh, bands = tables.helped_hurt(runs), tables.entropy_bands(runs)
+    else:
+        sections.append(_missing("accuracy_vs_alpha", title, f"{NO_LABELS}; no evaluation with fixed_alpha strategies either", acc))
+    by_group, ref_group = tables.accuracy_vs_alpha_by_group(runs), tables.reference_accuracy_by_group(runs)
+    title = "Accuracy vs α per group"
+    if len(by_group) and tables.has_groups(runs):
+        sections.append(Section("accuracy_vs_alpha_by_group", title,
+                                "One panel per group of the dataset; star: α = 0 (the student alone) on label lines; dotted: "
+                                "the evaluation's student.", by_group, plots.accuracy_vs_alpha_by_group(by_group, ref_group),
+                                {"reference_accuracy_by_group": ref_group} if len(ref_group) else {}))
+    else:
+        why = NO_GROUPS if len(by_group) else f"{NO_LABELS}; no evaluation with fixed_alpha strategies either"
+        sections.append(_missing("accuracy_vs_alpha_by_group", title, why, by_group))
+    ca = tables.correct_alpha(runs)
+    title = "Where each example is right: correct α intervals"
+    if len(ca):
+        sections.append(Section("correct_alpha", title,
+                                "Per labelled example, the exact α intervals whose first N tokens lead to a correct answer; "
+                                "the curve counts the examples right at each α (one line per group, 'all' in black).",
+                                ca, plots.correct_alpha(ca), {"correct_alpha_summary": tables.correct_alpha_summary(runs)}))
+    else:
+        sections.append(_missing("correct_alpha", title, NO_LABELS, ca))
+    fixed, bands = tables.fixed_vs_student(runs), tables.entropy_bands(runs)
+    title = "What injection fixes, by student first-token entropy"
+    if len(fixed):
+        sections.append(Section("fixed_vs_student", title,
+                                "Per entropy bin of the labelled examples: right with the student alone (α = 0), and fixed "
+                                "(wrong at α = 0, right at the grid's most accurate α ≠ 0).", fixed,
+                                plots.fixed_vs_student(fixed, bands)))
+    else:
+        sections.append(_missing("fixed_vs_student", title, NO_LABELS, fixed))
+    hh = tables.helped_hurt(runs)
+    title = "Helped and hurt by injection, by student first-token entropy"
     if len(hh):
-        sections.append(Section("helped_hurt", "Helped and hurt by injection, by student first-token entropy",
+        sections.append(Section("helped_hurt", title,
                                 "Examples the injection made right (up) or wrong (down) relative to the student alone; "
                                 "shaded: entropy bands in which the gate injects.", hh, plots.helped_hurt(hh, bands),
                                 {"entropy_bands": bands} if len(bands) else {}))
-    comp = tables.predictor_comparison(runs)
-    if len(comp):
-        sections.append(Section("predictor", "α-predictor on held-out examples",
+    else:
+        sections.append(_missing("helped_hurt", title, f"{NO_LABELS}; no evaluation with student and fixed_alpha either", hh))
+    held = tables.predictor_comparison(runs)
+    title = "α-predictor on held-out examples"
+    if len(held):
+        sections.append(Section("predictor", title,
                                 "Cross-validated by example: each example scored by the fold model that did not see it.",
-                                comp, plots.predictor_comparison(comp),
+                                held, plots.predictor_comparison(held, {r.run: f"{r.run} ({r.model_kind}, {r.feature_set})"
+                                                                        for r in preds.itertuples()}),
                                 {"predictor_savings": tables.predictor_savings(runs)}))
+    else:
+        sections.append(_missing("predictor", title, NO_ARTIFACT, held))
+    auc = tables.signal_auc(runs)
+    title = "Teaching-assistant signals: AUC for correctness"
+    if len(auc):
+        sections.append(Section("signals", title,
+                                "ROC AUC of each signal for the correctness of the answer it scores "
+                                "(self-consistency agreement, the TA's mean and minimum log-probability), from "
+                                "signals_summary.json.", auc, plots.signal_auc(auc)))
+    else:
+        sections.append(_missing("signals", title, NO_SIGNALS, auc))
     sections.append(Section("runs", "Runs", "From each job's manifest (and the predictor's metadata).",
                             tables.run_facts(runs)))
     return sections
@@ -80,9 +172,13 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 def html_table(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
-                   for row in df.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    def cell(v) -> str:
+        number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+        return f"<td class='num'>{html.escape(_fmt(v))}</td>" if number else f"<td>{html.escape(_fmt(v))}</td>"
+
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in df.itertuples(index=False))
+    # wide tables scroll sideways inside the page instead of overflowing it
+    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def _caption(name: str) -> str:
@@ -93,14 +189,20 @@ def _caption(name: str) -> str:
 MAX_TABLE_ROWS = 25
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f3f3f3}td:first-child,td:nth-child(2){text-align:left}img{max-width:100%}.note{color:#555}"""
+table{border-collapse:collapse;font-size:13px;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
+th{background:#f3f3f3;white-space:nowrap}td.num{text-align:right;white-space:nowrap}td:first-child{white-space:nowrap}
+.wide{overflow-x:auto;max-width:100%}img{max-width:100%}.note{color:#555}
+.missing{background:#fff4d6;border-left:4px solid #e9c46a;padding:.5em .8em;color:#5a4500}"""
 
 
 def render_html(title: str, sections: list[Section]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    parts.append("<p class='note'>" + " · ".join(f"<a href='#{s.key}'>{html.escape(s.title)}</a>" for s in sections) + "</p>")
     for s in sections:
+        if s.missing is not None:
+            parts.append(f"<h2 id='{s.key}'>{html.escape(s.title)}</h2><p class='missing'>{html.escape(s.missing)}</p>")
+            continue
         parts.append(f"<h2 id='{s.key}'>{html.escape(s.title)}</h2><p class='note'>{html.escape(s.text)}</p>")
         if s.png is not None:
             data = base64.b64encode(s.png).decode()
@@ -118,6 +220,9 @@ def render_html(title: str, sections: list[Section]) -> str:
 def render_markdown(title: str, sections: list[Section]) -> str:
     parts = [f"# {title}"]
     for s in sections:
+        if s.missing is not None:
+            parts.append(f"## {s.title}\n\n**{s.missing}**")
+            continue
         parts.append(f"## {s.title}\n\n{s.text}")
         if s.png is not None:
             parts.append(f"![{s.title}](plots/{s.key}.png)")

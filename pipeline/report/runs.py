@@ -4,6 +4,7 @@ A run directory is any of
   * an evaluation run (``jobs.evaluate``): ``results/`` + ``manifest.json``;
   * a label run (``jobs.label_alpha``): ``labels/`` + ``labels_manifest.json``;
   * an α-predictor artifact (``jobs.train_predictor``): ``metadata.json`` + ``heldout.parquet``;
+  * a signals run (``jobs.score_signals``): ``signals_summary.json`` (+ ``signals/``);
 or several of them in one directory.  Local paths and pyarrow filesystem URIs both work.
 """
 from __future__ import annotations
@@ -19,10 +20,15 @@ from pipeline.store.parts import filesystem, join, read_dataset, read_json
 from predictor.files import HELDOUT_FILE
 
 # per-example columns a report needs; hidden features and token ids stay on disk
-RESULT_COLUMNS = ["example_id", "strategy", "strategy_name", "alpha", "n_tokens", "entropy_lo", "entropy_hi",
+# (`group` is absent from runs written before datasets had a group_field: read as null)
+RESULT_COLUMNS = ["example_id", "group", "strategy", "strategy_name", "alpha", "n_tokens", "entropy_lo", "entropy_hi",
                   "correct", "teacher_tokens", "latency_s", "student_first_entropy"]
-LABEL_COLUMNS = ["example_id", "n_tokens", "alpha_grid", "correct", "student_entropy"]
-MANIFESTS = {"evaluate": "manifest.json", "label_alpha": "labels_manifest.json"}
+LABEL_COLUMNS = ["example_id", "group", "n_tokens", "alpha_grid", "correct", "student_entropy",
+                 "interval_lo", "interval_hi", "interval_correct"]
+OPTIONAL_COLUMNS = {"group"}
+MANIFESTS = {"evaluate": "manifest.json", "label_alpha": "labels_manifest.json",
+             "score_signals": "signals_manifest.json"}
+SIGNALS_SUMMARY = "signals_summary.json"
 
 
 @dataclass
@@ -33,6 +39,7 @@ class Run:
     labels: pd.DataFrame | None = None
     heldout: pd.DataFrame | None = None
     predictor: dict | None = None  # the artifact's metadata.json
+    signals: dict | None = None  # signals_summary.json of jobs.score_signals
     manifests: dict[str, dict] = field(default_factory=dict)  # job -> manifest
 
 
@@ -41,7 +48,15 @@ def _has_dir(fs, path: str) -> bool:
 
 
 def _read_columns(fs, directory: str, columns: list[str]) -> pd.DataFrame:
-    return read_dataset(fs, directory).select(columns).to_pandas()
+    table = read_dataset(fs, directory)
+    present = [c for c in columns if c in table.column_names or c not in OPTIONAL_COLUMNS]
+    df = table.select(present).to_pandas()
+    for column in columns:
+        if column not in df:
+            df[column] = None
+    if "group" in df:  # one spelling of "no group" for every reader of these frames
+        df["group"] = df["group"].astype(object).where(df["group"].notna(), None)
+    return df[columns]
 
 
 def load_run(path: str, name: str | None = None) -> Run:
@@ -64,8 +79,9 @@ def load_run(path: str, name: str | None = None) -> Run:
         if fs.get_file_info(join(root, HELDOUT_FILE)).type == pafs.FileType.File:
             with fs.open_input_file(join(root, HELDOUT_FILE)) as fh:
                 run.heldout = pd.read_parquet(fh)
-    if run.results is None and run.labels is None and run.predictor is None:
-        raise UserError(f"{path}: nothing to report (no results/, labels/ or α-predictor metadata.json)")
+    run.signals = read_json(fs, join(root, SIGNALS_SUMMARY))
+    if run.results is None and run.labels is None and run.predictor is None and run.signals is None:
+        raise UserError(f"{path}: nothing to report (no results/, labels/, {SIGNALS_SUMMARY} or α-predictor metadata.json)")
     return run
 
 

@@ -1,7 +1,8 @@
 """The data behind every plot and table of a report, as DataFrames with a `run` column.
 
-Each function reads only the runs' Parquet rows (and, for facts, their manifests), so a
-report's numbers can be checked against a direct pandas computation on the same files.
+Each function reads only the runs' Parquet rows (and, for facts, gates and signal AUCs, their
+manifests, the artifacts' metadata.json and signals_summary.json), so a report's numbers can be
+checked against a direct pandas computation on the same files.
 """
 from __future__ import annotations
 
@@ -18,10 +19,23 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
 
 
+NO_GROUP = "(no group)"
+
+
 def label_outcomes(labels: pd.DataFrame) -> pd.DataFrame:
-    """One row per (example, grid α): example_id, n_tokens, alpha, correct, student_entropy."""
-    long = labels.explode(["alpha_grid", "correct"]).rename(columns={"alpha_grid": "alpha"})
+    """One row per (example, grid α): example_id, group, n_tokens, alpha, correct, student_entropy."""
+    cols = ["example_id", "group", "n_tokens", "alpha_grid", "correct", "student_entropy"]
+    long = labels[cols].explode(["alpha_grid", "correct"]).rename(columns={"alpha_grid": "alpha"})
     return long.astype({"alpha": float, "correct": bool})
+
+
+def has_groups(runs: list[Run]) -> bool:
+    """Whether any evaluation or label run names a group for its examples."""
+    return any(df is not None and df["group"].notna().any() for run in runs for df in (run.results, run.labels))
+
+
+def _group(df: pd.DataFrame) -> pd.Series:
+    return df["group"].astype(object).where(df["group"].notna(), NO_GROUP)
 
 
 def accuracy_vs_alpha(runs: list[Run]) -> pd.DataFrame:
@@ -38,6 +52,41 @@ def accuracy_vs_alpha(runs: list[Run]) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     rows = pd.concat([p[["run", "source", "n_tokens", "alpha", "correct"]] for p in parts], ignore_index=True)
     out = rows.groupby(["run", "source", "n_tokens", "alpha"], sort=True)["correct"].agg(accuracy="mean", n="size")
+    return out.reset_index()[columns]
+
+
+def accuracy_vs_alpha_by_group(runs: list[Run]) -> pd.DataFrame:
+    """As :func:`accuracy_vs_alpha`, per group of the dataset (rows without one: NO_GROUP)."""
+    parts = []
+    for run in runs:
+        if run.results is not None:
+            fixed = run.results[run.results["strategy_name"] == "fixed_alpha"]
+            parts.append(fixed.assign(run=run.name, source="evaluation", group=_group(fixed)))
+        if run.labels is not None:
+            long = label_outcomes(run.labels)
+            parts.append(long.assign(run=run.name, source="labels", group=_group(long)))
+    columns = ["run", "source", "group", "n_tokens", "alpha", "accuracy", "n"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    keys = ["run", "source", "group", "n_tokens", "alpha"]
+    rows = pd.concat([p[[*keys, "correct"]] for p in parts], ignore_index=True)
+    out = rows.groupby(keys, sort=True)["correct"].agg(accuracy="mean", n="size")
+    return out.reset_index()[columns]
+
+
+def reference_accuracy_by_group(runs: list[Run]) -> pd.DataFrame:
+    """The student's and the teacher's accuracy per group in each evaluation run."""
+    parts = []
+    for run in runs:
+        if run.results is None:
+            continue
+        ref = run.results[run.results["strategy_name"].isin(["student", "teacher"])]
+        parts.append(ref.assign(run=run.name, group=_group(ref), model=ref["strategy_name"]))
+    columns = ["run", "model", "group", "accuracy", "n"]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    rows = pd.concat(parts, ignore_index=True)
+    out = rows.groupby(["run", "model", "group"], sort=True)["correct"].agg(accuracy="mean", n="size")
     return out.reset_index()[columns]
 
 
@@ -66,16 +115,15 @@ def _injection_vs_student(run: Run) -> tuple[str, pd.DataFrame] | None:
         if len(student) and len(fixed):
             best = fixed.groupby("strategy", sort=True)["correct"].mean().idxmax()
             injected = fixed[fixed["strategy"] == best].set_index("example_id")
-            both = student.join(injected[["correct"]], rsuffix="_injected", how="inner")
+            both = student.join(injected[["correct"]].rename(columns={"correct": "correct_injected"}), how="inner")
             return best, pd.DataFrame({"student_entropy": both["student_first_entropy"],
                                        "student_correct": both["correct"],
                                        "injected_correct": both["correct_injected"]})
     if run.labels is not None:
         long = label_outcomes(run.labels)
         if 0.0 in set(long["alpha"]):
-            acc = long[long["alpha"] != 0.0].groupby("alpha")["correct"].mean()
-            if len(acc):
-                best = float(acc.idxmax())
+            best = best_injected_alpha(long)
+            if best is not None:
                 wide = long.pivot_table(index="example_id", columns="alpha", values="correct", aggfunc="first")
                 entropy = long.groupby("example_id")["student_entropy"].first()
                 n = int(long["n_tokens"].iloc[0])
@@ -190,3 +238,283 @@ def run_facts(runs: list[Run]) -> pd.DataFrame:
                          "commit": (p.get("git_commit") or "unknown")[:12], "finished_at": p.get("created_at"),
                          "fingerprint": p.get("label_fingerprint")})
     return _frame(rows, ["run", "job", "status", "student", "teacher", "dataset", "commit", "finished_at", "fingerprint"])
+
+
+# --- where each labelled example is right: the exact α intervals -----------------------------
+
+def correct_intervals(labels: pd.DataFrame) -> pd.DataFrame:
+    """One row per correct distinct leaf: example_id, group, lo, hi (the exact α interval)."""
+    cols = ["example_id", "group", "interval_lo", "interval_hi", "interval_correct"]
+    long = labels[cols].explode(["interval_lo", "interval_hi", "interval_correct"]).dropna(subset=["interval_lo"])
+    long = long[long["interval_correct"].astype(bool)]
+    return pd.DataFrame({"example_id": long["example_id"], "group": _group(long),
+                         "lo": long["interval_lo"].astype(float), "hi": long["interval_hi"].astype(float)})
+
+
+def _group_slices(df: pd.DataFrame, groups: bool):
+    yield "all", df
+    if groups:
+        for name, part in df.groupby("group", sort=True):
+            yield name, part
+
+
+def correct_alpha(runs: list[Run]) -> pd.DataFrame:
+    """Per label run, group ("all" first) and α segment between consecutive interval ends:
+    how many examples are answered correctly for every α inside the segment (an example
+    counts when one of its correct leaf intervals [lo, hi] holds the segment's midpoint)."""
+    rows = []
+    groups = has_groups(runs)
+    for run in runs:
+        if run.labels is None:
+            continue
+        lab = run.labels.assign(group=_group(run.labels))
+        ends = np.unique(np.concatenate([np.concatenate(lab["interval_lo"].to_list()),
+                                         np.concatenate(lab["interval_hi"].to_list())]).astype(float))
+        if len(ends) < 2:
+            continue
+        mid = (ends[:-1] + ends[1:]) / 2
+        ivals = correct_intervals(lab)
+        for group, part in _group_slices(lab, groups):
+            iv = ivals[ivals["example_id"].isin(part["example_id"])]
+            # leaves of one example partition the α axis: intervals holding a point = examples right there
+            right = (np.searchsorted(np.sort(iv["lo"].to_numpy()), mid, side="right")
+                     - np.searchsorted(np.sort(iv["hi"].to_numpy()), mid, side="left"))
+            n = len(part)
+            rows += [{"run": run.name, "group": group, "alpha_lo": ends[i], "alpha_hi": ends[i + 1],
+                      "right": int(right[i]), "n": n, "share": right[i] / n} for i in range(len(mid))]
+    return _frame(rows, ["run", "group", "alpha_lo", "alpha_hi", "right", "n", "share"])
+
+
+def correct_alpha_summary(runs: list[Run]) -> pd.DataFrame:
+    """Per label run and group: examples right with the student alone (α = 0), right at some
+    α of the exact intervals (the oracle over all α), never right; the most accurate grid α."""
+    rows = []
+    groups = has_groups(runs)
+    for run in runs:
+        if run.labels is None:
+            continue
+        lab = run.labels.assign(group=_group(run.labels))
+        long = label_outcomes(lab)
+        for group, part in _group_slices(lab, groups):
+            outcomes = long[long["example_id"].isin(part["example_id"])]
+            acc = outcomes.groupby("alpha", sort=False)["correct"].mean()  # grid order: first on ties
+            some = part["interval_correct"].map(lambda c: bool(np.any(c)))
+            rows.append({"run": run.name, "group": group, "n": len(part),
+                         "right_at_alpha_0": int(outcomes.loc[outcomes["alpha"] == 0.0, "correct"].sum()),
+                         "right_at_some_alpha": int(some.sum()), "never_right": int((~some).sum()),
+                         "best_grid_alpha": float(acc.idxmax()), "best_grid_accuracy": float(acc.max())})
+    return _frame(rows, ["run", "group", "n", "right_at_alpha_0", "right_at_some_alpha", "never_right",
+                         "best_grid_alpha", "best_grid_accuracy"])
+
+
+# --- what injection fixes, by the student's first-token entropy (label runs) ------------------
+
+FIX_BINS = 10
+
+
+def best_injected_alpha(long: pd.DataFrame) -> float | None:
+    """The grid's most accurate α ≠ 0 (first in grid order on ties)."""
+    acc = long[long["alpha"] != 0.0].groupby("alpha", sort=False)["correct"].mean()
+    return float(acc.idxmax()) if len(acc) else None
+
+
+def fixed_vs_student(runs: list[Run], n_bins: int = FIX_BINS) -> pd.DataFrame:
+    """Per label run and bin of the student's first-token entropy: examples the student alone
+    gets right (α = 0) and examples injection fixes (wrong at α = 0, right at the grid's best α)."""
+    rows = []
+    for run in runs:
+        if run.labels is None:
+            continue
+        long = label_outcomes(run.labels)
+        best = best_injected_alpha(long)
+        if best is None or 0.0 not in set(long["alpha"]):
+            continue
+        wide = long.pivot_table(index="example_id", columns="alpha", values="correct", aggfunc="first")
+        entropy = long.groupby("example_id")["student_entropy"].first().reindex(wide.index)
+        student, injected = wide[0.0].astype(bool), wide[best].astype(bool)
+        keep = entropy.notna()
+        entropy, student, injected = entropy[keep], student[keep], injected[keep]
+        edges = np.histogram_bin_edges(entropy, bins=n_bins)
+        n, _ = np.histogram(entropy, bins=edges)
+        right, _ = np.histogram(entropy[student], bins=edges)
+        fixed, _ = np.histogram(entropy[injected & ~student], bins=edges)
+        n_tokens = int(long["n_tokens"].iloc[0])
+        rows += [{"run": run.name, "injection": f"α={best:g}, N={n_tokens}", "bin_lo": edges[i], "bin_hi": edges[i + 1],
+                  "n": int(n[i]), "student_right": int(right[i]), "fixed": int(fixed[i])} for i in range(n_bins)]
+    return _frame(rows, ["run", "injection", "bin_lo", "bin_hi", "n", "student_right", "fixed"])
+
+
+# --- the comparison users choose from -------------------------------------------------------
+
+COMPARISON_COLUMNS = ["run", "source", "policy", "detail", "accuracy", "teacher_tokens_per_example", "n"]
+
+
+def _row(run, source, policy, detail, correct, tokens) -> dict:
+    correct = pd.Series(correct, dtype=float)
+    return {"run": run, "source": source, "policy": policy, "detail": detail, "accuracy": float(correct.mean()),
+            "teacher_tokens_per_example": float(np.mean(tokens)) if np.ndim(tokens) else float(tokens),
+            "n": int(len(correct))}
+
+
+def _evaluation_policies(run: Run) -> list[dict]:
+    res, rows = run.results, []
+    names = {"student": "student", "teacher": "teacher", "predicted_alpha": "predicted α", "entropy_gate": "entropy gate"}
+    for name in ("student", "teacher"):
+        for label, part in res[res["strategy_name"] == name].groupby("strategy", sort=False):
+            rows.append(_row(run.name, "evaluation", names[name], label, part["correct"], part["teacher_tokens"]))
+    fixed = res[res["strategy_name"] == "fixed_alpha"]
+    if len(fixed):
+        g = fixed.groupby("strategy", sort=False).agg(acc=("correct", "mean"), tok=("teacher_tokens", "mean"))
+        best = g.sort_values(["acc", "tok"], ascending=[False, True], kind="stable").index[0]
+        part = fixed[fixed["strategy"] == best]
+        rows.append(_row(run.name, "evaluation", "best fixed α", best, part["correct"], part["teacher_tokens"]))
+    for name in ("predicted_alpha", "entropy_gate"):
+        for label, part in res[res["strategy_name"] == name].groupby("strategy", sort=False):
+            rows.append(_row(run.name, "evaluation", names[name], label, part["correct"], part["teacher_tokens"]))
+    return rows
+
+
+def apply_gate(long: pd.DataFrame, gate: dict) -> tuple[pd.Series, pd.Series] | None:
+    """Per labelled example: (correct, inside) under an entropy gate: α = gate α when the
+    student's first-token entropy is in [lo, hi], α = 0 outside."""
+    wide = long.pivot_table(index="example_id", columns="alpha", values="correct", aggfunc="first")
+    if gate["alpha"] not in wide.columns or 0.0 not in wide.columns:
+        return None
+    entropy = long.groupby("example_id")["student_entropy"].first().reindex(wide.index)
+    inside = (entropy >= gate["lo"]) & (entropy <= gate["hi"])
+    return wide[gate["alpha"]].where(inside, wide[0.0]).astype(bool), inside
+
+
+def _label_policies(run: Run, artifacts: list[Run]) -> list[dict]:
+    long = label_outcomes(run.labels)
+    n_tokens = int(long["n_tokens"].iloc[0])
+    wide = long.pivot_table(index="example_id", columns="alpha", values="correct", aggfunc="first").astype(bool)
+    rows, src = [], "labels"
+    if 0.0 in wide.columns:
+        rows.append(_row(run.name, src, "student", "α=0", wide[0.0], 0.0))
+    if 1.0 in wide.columns:
+        rows.append(_row(run.name, src, "teacher token", f"α=1, N={n_tokens}", wide[1.0], n_tokens))
+    acc = long.groupby("alpha", sort=False)["correct"].mean()
+    best = float(acc.idxmax())  # first in grid order on ties, as the predictor's best fixed α
+    rows.append(_row(run.name, src, "best fixed α", f"α={best:g}, N={n_tokens}", wide[best], n_tokens if best != 0 else 0.0))
+    for art in artifacts:
+        gate = art.predictor.get("entropy_gate")
+        if gate is None or int(art.predictor["n_tokens"]) != n_tokens:
+            continue
+        found = apply_gate(long, gate)
+        if found is not None:
+            correct, inside = found
+            tokens = inside.astype(float) * (n_tokens if gate["alpha"] != 0 else 0)
+            rows.append(_row(run.name, src, "calibrated entropy gate",
+                             f"gate of {art.name}: α={gate['alpha']:g} in [{gate['lo']:.3f}, {gate['hi']:.3f}]",
+                             correct, tokens))
+    oracle = wide.any(axis=1)
+    student = wide[0.0] if 0.0 in wide.columns else pd.Series(False, index=wide.index)
+    rows.append(_row(run.name, src, "oracle", "α=0 when the student is right, else a correct α", oracle,
+                     (oracle & ~student).astype(float) * n_tokens))
+    return rows
+
+
+def _heldout_policies(run: Run) -> list[dict]:
+    h, meta = run.heldout, run.predictor
+    n_tokens = int(meta["n_tokens"])
+    src, rows = "held-out", []
+    if "student_correct" in h:
+        rows.append(_row(run.name, src, "student", "α=0", h["student_correct"], 0.0))
+    if "teacher_correct" in h:
+        rows.append(_row(run.name, src, "teacher token", f"α=1, N={n_tokens}", h["teacher_correct"], n_tokens))
+    best = float(h["best_fixed_alpha"].mode().iloc[0])
+    rows.append(_row(run.name, src, "best fixed α", f"α={best:g} (chosen on training folds)", h["best_fixed_correct"],
+                     (h["best_fixed_alpha"] != 0).astype(float) * n_tokens))
+    m = meta["metrics"]
+    calls = m.get("teacher_call_share", 1.0 - m["no_teacher_share"])
+    rows.append(_row(run.name, src, "predicted α", f"{meta.get('model_kind')}, {meta.get('feature_set', 'student')} features; "
+                     f"teacher consulted for {calls:.0%}",
+                     h["predicted_correct"], (h["chosen_alpha"] != 0).astype(float) * n_tokens))
+    gate = meta.get("entropy_gate")
+    if gate is not None:
+        rows.append({"run": run.name, "source": "training labels", "policy": "calibrated entropy gate",
+                     "detail": f"α={gate['alpha']:g} in [{gate['lo']:.3f}, {gate['hi']:.3f}] (in-sample; teacher tokens: give the label run)",
+                     "accuracy": float(gate["accuracy"]), "teacher_tokens_per_example": np.nan, "n": int(meta["n_examples"])})
+    if "student_correct" in h:
+        rows.append(_row(run.name, src, "oracle", "α=0 when the student is right, else a correct α", h["oracle_correct"],
+                         (h["oracle_correct"] & ~h["student_correct"]).astype(float) * n_tokens))
+    return rows
+
+
+def comparison(runs: list[Run]) -> pd.DataFrame:
+    """Student, teacher, best fixed α, predicted α, entropy gate and oracle: accuracy and
+    teacher tokens per example, from evaluations (decoded), label runs (read off the labels;
+    the calibrated gates of the given artifacts applied to them) and artifacts (held-out)."""
+    artifacts = [r for r in runs if r.predictor is not None]
+    rows = []
+    for run in runs:
+        if run.results is not None:
+            rows += _evaluation_policies(run)
+        if run.labels is not None:
+            rows += _label_policies(run, artifacts)
+        if run.heldout is not None:
+            rows += _heldout_policies(run)
+    return _frame(rows, COMPARISON_COLUMNS)
+
+
+def predictors(runs: list[Run]) -> pd.DataFrame:
+    """The given α-predictor artifacts side by side: model, feature set, held-out accuracy and
+    how often the policy consults the teacher at all."""
+    rows = []
+    for run in runs:
+        if run.predictor is None:
+            continue
+        meta, m = run.predictor, run.predictor["metrics"]
+        h = run.heldout
+        rows.append({
+            "run": run.name, "model_kind": meta.get("model_kind"), "feature_set": meta.get("feature_set", "student"),
+            "n": int(len(h)) if h is not None else m.get("n"), "folds": m.get("folds"),
+            "heldout_accuracy": float(h["predicted_correct"].mean()) if h is not None else m.get("predicted_alpha_acc"),
+            "best_fixed_alpha_accuracy": float(h["best_fixed_correct"].mean()) if h is not None else m.get("best_fixed_alpha_acc"),
+            "oracle_accuracy": float(h["oracle_correct"].mean()) if h is not None else m.get("oracle_acc"),
+            "teacher_call_share": m.get("teacher_call_share", 1.0 - m["no_teacher_share"]),
+            "no_teacher_share": m["no_teacher_share"]})
+    return _frame(rows, ["run", "model_kind", "feature_set", "n", "folds", "heldout_accuracy",
+                         "best_fixed_alpha_accuracy", "oracle_accuracy", "teacher_call_share", "no_teacher_share"])
+
+
+# what the labels add to the trade-off (the held-out rows add their predicted α only when a
+# label run is given: their student, best fixed α and oracle repeat the label run's)
+TRADEOFF_LABEL_POLICIES = {"student", "best fixed α", "calibrated entropy gate", "oracle"}
+
+
+def tradeoff(runs: list[Run]) -> pd.DataFrame:
+    """The points of the accuracy-vs-cost plot, numbered: every strategy of each evaluation,
+    and the label and held-out policies of :func:`comparison` whose teacher tokens are known."""
+    rows = [{"run": r["run"], "source": "evaluation", "strategy": r["strategy"], "accuracy": r["accuracy"],
+             "teacher_tokens_per_example": r["teacher_tokens_per_example"]}
+            for r in strategy_table(runs).to_dict("records")]
+    comp = comparison(runs)
+    given_labels = any(r.labels is not None for r in runs)
+    wanted = {"labels": TRADEOFF_LABEL_POLICIES,
+              "held-out": {"predicted α"} if given_labels else {"predicted α", *TRADEOFF_LABEL_POLICIES}}
+    comp = comp[[p in wanted.get(s, ()) for s, p in zip(comp["source"], comp["policy"])]]
+    rows += [{"run": r["run"], "source": r["source"], "accuracy": r["accuracy"],
+              "strategy": r["policy"] if r["policy"] != "calibrated entropy gate" else r["detail"].split(":")[0].replace("gate of", "calibrated gate of"),
+              "teacher_tokens_per_example": r["teacher_tokens_per_example"]} for r in comp.to_dict("records")]
+    out = _frame(rows, ["run", "source", "strategy", "accuracy", "teacher_tokens_per_example"])
+    out.insert(0, "marker", range(1, len(out) + 1))
+    return out
+
+
+# --- teaching-assistant signals ---------------------------------------------------------------
+
+def signal_auc(runs: list[Run]) -> pd.DataFrame:
+    """ROC AUC of each signal for correctness, from each signals run's signals_summary.json
+    (keys auc_<signal>_vs_<target>; empty AUC: one class only)."""
+    rows = []
+    for run in runs:
+        if run.signals is None:
+            continue
+        for key, value in run.signals.items():
+            if key.startswith("auc_") and "_vs_" in key:
+                signal, target = key[len("auc_"):].split("_vs_", 1)
+                rows.append({"run": run.name, "signal": signal, "target": target,
+                             "auc": np.nan if value is None else float(value), "n": run.signals.get("n")})
+    return _frame(rows, ["run", "signal", "target", "auc", "n"])
