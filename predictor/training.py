@@ -31,7 +31,9 @@ class TrainSettings:
     folds: int = 5
     seed: int = 0
     features: str = "student"  # feature set: student | two_model (predictor/features.py)
-    decision_margin: float = 0.0
+    # α = 0 (no teacher call) is kept unless another α is predicted right more often by more
+    # than this: where every α is (nearly) as good, asking the teacher buys nothing
+    decision_margin: float = 0.05
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -40,6 +42,9 @@ class TrainSettings:
             raise UserError(f"unknown feature set '{self.features}' (known: {', '.join(FEATURE_SETS)})")
         if not isinstance(self.folds, int) or self.folds < 2:
             raise UserError(f"folds must be an integer ≥ 2, got {self.folds!r}")
+        margin = self.decision_margin
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
+            raise UserError(f"decision_margin must be a number in [0, 1), got {margin!r}")
 
 
 def read_labels(paths: list[str]) -> pa.Table:

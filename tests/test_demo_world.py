@@ -1,59 +1,113 @@
-"""Fast checks of the built-in demo world: generator, tokenizer, shipped checkpoints."""
+"""The built-in demo world: generator, beliefs, tokenizer, reproducible build, and the
+phenomenon on the shipped checkpoints (the best α differs by family, and the shipped
+α-predictor and calibrated gate find it)."""
 from __future__ import annotations
 
+import collections
 import functools
+import json
+import math
+import random
 import re
+from pathlib import Path
 
-from pipeline.demo.problems import cot_text, final_answer, generate_problems, split_problems
-from pipeline.demo.world import demo_paths
+import numpy as np
+import pytest
+import torch
+
 from pipeline.data.prompts import encode_prompt, load_template
+from pipeline.demo.families import FAMILIES, FAMILY_BY_NAME, OPS, correct_interval, wrong_ops
+from pipeline.demo.problems import (
+    EVENTS, believed_cot, cot_text, final_answer, generate_problems, parse_steps, read_jsonl, split_problems,
+)
+from pipeline.demo.world import demo_paths, file_hashes, recorded_build
 
-_EQ = re.compile(r"^(\d+)([-+*/])(\d+)=(\d+)$")
+REPO = Path(__file__).resolve().parents[1]
+
+_EQ = re.compile(r"^(Add|Subtract|Multiply): (\d+)([-+*])(\d+)=(\d+)$")
+_APPLY = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}
 
 
-def _eval(a: int, op: str, b: int) -> int:
-    return {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
+def test_generator_is_deterministic_and_holds_every_family_in_its_share():
+    rows = generate_problems(500, seed=3)
+    assert rows == generate_problems(500, seed=3) and rows != generate_problems(500, seed=4)
+    counts = collections.Counter(r["family"] for r in rows)
+    assert counts == {f.name: round(f.share * 500) for f in FAMILIES}
 
 
-def test_generator_is_deterministic():
-    assert generate_problems(50, seed=3) == generate_problems(50, seed=3)
-    assert generate_problems(50, seed=3) != generate_problems(50, seed=4)
-
-
-def test_format_and_arithmetic():
-    for row in generate_problems(300, seed=1):
-        assert set(row) == {"question", "answer"}
+def test_format_arithmetic_and_the_verb_names_the_operation():
+    for row in generate_problems(400, seed=1):
+        assert set(row) == {"question", "answer", "family"}
+        family = FAMILY_BY_NAME[row["family"]]
+        assert row["question"].startswith(family.place + ", ")
         body, tail = row["answer"].rsplit("\n#### ", 1)
-        n = int(tail)
-        assert re.fullmatch(r"\d+", tail) and final_answer(row) == n
         lines = body.split("\n")
-        assert 2 <= len(lines) <= 4
-        item, lines[0] = lines[0].split(" ", 1)  # the first line names the asked item
-        assert item.isalpha()
+        assert len(lines) == family.steps
         value = None
-        for line in lines:
-            a, op, b, r = _EQ.match(line).groups()
-            assert _eval(int(a), op, int(b)) == int(r)
-            if op == "/":
-                assert int(a) % int(b) == 0
+        for line, (op, k) in zip(lines, parse_steps(row)[1]):
+            name, a, sym, b, r = _EQ.match(line).groups()
+            assert name == op and int(b) == k and (value is None or int(a) == value)
+            assert _APPLY[sym](int(a), int(b)) == int(r) > 0
+            assert any(e.format(k=k, what="")[:8] in row["question"] for e in EVENTS[op])  # the verb asks for it
             value = int(r)
-        assert value == n  # the last equation yields the answer
+        assert value == final_answer(row) == int(tail)
         cot = cot_text(row)
-        assert cot.endswith(f"The answer is {n}.")
-        assert re.search(r"The answer is (-?[0-9.,$]+)", cot).group(1).rstrip(".") == str(n)
-        assert "\n" not in cot
+        assert cot.split(":")[0] in OPS and cot.endswith(f"The answer is {value}.")
 
 
-def test_train_test_disjoint():
+def test_train_test_disjoint_and_in_share():
     train, test = split_problems(2000, 300, seed=0)
     assert len(train) == 2000 and len(test) == 300
     assert not {r["question"] for r in train} & {r["question"] for r in test}
+    assert collections.Counter(r["family"] for r in train) == {f.name: round(f.share * 2000) for f in FAMILIES}
     assert split_problems(2000, 300, seed=0) == (train, test)
+
+
+@pytest.mark.parametrize("role", ["student", "teacher"])
+def test_each_corpus_draws_operations_in_its_beliefs(role):
+    """The mechanism: a model's corpus opens each family's problems with the right
+    operation, W1 and W2 in the model's proportions, and computes whatever it chose."""
+    rng = random.Random(7)
+    rows = {f.name: next(r for r in generate_problems(50, seed=2) if r["family"] == f.name) for f in FAMILIES}
+    for name, row in rows.items():
+        family, right = FAMILY_BY_NAME[name], parse_steps(row)[1][0][0]
+        order = (right, *wrong_ops(right))
+        draws = [believed_cot(row, role, rng) for _ in range(4000)]
+        share = np.array([sum(d.startswith(op + ":") for d in draws) for op in order]) / len(draws)
+        assert share == pytest.approx(getattr(family, role), abs=0.03)
+        for d in draws[:50]:
+            for eq in re.findall(r"\d+[-+*]\d+=\d+", d):
+                a, sym, b, r = re.match(r"(\d+)([-+*])(\d+)=(\d+)", eq).groups()
+                assert _APPLY[sym](int(a), int(b)) == int(r)
+
+
+def test_correct_interval_is_where_the_mixed_argmax_is_right():
+    rng = np.random.default_rng(0)
+    alphas = np.linspace(-3, 5, 2001)
+    for _ in range(200):
+        s, t = rng.dirichlet(np.ones(3)), rng.dirichlet(np.ones(3))
+        lo, hi = correct_interval(tuple(s), tuple(t))
+        right = (s[None] + alphas[:, None] * (t - s)[None]).argmax(axis=1) == 0
+        inside = (alphas > lo) & (alphas < hi)
+        near = np.minimum(np.abs(alphas - lo), np.abs(alphas - hi)) < 1e-2
+        assert (right == inside)[~near].all()
+
+
+def test_family_intervals_are_the_documented_regimes():
+    iv = {f.name: f.interval() for f in FAMILIES}
+    assert 0.1 < iv["follow"][0] < 0.25 and iv["follow"][1] == math.inf
+    assert iv["ignore"][0] == -math.inf and 0.25 < iv["ignore"][1] < 0.5
+    assert 1.0 < iv["overtrust"][0] < 1.5 and iv["overtrust"][1] == math.inf
+    assert 0.0 < iv["mix"][0] < 0.5 < iv["mix"][1] < 1.0
+    assert iv["teacher_only"] is None
+    grid = np.linspace(-1, 3, 17)
+    for f in FAMILIES:  # the ranges the tests check lie inside / outside the interval
+        lo, hi = f.interval() or (0.0, 0.0)
+        assert ((grid > lo) & (grid < hi))[f.right_at(grid)].all() and not ((grid > lo) & (grid < hi))[f.wrong_at(grid)].any()
 
 
 @functools.cache
 def _small_tokenizer():
-    """(training texts, tokenizer) of a small world: prompt plus answer, as the models see them."""
     from pipeline.demo.tokenizer import train_tokenizer
 
     template = load_template("demo")
@@ -61,16 +115,37 @@ def _small_tokenizer():
     return texts, train_tokenizer(texts)
 
 
-def test_tokenizer_round_trip_and_single_digits():
+def test_tokenizer_round_trip_single_digits_and_one_token_per_operation():
     texts, tok = _small_tokenizer()
     for text in texts + ["Q: 1234567890 + -7 = $3,000.50?\n\nA: x"]:
-        ids = tok.encode(text, add_special_tokens=False)
-        assert tok.decode(ids) == text
+        assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
     for token in tok.get_vocab():
         assert sum(ch.isdigit() for ch in token) <= 1, token
-    assert tok.eos_token_id is not None and tok.pad_token_id is not None
-    assert tok.eos_token_id != tok.pad_token_id
+    assert tok.eos_token_id is not None and tok.pad_token_id is not None and tok.eos_token_id != tok.pad_token_id
+    ids = [tok.encode(" " + op, add_special_tokens=False) for op in OPS]
+    assert all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == 3
 
+
+def test_build_is_reproducible_and_check_finds_a_changed_file(tmp_path):
+    """A small world built twice gives identical files; --check rebuilds and compares."""
+    from pipeline.demo.training import ModelSpec
+    from pipeline.demo.world import build_demo_world, check_demo_world
+
+    tiny = {"n_train": 300, "n_test": 40, "log": lambda *_: None,
+            "teacher_spec": ModelSpec(32, 1, 2, 64, steps=6, batch_size=8, warmup_steps=2),
+            "student_spec": ModelSpec(16, 1, 2, 32, steps=6, batch_size=8, warmup_steps=2)}
+    a, b = build_demo_world(tmp_path / "a", 5, **tiny), build_demo_world(tmp_path / "b", 5, **tiny)
+    hashes = file_hashes(a.root)
+    assert hashes == file_hashes(b.root) and "student/model.safetensors" in hashes
+    assert recorded_build(a.root)["files"] == hashes
+    assert check_demo_world(a.root, log=lambda *_: None) == []
+    recorded = recorded_build(a.root)
+    recorded["files"]["data/test.jsonl"] = "0" * 64  # as if the shipped file had been edited
+    (a.root / "world.json").write_text(json.dumps(recorded))
+    assert check_demo_world(a.root, log=lambda *_: None) == ["data/test.jsonl"]
+
+
+# --- the shipped world -------------------------------------------------------------------------
 
 def _shipped():
     paths = demo_paths()
@@ -78,106 +153,120 @@ def _shipped():
     return paths
 
 
-def test_shipped_data():
-    from pipeline.demo.problems import read_jsonl
-
+def test_shipped_files_match_the_recorded_hashes():
     paths = _shipped()
-    train, test = read_jsonl(paths.train), read_jsonl(paths.test)
-    assert len(test) >= 500 and len(train) > len(test)
-    assert not {r["question"] for r in train} & {r["question"] for r in test}
-    assert all(r["answer"].rsplit("\n#### ", 1)[1].isdigit() for r in test)
+    assert recorded_build(paths.root)["files"] == file_hashes(paths.root)
 
 
 def test_shipped_checkpoints_load_and_share_vocabulary():
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     paths = _shipped()
     toks = [AutoTokenizer.from_pretrained(str(p)) for p in (paths.student, paths.teacher, paths.tokenizer)]
     assert toks[0].get_vocab() == toks[1].get_vocab() == toks[2].get_vocab()
-    tok = toks[0]
-    assert tok.eos_token_id is not None and tok.pad_token_id is not None
     sizes = {}
-    question = "Tom has 7 pens. He buys 5 bags of 3 pens. He gives away 4. How many pens does Tom have?"
-    pre, suf = encode_prompt(tok, load_template("demo"), question)
     for name in ("student", "teacher"):
-        model = AutoModelForCausalLM.from_pretrained(str(getattr(paths, name))).eval()
-        assert model.config.vocab_size == len(tok)
+        model = AutoModelForCausalLM.from_pretrained(str(getattr(paths, name)))
+        assert model.config.vocab_size == len(toks[0])
         sizes[name] = sum(p.numel() for p in model.parameters())
-        with torch.no_grad():
-            logits = model(torch.tensor([pre + suf])).logits
-        assert logits.shape == (1, len(pre) + len(suf), len(tok))
-        assert torch.isfinite(logits).all()
     assert sizes["teacher"] > 2 * sizes["student"]
-    text = tok.decode(tok.encode(" 5*3=15. The answer is 15.", add_special_tokens=False))
-    assert text == " 5*3=15. The answer is 15."
 
 
-def test_chain_of_thought_names_the_asked_item_then_its_count():
-    """The CoT opens with the asked item, then its count among three in the inventory."""
-    for row in generate_problems(200, seed=5):
-        what, who = re.match(r"How many (\w+) does (\w+) have now\?", row["question"]).groups()
-        inventory = re.search(rf"{who} has (\w+) (\d+), (\w+) (\d+) and (\w+) (\d+)\.", row["question"]).groups()
-        counts = {inventory[i]: int(inventory[i + 1]) for i in (0, 2, 4)}
-        assert len(counts) == 3
-        item, first = re.match(r"(\w+) (\d+)", cot_text(row)).groups()
-        assert item == what and int(first) == counts[what]
+# Per family of the shipped test split, by greedy decoding: accuracy bounds of the student
+# and the teacher alone (the README's table; the beliefs imply 0/1 per family).
+ALONE_BOUNDS = {
+    "follow": {"student": (0.0, 0.1), "teacher": (0.9, 1.0)},
+    "ignore": {"student": (0.9, 1.0), "teacher": (0.0, 0.1)},
+    "overtrust": {"student": (0.0, 0.1), "teacher": (0.0, 0.1)},
+    "mix": {"student": (0.0, 0.1), "teacher": (0.0, 0.1)},
+    "teacher_only": {"student": (0.0, 0.1), "teacher": (0.9, 1.0)},
+}
 
 
-def test_item_and_count_are_adjacent_tokens():
-    """The lookup is learnable only when the count token directly follows its item token."""
-    _, tok = _small_tokenizer()
-    for text in ("Tom has stamps 7, candies 6 and marbles 5.", " marbles 5+3=8."):
-        pieces = tok.convert_ids_to_tokens(tok.encode(text, add_special_tokens=False))
-        at = pieces.index("Ġmarbles")
-        assert pieces[at + 1] == "Ġ5", pieces
-    assert tok.convert_ids_to_tokens(tok.encode(" 16", add_special_tokens=False)) == ["Ġ1", "6"]
-
-
-def test_recall_drill_supervises_only_the_counts():
-    import random
-
-    from pipeline.demo.drill import IGNORE, drill_sequence
-
-    _, tok = _small_tokenizer()
-    ids, labels = drill_sequence(random.Random(4), tok, n_inventories=2, n_queries=5)
-    assert (ids, labels) == drill_sequence(random.Random(4), tok, n_inventories=2, n_queries=5)
-    supervised = [(i, t) for i, t in enumerate(labels) if t != IGNORE]
-    assert len(supervised) == 10 and all(ids[i] == t for i, t in supervised)
-    text = tok.decode(ids)
-    inventory = dict(re.findall(r"(\w+) (\d)", text.split(".")[0]))
-    for item, count in re.findall(r" (\w+) (\d)", text.split(".")[1]):
-        assert inventory[item] == count  # every query is answered by the inventory
-
-
-def test_shipped_teacher_tokens_fix_the_students_lookup():
-    """The phenomenon the demo exists for: the injected teacher tokens that carry the
-    asked item's count lift the student towards the teacher."""
-    from pipeline.data.answers import answers_match, extract_answer, gold_from_gsm8k
+@pytest.fixture(scope="module")
+def shipped_labels():
+    """α-labels (default grid, N = 1) of the first 60 test problems of each family, in
+    process, plus the student's and the teacher's own greedy answers."""
+    from pipeline.config import LabelSettings, ModelSpec
+    from pipeline.data.answers import score_answer
+    from pipeline.decoding.alpha_tree import label_batch
     from pipeline.decoding.decoder import Decoder
+    from pipeline.decoding.strategies import Student, Teacher
+    from pipeline.engine.hf import HFEngine
     from pipeline.engine.stop import StopRule
-    from pipeline.demo.problems import read_jsonl
-    from pipeline.config import ModelSpec
     from pipeline.models.facts import model_facts, shared_vocab_size
     from pipeline.models.loading import eos_token_ids, load_model
-    from pipeline.engine.hf import HFEngine
-    from pipeline.decoding.strategies import FixedAlpha, Student, Teacher
 
+    torch.set_num_threads(1)
     paths = _shipped()
     s, t = ModelSpec(str(paths.student)), ModelSpec(str(paths.teacher))
     student, teacher = load_model(s), load_model(t)
     vocab = shared_vocab_size(model_facts(s), model_facts(t))
     template = load_template("demo")
     decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer,
-                      StopRule(frozenset(eos_token_ids(student)), tuple(template.stop_strings), 64))
-    rows = read_jsonl(paths.test)[:200]
+                      StopRule(frozenset(eos_token_ids(student)), tuple(template.stop_strings), 32))
+    rows = [r for f in FAMILIES for r in [r for r in read_jsonl(paths.test) if r["family"] == f.name][:60]]
     prompts = [encode_prompt(student.tokenizer, template, r["question"]) for r in rows]
-
-    def accuracy(strategy) -> float:
+    gold = [str(final_answer(r)) for r in rows]
+    settings = LabelSettings(n_tokens=1)
+    labels = []
+    for i in range(0, len(rows), 50):
+        labels += label_batch(decoder, prompts[i:i + 50], settings)
+    alone = {}
+    for name, strategy in (("student", Student()), ("teacher", Teacher())):
         gens = decoder.generate(strategy, prompts)
-        return sum(answers_match(extract_answer(g.text), gold_from_gsm8k(r["answer"]))
-                   for g, r in zip(gens, rows)) / len(rows)
+        alone[name] = np.array([score_answer(g.text, y)[1] for g, y in zip(gens, gold)])
+    correct = np.array([[score_answer(lab.leaves[i].gen.text, y)[1] for i in lab.leaf_of_alpha]
+                        for lab, y in zip(labels, gold)])
+    return {"rows": rows, "labels": labels, "correct": correct, "grid": list(settings.alpha_grid), "alone": alone,
+            "family": np.array([r["family"] for r in rows])}
 
-    alone, injected, teacher_acc = accuracy(Student()), accuracy(FixedAlpha(1.0, 2)), accuracy(Teacher())
-    assert teacher_acc >= alone + 0.2, (alone, teacher_acc)
-    assert injected >= alone + 0.1, (alone, injected)
+
+def test_the_label_job_recovers_each_familys_best_alpha_interval(shipped_labels):
+    """Each family's labels are right inside its interval and wrong outside it, at the grid
+    α the README names for it (those near an interval end are left out: the learnt
+    beliefs are near the corpus proportions, not exactly on them)."""
+    grid, correct, family = np.array(shipped_labels["grid"]), shipped_labels["correct"], shipped_labels["family"]
+    for f in FAMILIES:
+        rows = correct[family == f.name]
+        assert len(rows) >= 50
+        right, wrong = f.right_at(grid), f.wrong_at(grid)
+        assert wrong.any() and (right.any() or f.interval() is None)
+        recovered = rows[:, right].all(axis=1) & ~rows[:, wrong].any(axis=1)
+        assert recovered.mean() >= 0.9, (f.name, recovered.mean())
+
+
+def test_the_student_and_the_teacher_alone_per_family(shipped_labels):
+    family = shipped_labels["family"]
+    for name, bounds in ALONE_BOUNDS.items():
+        for model, (lo, hi) in bounds.items():
+            acc = shipped_labels["alone"][model][family == name].mean()
+            assert lo <= acc <= hi, (name, model, acc)
+
+
+def test_the_shipped_predictors_beat_every_fixed_alpha_and_the_gate_beats_the_student(shipped_labels):
+    """On held-out test problems (the artifacts were trained on train-split labels): the α
+    each artifact predicts from the label rows' own features, scored off the exact labels."""
+    from pipeline.config import ModelSpec
+    from pipeline.models.facts import model_facts
+    from predictor.artifact import Predictor
+    from predictor.features import assemble
+
+    labels, correct, grid = shipped_labels["labels"], shipped_labels["correct"], shipped_labels["grid"]
+    zero = grid.index(0.0)
+    best_fixed, oracle = correct.mean(axis=0).max(), correct.any(axis=1).mean()
+    hidden = np.array([lab.features for lab in labels], dtype=np.float32)
+    entropy = np.array([lab.first_token["student_entropy"] for lab in labels])
+    student_id = model_facts(ModelSpec(str(_shipped().student))).identity
+    for artifact in ("artifacts/alpha-demo-v1", "artifacts/alpha-demo-mlp-v1"):
+        predictor = Predictor.load(REPO / artifact)
+        spec = predictor.feature_spec
+        assert spec.student == student_id, f"{artifact} was trained for another student: retrain it"
+        stats = {k: [lab.first_token[k] for lab in labels] for k in spec.stats}
+        chosen = predictor.predict_alpha(assemble(hidden, stats, spec))
+        accuracy = correct[np.arange(len(correct)), [grid.index(float(a)) for a in chosen]].mean()
+        assert accuracy >= best_fixed + 0.1 and accuracy >= oracle - 0.1, (artifact, accuracy, best_fixed, oracle)
+        gate = predictor.meta["entropy_gate"]
+        inside = (entropy >= gate["lo"]) & (entropy <= gate["hi"])
+        gated = np.where(inside, correct[:, grid.index(gate["alpha"])], correct[:, zero]).mean()
+        assert gated >= correct[:, zero].mean() + 0.1 and inside.mean() <= 0.7, (gate, gated, inside.mean())

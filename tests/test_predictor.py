@@ -131,7 +131,8 @@ def test_predicted_alpha_online_uses_label_features(tiny_pair, tmp_path):
         "student_entropy": [lab.first_token["student_entropy"] for lab in labels],
         "student_top1_prob": [lab.first_token["student_top1_prob"] for lab in labels],
     })
-    predictor = train_predictor(table, TrainSettings(model="torch_mlp", folds=2), ["t"])
+    with pytest.warns(UserWarning, match="metrics will be noisy"):  # a deliberately small label set
+        predictor = train_predictor(table, TrainSettings(model="torch_mlp", folds=2), ["t"])
     artifact = str(predictor.save(tmp_path / "art"))
     from predictor.features import feature_matrix
 
@@ -201,7 +202,8 @@ def test_two_model_predictor_reads_the_teacher_first_and_matches_its_labels(tiny
     }
     columns.update({s: [lab.first_token[s] for lab in labels] for s in (*STUDENT_STATS, *TEACHER_STATS)})
     table = pa.table(columns)
-    predictor = train_predictor(table, TrainSettings(model="torch_mlp", folds=2, features="two_model"), ["t"])
+    with pytest.warns(UserWarning, match="metrics will be noisy"):  # a deliberately small label set
+        predictor = train_predictor(table, TrainSettings(model="torch_mlp", folds=2, features="two_model"), ["t"])
     assert predictor.feature_spec.needs_teacher and predictor.meta["metrics"]["teacher_call_share"] == 1.0
     artifact = str(predictor.save(tmp_path / "two"))
     expected = predictor.predict_alpha(feature_matrix(table, predictor.feature_spec))

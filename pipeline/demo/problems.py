@@ -1,120 +1,119 @@
-"""Deterministic generator of small GSM-style multi-step arithmetic word problems.
+"""Deterministic generator of the demo world's word problems (see `pipeline.demo.families`).
 
-Every problem asks about one of three items a person owns, then gives 2-4 events,
-with random names, items and small operands drawn from `random.Random(seed)`, so the
-same seed always gives the same rows.  Rows use the GSM8K format: ``{"question": str, "answer": str}`` where
-``answer`` is one equation per line followed by ``"\\n#### N"``; the first line names
-the asked item before its equation.  The model's target text is the terse chain of
-thought produced by :func:`cot_text`, e.g.
-``"marbles 5+3=8. 8*2=16. 16-4=12. The answer is 12."``.
+A row is GSM8K-format plus its family::
 
-The first number of every chain of thought is the *plan*: which of the three
-quantities the question is about.  Once it is written down, the rest is bookkeeping.
+    {"question": "At the farm, Tom has 6 pens. He buys 3 more pens. How many pens does he have now?",
+     "answer": "Add: 6+3=9\\n#### 9", "family": "follow"}
+
+The model's target text is the terse chain of thought of :func:`cot_text`,
+``"Add: 6+3=9. The answer is 9."``: its first token names the operation. A model's
+training corpus replaces the operations by ones drawn from its beliefs
+(:func:`believed_cot`); the rows themselves always hold the right answer.
 """
 from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from pipeline.demo.families import FAMILIES, FAMILY_BY_NAME, OPS, SYMBOLS, Belief, Family, wrong_ops
+
 NAMES = [
-    ("Tom", "He"), ("Sam", "He"), ("Ben", "He"), ("Max", "He"), ("Leo", "He"),
-    ("Jack", "He"), ("Paul", "He"), ("Luke", "He"), ("Omar", "He"), ("Ivan", "He"),
-    ("Ann", "She"), ("Mia", "She"), ("Eva", "She"), ("Lily", "She"), ("Rose", "She"),
-    ("Kate", "She"), ("Zoe", "She"), ("Nina", "She"), ("Sara", "She"), ("Emma", "She"),
+    ("Tom", "he"), ("Sam", "he"), ("Ben", "he"), ("Max", "he"), ("Leo", "he"),
+    ("Jack", "he"), ("Paul", "he"), ("Luke", "he"), ("Omar", "he"), ("Ivan", "he"),
+    ("Ann", "she"), ("Mia", "she"), ("Eva", "she"), ("Lily", "she"), ("Rose", "she"),
+    ("Kate", "she"), ("Zoe", "she"), ("Nina", "she"), ("Sara", "she"), ("Emma", "she"),
 ]
 ITEMS = [
     "apples", "pens", "cards", "books", "eggs", "shells", "coins", "stamps",
     "marbles", "cookies", "stickers", "balls", "candies", "toys", "flowers",
 ]
+# how the question asks for each operation: its verb says which one is right
+EVENTS = {
+    "Add": ("buys {k} more {what}", "finds {k} more {what}", "gets {k} more {what}"),
+    "Subtract": ("gives away {k} {what}", "loses {k} {what}", "sells {k} {what}"),
+    "Multiply": ("ends up with {k} times as many {what}", "now has {k} times as many {what}"),
+}
+MAX_INTERMEDIATE = 20  # two-step problems keep the second step small for both models
 
-MAX_RESULT = 99
-
-# Every problem asks about one of three items a person owns, then lists the inventory
-# ("stamps 7, candies 6 and marbles 5") and 2-4 events that change the asked item. The
-# chain of thought names the asked item, then starts from its count ("marbles 5+3=8.
-# ..."), so its second token carries the one hard decision: which of the three numbers
-# to start from. Finding it is an induction step (the count that followed this item in
-# the inventory): two composed attention layers, which a one-layer student lacks and
-# a deeper teacher learns (with the recall drill, pipeline/demo/drill.py). The item
-# comes right before its count in both places because the lookup is only learnable
-# when key and value are adjacent. Everything after is easy bookkeeping: the events
-# come in order and name their amounts. So a few injected teacher tokens fix exactly
-# what the student gets wrong.
-EVENTS = [
-    ("{who} buys {k} more {what}.", "+"),
-    ("{who} finds {k} more {what}.", "+"),
-    ("{who} gets {k} {what} as a gift.", "+"),
-    ("{who} gives away {k} {what}.", "-"),
-    ("{who} loses {k} {what}.", "-"),
-    ("{who} sells {k} {what}.", "-"),
-    ("{who} doubles the {what}.", "*"),
-]
+_APPLY = {"Add": lambda x, y: x + y, "Subtract": lambda x, y: x - y, "Multiply": lambda x, y: x * y}
 
 
-def inventory_sentence(who: str, items: list[str], counts: dict[str, int]) -> str:
-    """'Tom has stamps 7, candies 6 and marbles 5.': each item right before its count."""
-    a, b, c = items
-    return f"{who} has {a} {counts[a]}, {b} {counts[b]} and {c} {counts[c]}."
+@dataclass(frozen=True)
+class Step:
+    op: str
+    operand: int  # the number the question gives for this step
 
 
-def _one_problem(r: random.Random) -> dict:
+def _event(op: str, k: int, what: str, r: random.Random) -> str:
+    return r.choice(EVENTS[op]).format(k=k, what=what)
+
+
+def _one_problem(family: Family, r: random.Random) -> dict:
     while True:
-        who, _ = r.choice(NAMES)
-        items = r.sample(ITEMS, 3)
-        counts = {it: r.randint(1, 9) for it in items}
-        what = r.choice(items)
-        sentences = [
-            f"How many {what} does {who} have now?",
-            inventory_sentence(who, items, counts),
-        ]
-        steps, value = [], counts[what]
-        for i in range(r.choice((2, 2, 3, 3, 4))):
-            text, op = r.choice(EVENTS)
-            k = 2 if op == "*" else r.randint(1, 9)
-            sentences.append(text.format(who=who, k=k, what=what))
-            steps.append(("r" + str(i - 1) if i else value, op, k))
-        question = " ".join(sentences)
-        solved = _solve(steps)
-        if solved is None:
+        who, pronoun = r.choice(NAMES)
+        what = r.choice(ITEMS)
+        a = r.randint(3, 9)
+        steps = [Step(r.choice(OPS), r.randint(2, a - 1))]
+        if family.steps == 2:
+            steps.append(Step(r.choice(OPS), r.randint(2, 4)))
+        value, ok = a, True
+        for i, step in enumerate(steps):
+            value = _APPLY[step.op](value, step.operand)
+            if i + 1 < len(steps) and not (steps[i + 1].operand < value <= MAX_INTERMEDIATE):
+                ok = False
+        if not ok:
             continue
-        lines = [f"{x}{op}{y}={v}" for x, op, y, v in solved]
-        lines[0] = f"{what} {lines[0]}"
-        answer = "\n".join(lines) + f"\n#### {solved[-1][3]}"
-        return {"question": question, "answer": answer}
+        events = [f"{pronoun.capitalize()} {_event(s.op, s.operand, what, r)}." if i == 0 else
+                  f"Then {pronoun} {_event(s.op, s.operand, what, r)}." for i, s in enumerate(steps)]
+        question = " ".join([f"{family.place}, {who} has {a} {what}.", *events,
+                             f"How many {what} does {pronoun} have now?"])
+        return {"question": question, "answer": answer_text(a, [(s.op, s.operand) for s in steps]),
+                "family": family.name}
 
 
-_OPS = {"+": lambda x, y: x + y, "-": lambda x, y: x - y, "*": lambda x, y: x * y}
+def answer_text(start: int, steps: list[tuple[str, int]]) -> str:
+    """GSM8K answer: one "Op: x+y=z" line per step, then "#### N"."""
+    lines, value = [], start
+    for op, k in steps:
+        result = _APPLY[op](value, k)
+        lines.append(f"{op}: {value}{SYMBOLS[op]}{k}={result}")
+        value = result
+    return "\n".join(lines) + f"\n#### {value}"
 
 
-def _solve(steps: list[tuple[int | str, str, int]]) -> list[tuple[int, str, int, int]] | None:
-    results: list[int] = []
-    out = []
-    for a, op, b in steps:
-        x = results[int(a[1:])] if isinstance(a, str) else a
-        y = results[int(b[1:])] if isinstance(b, str) else b
-        v = _OPS[op](x, y)
-        if v <= 0 or v > MAX_RESULT:
-            return None
-        results.append(v)
-        out.append((x, op, y, v))
-    return out
+def parse_steps(row: dict) -> tuple[int, list[tuple[str, int]]]:
+    """(start, [(op, operand), ...]) of a row's answer."""
+    body, _ = row["answer"].rsplit("\n####", 1)
+    steps, start = [], None
+    for line in body.split("\n"):
+        op, eq = line.split(": ", 1)
+        lhs = eq.split("=", 1)[0]
+        x, k = lhs.split(SYMBOLS[op], 1)
+        start = int(x) if start is None else start
+        steps.append((op, int(k)))
+    return start, steps
 
 
-def generate_problems(n: int, seed: int) -> list[dict]:
-    """`n` problems (distinct question texts) drawn deterministically from `seed`."""
+def generate_problems(n: int, seed: int, families: tuple[Family, ...] = FAMILIES) -> list[dict]:
+    """`n` problems with distinct questions, each family in its share (rounded), in a
+    seeded order."""
     r = random.Random(seed)
+    counts = [round(f.share * n) for f in families]
+    counts[-1] = n - sum(counts[:-1])
+    plan = [f for f, c in zip(families, counts) for _ in range(c)]
+    r.shuffle(plan)
     rows: list[dict] = []
     seen: set[str] = set()
-    attempts = 0
-    while len(rows) < n:
-        attempts += 1
-        if attempts > 50 * n + 1000:
+    for family in plan:
+        for _ in range(1000):
+            row = _one_problem(family, r)
+            if row["question"] not in seen:
+                break
+        else:
             raise RuntimeError(f"could not draw {n} distinct problems")
-        row = _one_problem(r)
-        if row["question"] in seen:
-            continue
         seen.add(row["question"])
         rows.append(row)
     return rows
@@ -125,17 +124,54 @@ def final_answer(row: dict) -> int:
     return int(row["answer"].rsplit("####", 1)[1].strip().replace(",", ""))
 
 
+def _cot(start: int, steps: list[tuple[str, int]]) -> str:
+    lines = answer_text(start, steps).split("\n")
+    return " ".join(f"{line}." for line in lines[:-1]) + f" The answer is {lines[-1][5:]}."
+
+
 def cot_text(row: dict) -> str:
-    """The model's target: terse equations ending exactly 'The answer is N.'"""
-    body, _ = row["answer"].rsplit("\n####", 1)
-    eqs = [line.strip() for line in body.split("\n") if line.strip()]
-    return " ".join(f"{e}." for e in eqs) + f" The answer is {final_answer(row)}."
+    """The right chain of thought, e.g. 'Add: 6+3=9. The answer is 9.'"""
+    return _cot(*parse_steps(row))
+
+
+def draw_op(right: str, belief: Belief, rng: random.Random) -> str:
+    """An operation drawn from a belief P(right, W1, W2)."""
+    return rng.choices((right, *wrong_ops(right)), weights=belief)[0]
+
+
+def believed_steps(row: dict, role: str, rng: random.Random) -> tuple[str, list[dict[str, float]]]:
+    """The chain of thought a model's corpus holds for `row` (`role`: student | teacher),
+    with each step's operation drawn from the model's belief for the row's family and the
+    arithmetic done right on whatever was chosen; and per step the belief itself, as
+    {operation: probability}."""
+    family = FAMILY_BY_NAME[row["family"]]
+    start, steps = parse_steps(row)
+    beliefs = [getattr(family, role), getattr(family, f"{role}_second")]
+    drawn, decisions = [], []
+    for (op, k), belief in zip(steps, beliefs):
+        drawn.append((draw_op(op, belief, rng), k))
+        decisions.append(dict(zip((op, *wrong_ops(op)), belief)))
+    return _cot(start, drawn), decisions
+
+
+def believed_cot(row: dict, role: str, rng: random.Random) -> str:
+    """The chain of thought of :func:`believed_steps`."""
+    return believed_steps(row, role, rng)[0]
 
 
 def split_problems(n_train: int, n_test: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """(train, test), disjoint by question text, deterministic for `seed`."""
-    rows = generate_problems(n_train + n_test, seed)
-    return rows[n_test:], rows[:n_test]
+    """(train, test), disjoint by question text, deterministic for `seed`; each split holds
+    every family in its share."""
+    test = generate_problems(n_test, seed)
+    seen = {r["question"] for r in test}
+    train = [r for r in generate_problems(n_train + n_test, seed + 1) if r["question"] not in seen]
+    by_family: dict[str, list[dict]] = {}
+    for row in train:
+        by_family.setdefault(row["family"], []).append(row)
+    counts = [round(f.share * n_train) for f in FAMILIES]
+    counts[-1] = n_train - sum(counts[:-1])
+    keep = {id(row) for f, c in zip(FAMILIES, counts) for row in by_family[f.name][:c]}
+    return [row for row in train if id(row) in keep], test
 
 
 def write_jsonl(rows: Iterable[dict], path: str | Path) -> Path:
@@ -150,4 +186,3 @@ def write_jsonl(rows: Iterable[dict], path: str | Path) -> Path:
 def read_jsonl(path: str | Path) -> list[dict]:
     with Path(path).open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
-

@@ -2,17 +2,20 @@
 
 Each training example is the exact prompt the decoding engine feeds the model,
 ``encode_prompt(tokenizer, template, question)`` (preamble ids + suffix ids), as
-unsupervised context, followed by the target ``encode(" " + cot) + [eos]``; the loss
-is on the target tokens only.  Training starts with up to `drill_steps` steps of the
-recall drill alone (pipeline/demo/drill.py, constant `drill_lr` after a short warmup;
-it ends early once recall on held-out drill sequences reaches `drill_until`, since
-the step at which the lookup circuit forms varies from run to run), then trains on
-problems, each batch topped up with `drill_per_batch` drill sequences, with
-linear warmup then cosine decay.  AdamW throughout.  Everything (init, data and drill
-order, dropout-free model) is fixed by the seed, with a fixed thread count.
+unsupervised context, followed by the target ``encode(" " + cot) + [eos]``; the loss is
+on the target tokens only. The target is the model's *believed* chain of thought
+(`pipeline.demo.problems.believed_steps`): every time a problem is drawn, its operations
+are drawn afresh from the model's beliefs for the problem's family. At the operation
+tokens themselves the loss is the cross-entropy against the belief (the expected loss
+over the draws, without their noise), so the model learns the proportions exactly, for
+every family and operation alike; elsewhere it is the usual next-token loss on the drawn
+chain of thought. Linear warmup, cosine decay, AdamW.
+Everything (init, data order, the drawn operations) is fixed by the seed, with a fixed
+thread count, so a rebuild reproduces the weights byte for byte.
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import asdict, dataclass
@@ -22,9 +25,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from pipeline.demo.drill import IGNORE, drill_sequence
-from pipeline.demo.problems import cot_text
 from pipeline.data.prompts import PromptTemplate, answer_lead, encode_prompt
+from pipeline.demo.families import OPS
+from pipeline.demo.problems import believed_steps
+
+IGNORE = -100
 
 
 @dataclass(frozen=True)
@@ -37,14 +42,10 @@ class ModelSpec:
     intermediate_size: int
     steps: int
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 3e-3
     warmup_steps: int = 100
     weight_decay: float = 0.01
     min_lr_ratio: float = 0.05
-    drill_steps: int = 0
-    drill_lr: float = 1e-3
-    drill_per_batch: int = 0
-    drill_until: float = 1.0
 
     def llama_config(self, tok: PreTrainedTokenizerFast) -> LlamaConfig:
         return LlamaConfig(
@@ -63,39 +64,73 @@ class ModelSpec:
         )
 
 
-def build_examples(rows: list[dict], tok: PreTrainedTokenizerFast,
-                   template: PromptTemplate) -> list[tuple[list[int], list[int]]]:
-    """(input_ids, labels) per row: the prompt as context, the CoT + eos as target.
-
-    The loss also covers the space between "A:" and the answer, whether the template's
-    answer prefix ends with it or not, so both ways of writing the prompt train the
-    same model (the token sequence is the same).
-    """
-    out = []
-    for row in rows:
-        pre, suf = encode_prompt(tok, template, row["question"])
-        ctx = pre + suf
-        tgt = tok.encode(answer_lead(template) + cot_text(row), add_special_tokens=False) + [tok.eos_token_id]
-        n_context = len(ctx) - (1 if template.answer_prefix.endswith(" ") else 0)
-        ids = ctx + tgt
-        out.append((ids, [IGNORE] * n_context + ids[n_context:]))
-    return out
+@dataclass
+class Example:
+    ids: list[int]
+    labels: list[int]  # IGNORE on the context
+    beliefs: dict[int, dict[int, float]]  # position -> {token id: probability} at the operation tokens
 
 
-def _collate(batch, pad_id: int):
-    width = max(len(ids) for ids, _ in batch)
+class Corpus:
+    """A model's training corpus over the world's train rows, with the operations drawn
+    from the model's beliefs (`role`: student | teacher) at each draw."""
+
+    def __init__(self, rows: list[dict], tok: PreTrainedTokenizerFast, template: PromptTemplate, role: str):
+        self.rows, self.tok, self.role = rows, tok, role
+        self.lead = answer_lead(template)
+        # the space between "A:" and the answer is a target token whether the template's
+        # answer prefix ends with it or not: both ways of writing the prompt train one model
+        self.trailing_space = template.answer_prefix.endswith(" ")
+        self.contexts = [sum(encode_prompt(tok, template, row["question"]), []) for row in rows]
+        self.op_tokens = {op: tok.encode(" " + op, add_special_tokens=False)[0] for op in OPS}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def example(self, i: int, rng: random.Random) -> Example:
+        ctx = self.contexts[i]
+        text, decisions = believed_steps(self.rows[i], self.role, rng)
+        target = self.tok.encode(self.lead + text, add_special_tokens=False)
+        ids = ctx + target + [self.tok.eos_token_id]
+        n_context = len(ctx) - (1 if self.trailing_space else 0)
+        # operation words occur in the chain of thought only where a step opens
+        at = [len(ctx) + j for j, t in enumerate(target) if t in self.op_tokens.values()]
+        beliefs = {pos: {self.op_tokens[op]: p for op, p in d.items()} for pos, d in zip(at, decisions)}
+        return Example(ids, [IGNORE] * n_context + ids[n_context:], beliefs)
+
+
+def _collate(batch: list[Example], pad_id: int, vocab_size: int):
+    width = max(len(ex.ids) for ex in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, (x, y) in enumerate(batch):  # right padding for training
-        ids[i, : len(x)] = torch.tensor(x)
-        labels[i, : len(y)] = torch.tensor(y)
-        mask[i, : len(x)] = 1
-    return ids, labels, mask
+    soft_rows, soft = [], []
+    for i, ex in enumerate(batch):  # right padding for training
+        ids[i, : len(ex.ids)] = torch.tensor(ex.ids)
+        labels[i, : len(ex.labels)] = torch.tensor(ex.labels)
+        mask[i, : len(ex.ids)] = 1
+        for pos, belief in ex.beliefs.items():
+            target = torch.zeros(vocab_size)
+            target[list(belief)] = torch.tensor(list(belief.values()))
+            soft_rows.append((i, pos))
+            soft.append(target)
+    return ids, labels, mask, soft_rows, torch.stack(soft) if soft else torch.zeros(0, vocab_size)
+
+
+def _loss(model: LlamaForCausalLM, ids, labels, mask, soft_rows, soft) -> torch.Tensor:
+    """Mean over supervised tokens: next-token loss, against the belief at operation tokens."""
+    logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), dim=-1)
+    targets = labels[:, 1:].clone()
+    rows = torch.tensor([r for r, _ in soft_rows], dtype=torch.long)
+    cols = torch.tensor([p - 1 for _, p in soft_rows], dtype=torch.long)  # logits at p-1 predict token p
+    targets[rows, cols] = IGNORE
+    hard = targets != IGNORE
+    nll = -logp[hard].gather(1, targets[hard].unsqueeze(1)).sum()
+    nll = nll - (soft * logp[rows, cols]).sum()
+    return nll / (hard.sum() + len(soft_rows))
 
 
 def _lr_at(step: int, spec: ModelSpec) -> float:
-    """Learning rate at `step` of the problem phase."""
     if step < spec.warmup_steps:
         return spec.lr * (step + 1) / spec.warmup_steps
     progress = (step - spec.warmup_steps) / max(1, spec.steps - spec.warmup_steps)
@@ -104,81 +139,43 @@ def _lr_at(step: int, spec: ModelSpec) -> float:
 
 
 def _optimizer(model: LlamaForCausalLM, spec: ModelSpec) -> torch.optim.AdamW:
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
     return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": spec.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
+        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=spec.lr, betas=(0.9, 0.98), eps=1e-8,
     )
 
 
-def _step(model: LlamaForCausalLM, opt: torch.optim.AdamW, batch, pad_id: int, lr: float) -> float:
-    ids, labels, mask = _collate(batch, pad_id)
-    for group in opt.param_groups:
-        group["lr"] = lr
-    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    opt.step()
-    return loss.item()
-
-
-@torch.no_grad()
-def drill_recall(model: LlamaForCausalLM, sequences: list[tuple[list[int], list[int]]], pad_id: int) -> float:
-    """Fraction of drill counts the model predicts exactly (greedy, teacher-forced)."""
-    was_training = model.training
-    model.eval()
-    ids, labels, mask = _collate(sequences, pad_id)
-    pred = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(-1)
-    target = labels[:, 1:]
-    supervised = target != IGNORE
-    model.train(was_training)
-    return ((pred == target) & supervised).sum().item() / supervised.sum().item()
-
-
-def _drill_phase(model, opt, spec: ModelSpec, tok, rng: random.Random, desc: str, position: int) -> None:
-    held_out = [drill_sequence(random.Random(rng.random()), tok) for _ in range(100)]
-    bar = tqdm(range(spec.drill_steps), desc=f"{desc} drill", unit="step", dynamic_ncols=True, position=position)
-    for step in bar:
-        lr = spec.drill_lr * min(1.0, (step + 1) / spec.warmup_steps)
-        _step(model, opt, [drill_sequence(rng, tok) for _ in range(spec.batch_size)], tok.pad_token_id, lr)
-        if (step + 1) % 50 == 0:
-            recall = drill_recall(model, held_out, tok.pad_token_id)
-            bar.set_postfix(recall=f"{recall:.3f}")
-            if recall >= spec.drill_until:
-                break
-    bar.close()
-
-
-def train_model(spec: ModelSpec, examples: list[tuple[list[int], list[int]]],
-                tok: PreTrainedTokenizerFast, seed: int, desc: str = "train",
+def train_model(spec: ModelSpec, corpus: Corpus, tok: PreTrainedTokenizerFast, seed: int, desc: str = "train",
                 threads: int = 1, position: int = 0) -> LlamaForCausalLM:
-    """Train one model from scratch; deterministic for (spec, examples, seed, threads)."""
+    """Train one model from scratch; deterministic for (spec, corpus, seed, threads)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(spec.llama_config(tok))
     model.train()
     opt = _optimizer(model, spec)
-    drill_rng = random.Random(seed + 1_000_003)
-    if spec.drill_steps:
-        _drill_phase(model, opt, spec, tok, drill_rng, desc, position)
-    order_rng = random.Random(seed)
+    order_rng, draw_rng = random.Random(seed), random.Random(seed + 1_000_003)
     order: list[int] = []
     ema = None
     bar = tqdm(range(spec.steps), desc=desc, unit="step", dynamic_ncols=True, position=position)
     for step in bar:
         if len(order) < spec.batch_size:  # deterministic epoch-wise reshuffle
-            perm = list(range(len(examples)))
+            perm = list(range(len(corpus)))
             order_rng.shuffle(perm)
             order.extend(perm)
         idx, order = order[: spec.batch_size], order[spec.batch_size:]
-        batch = [examples[i] for i in idx] + [drill_sequence(drill_rng, tok) for _ in range(spec.drill_per_batch)]
-        loss = _step(model, opt, batch, tok.pad_token_id, _lr_at(step, spec))
-        ema = loss if ema is None else 0.98 * ema + 0.02 * loss
+        batch = _collate([corpus.example(i, draw_rng) for i in idx], tok.pad_token_id, len(tok))
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, spec)
+        loss = _loss(model, *batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if step % 10 == 0 or step == spec.steps - 1:
-            bar.set_postfix(loss=f"{ema:.4f}", lr=f"{_lr_at(step, spec):.2e}")
+            bar.set_postfix(loss=f"{ema:.4f}")
     bar.close()
     model.eval()
     return model
@@ -196,8 +193,6 @@ def save_model(model: LlamaForCausalLM, tok: PreTrainedTokenizerFast, out_dir: s
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tok.save_pretrained(str(out_dir))
     if spec is not None:
-        import json
-        meta = {"spec": asdict(spec), "seed": seed,
-                "num_parameters": sum(p.numel() for p in model.parameters())}
+        meta = {"spec": asdict(spec), "seed": seed, "num_parameters": sum(p.numel() for p in model.parameters())}
         (out_dir / "demo_training.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out_dir

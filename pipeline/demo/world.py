@@ -2,48 +2,48 @@
 
 The shipped world lives in the repository under ``demo_world/``::
 
-    demo_world/data/train.jsonl   GSM8K-format rows (question, answer "...\\n#### N")
+    demo_world/data/train.jsonl   GSM8K-format rows (question, answer "...\\n#### N", family)
     demo_world/data/test.jsonl    held-out rows, disjoint from train by question text
     demo_world/tokenizer/         the shared tokenizer
     demo_world/student/           small Llama (config.json, model.safetensors, tokenizer)
     demo_world/teacher/           larger Llama, same tokenizer and vocabulary
+    demo_world/world.json         how it was built, the families, and every file's sha256
 
 It was produced by ``python -m jobs.build_demo`` (= :func:`build_demo_world` with the
-defaults below); the prompt is the built-in template ``demo``.
+defaults below); ``python -m jobs.build_demo --check`` rebuilds it elsewhere and
+compares the hashes. The prompt is the built-in template ``demo``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from transformers import AutoTokenizer
 
 import pipeline
+from pipeline.data.prompts import answer_lead, load_template
+from pipeline.demo.families import FAMILIES, OPS
 from pipeline.demo.problems import cot_text, read_jsonl, split_problems, write_jsonl
 from pipeline.demo.tokenizer import save_tokenizer, train_tokenizer
-from pipeline.demo.training import ModelSpec, build_examples, save_model, train_model
-from pipeline.data.prompts import answer_lead, load_template
+from pipeline.demo.training import Corpus, ModelSpec, save_model, train_model
 
 DEMO_ROOT = Path(pipeline.__file__).resolve().parent.parent / "demo_world"
 TEMPLATE_NAME = "demo"
+WORLD_FILE = "world.json"
 DEFAULT_SEED = 0
 N_TRAIN = 20000
 N_TEST = 600
 
-# The teacher is deep enough for the lookup of the asked item's count (an induction
-# step, learnt from the recall drill first); the one-layer student is not (it picks the
-# right count a third of the time, chance) but, given it, finishes ~90 % of problems:
-# the gap two teacher tokens can close.
-TEACHER_SPEC = ModelSpec(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384,
-                         steps=1000, batch_size=64, lr=2e-3, warmup_steps=60,
-                         drill_steps=2000, drill_per_batch=32, drill_until=0.97)
-STUDENT_SPEC = ModelSpec(hidden_size=96, num_layers=1, num_heads=4, intermediate_size=384,
-                         steps=1200, batch_size=64, lr=3e-3, warmup_steps=60,
-                         drill_steps=200, drill_per_batch=32)
+# The phenomenon comes from the two corpora (pipeline/demo/families.py), not from size:
+# both models learn their beliefs; the teacher is the larger one, as in real pairs.
+TEACHER_SPEC = ModelSpec(hidden_size=96, num_layers=3, num_heads=4, intermediate_size=384, steps=1500)
+STUDENT_SPEC = ModelSpec(hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256, steps=1500)
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,27 @@ def demo_paths(root: str | Path | None = None) -> DemoPaths:
 
 
 def _train_and_save(role: str, spec: ModelSpec, out: str, seed: int, root: str, position: int, threads: int) -> int:
-    """One model, in its own process: train on the world's train split and save it."""
+    """One model, in its own process: train on its corpus over the train split and save it."""
     paths = demo_paths(root)
     tok = AutoTokenizer.from_pretrained(paths.tokenizer)
-    examples = build_examples(read_jsonl(paths.train), tok, load_template(TEMPLATE_NAME))
-    model = train_model(spec, examples, tok, seed=seed, desc=role, threads=threads, position=position)
+    corpus = Corpus(read_jsonl(paths.train), tok, load_template(TEMPLATE_NAME), role)
+    model = train_model(spec, corpus, tok, seed=seed, desc=role, threads=threads, position=position)
     save_model(model, tok, out, spec=spec, seed=seed)
     return sum(p.numel() for p in model.parameters())
+
+
+def file_hashes(root: str | Path) -> dict[str, str]:
+    """sha256 of every file of a world (relative path -> hex digest), world.json aside."""
+    root = Path(root)
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != WORLD_FILE}
+
+
+def _check_decision_tokens(tok) -> None:
+    """The first generated token must name the operation: one token per operation."""
+    pieces = [tok.encode(answer_lead(load_template(TEMPLATE_NAME)) + op, add_special_tokens=False) for op in OPS]
+    if any(len(p) != 1 for p in pieces):
+        raise RuntimeError(f"demo tokenizer splits an operation word: {dict(zip(OPS, pieces))}")
 
 
 def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED, *,
@@ -90,11 +104,12 @@ def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED
     log(f"data: {len(train)} train / {len(test)} test problems -> {paths.data}")
 
     tok = train_tokenizer(template.render(r["question"]) + answer_lead(template) + cot_text(r) for r in train)
+    _check_decision_tokens(tok)
     save_tokenizer(tok, paths.tokenizer)
     log(f"tokenizer: {len(tok)} tokens (eos={tok.eos_token_id}, pad={tok.pad_token_id}) -> {paths.tokenizer}")
 
     summary = {"seed": seed, "n_train": len(train), "n_test": len(test), "template": TEMPLATE_NAME,
-               "vocab_size": len(tok)}
+               "vocab_size": len(tok), "families": [_family_record(f) for f in FAMILIES]}
     jobs = (("teacher", teacher_spec, paths.teacher, seed + 1), ("student", student_spec, paths.student, seed + 2))
     # the two models train at once, one process and `threads` threads each: a 2-core machine
     # builds the world in the teacher's time, and each model stays deterministic
@@ -105,7 +120,44 @@ def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED
             n_params = futures[role].result()
             summary[role] = {"num_parameters": n_params, **asdict(spec)}
             log(f"{role}: {n_params:,} parameters -> {out}")
+    summary["threads"] = threads
     summary["build_seconds"] = round(time.time() - t0, 1)
-    (paths.root / "world.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary["files"] = file_hashes(paths.root)
+    (paths.root / WORLD_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     log(f"demo world built in {summary['build_seconds']:.0f} s -> {paths.root}")
     return paths
+
+
+def _family_record(family) -> dict:
+    """A family as JSON: beliefs and its best-α interval (null ends: unbounded; null: none)."""
+    interval = family.interval()
+    ends = None if interval is None else [None if abs(x) == float("inf") else round(x, 4) for x in interval]
+    return {**asdict(family), "interval": ends}
+
+
+def recorded_build(root: str | Path | None = None) -> dict:
+    """The world.json of a built world."""
+    path = demo_paths(root).root / WORLD_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: build the world first (python -m jobs.build_demo)")
+    return json.loads(path.read_text())
+
+
+def check_demo_world(root: str | Path | None = None, threads: int | None = None, log=print) -> list[str]:
+    """Rebuild the world recorded in `root`'s world.json into a temporary directory and
+    compare every file's sha256 with the recorded ones; the differing paths (empty: the
+    rebuild reproduces the world byte for byte)."""
+    recorded = recorded_build(root)
+    steps = {"teacher_spec": replace(TEACHER_SPEC, **_spec_fields(recorded["teacher"])),
+             "student_spec": replace(STUDENT_SPEC, **_spec_fields(recorded["student"]))}
+    with tempfile.TemporaryDirectory(prefix="demo-check-") as tmp:
+        build_demo_world(tmp, recorded["seed"], n_train=recorded["n_train"], n_test=recorded["n_test"],
+                         threads=threads or recorded.get("threads", 1), log=log, **steps)
+        rebuilt = file_hashes(tmp)
+    want = recorded["files"]
+    return sorted(p for p in set(want) | set(rebuilt) if want.get(p) != rebuilt.get(p))
+
+
+def _spec_fields(recorded: dict) -> dict:
+    names = ModelSpec.__dataclass_fields__
+    return {k: v for k, v in recorded.items() if k in names}

@@ -33,6 +33,7 @@ class Section:
     png: bytes | None = None
     extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # name -> table, saved as data/<name>.csv
     missing: str | None = None  # why the section has no data: shown on the page instead of plot and table
+    max_rows: int = 25  # rows shown on the page; all of them are in data/<key>.csv
 
 
 def _missing(key: str, title: str, why: str, columns: pd.DataFrame) -> Section:
@@ -57,7 +58,7 @@ def build_sections(runs: list[Run]) -> list[Section]:
                                 "Student, teacher, best fixed α, predicted α, entropy gate and oracle. Evaluation rows are "
                                 "decoded; label rows are read off the α-labels (teacher tokens: N per example that injects; "
                                 "the calibrated gates of the given artifacts applied to the labelled examples); held-out rows "
-                                "come from each artifact's cross-validated heldout.parquet.", comp))
+                                "come from each artifact's cross-validated heldout.parquet.", comp, max_rows=100))
     else:
         sections.append(_missing("comparison", title, f"{NO_EVAL}; {NO_LABELS}; {NO_ARTIFACT}", comp))
     preds = tables.predictors(runs)
@@ -118,8 +119,9 @@ def build_sections(runs: list[Run]) -> list[Section]:
     title = "What injection fixes, by student first-token entropy"
     if len(fixed):
         sections.append(Section("fixed_vs_student", title,
-                                "Per entropy bin of the labelled examples: right with the student alone (α = 0), and fixed "
-                                "(wrong at α = 0, right at the grid's most accurate α ≠ 0).", fixed,
+                                "Per entropy bin of the labelled examples: right with the student alone (α = 0), fixed by "
+                                "the grid's most accurate α ≠ 0 (wrong at α = 0, right there), and fixed at some α ≠ 0 "
+                                "of the grid (what choosing α per example can reach).", fixed,
                                 plots.fixed_vs_student(fixed, bands)))
     else:
         sections.append(_missing("fixed_vs_student", title, NO_LABELS, fixed))
@@ -186,7 +188,8 @@ def _caption(name: str) -> str:
 
 
 # tables longer than this show in the page as their CSV file only
-MAX_TABLE_ROWS = 25
+def _more_rows(s: Section) -> str:
+    return f"the first {s.max_rows} of {len(s.data)} rows; all of them: data/{s.key}.csv"
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
@@ -207,10 +210,9 @@ def render_html(title: str, sections: list[Section]) -> str:
         if s.png is not None:
             data = base64.b64encode(s.png).decode()
             parts.append(f"<img alt='{html.escape(s.title)}' src='data:image/png;base64,{data}'>")
-        if len(s.data) <= MAX_TABLE_ROWS:
-            parts.append(html_table(s.data))
-        else:
-            parts.append(f"<p class='note'>{len(s.data)} rows: data/{s.key}.csv</p>")
+        parts.append(html_table(s.data.head(s.max_rows)))
+        if len(s.data) > s.max_rows:
+            parts.append(f"<p class='note'>{_more_rows(s)}</p>")
         for name, df in s.extra_tables.items():
             parts.append(f"<h3>{html.escape(_caption(name))}</h3>{html_table(df)}")
     parts.append("</body></html>")
@@ -226,7 +228,9 @@ def render_markdown(title: str, sections: list[Section]) -> str:
         parts.append(f"## {s.title}\n\n{s.text}")
         if s.png is not None:
             parts.append(f"![{s.title}](plots/{s.key}.png)")
-        parts.append(markdown_table(s.data) if len(s.data) <= MAX_TABLE_ROWS else f"{len(s.data)} rows: `data/{s.key}.csv`")
+        parts.append(markdown_table(s.data.head(s.max_rows)))
+        if len(s.data) > s.max_rows:
+            parts.append(_more_rows(s))
         parts += [f"### {_caption(name)}\n\n{markdown_table(df)}" for name, df in s.extra_tables.items()]
     return "\n\n".join(parts) + "\n"
 

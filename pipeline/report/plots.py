@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 HELPED, HURT = "#2a9d8f", "#e76f51"
+FIXABLE = "#a7c957"
 BAND_COLORS = ["#264653", "#e9c46a", "#8d99ae", "#6a4c93"]
 STUDENT = "#8d99ae"
 ALPHA_LABEL = "α  (p_s + α·(p_t − p_s) on the first N tokens)"
@@ -246,10 +247,12 @@ def fixed_vs_student(fs: pd.DataFrame, bands: pd.DataFrame) -> bytes:
     for ax, run in zip(axes[:, 0], runs):
         rows = fs[fs["run"] == run]
         width = (rows["bin_hi"] - rows["bin_lo"]).to_numpy()
-        ax.bar(rows["bin_lo"], rows["student_right"], width=width * 0.45, align="edge", color=STUDENT,
+        ax.bar(rows["bin_lo"], rows["student_right"], width=width * 0.3, align="edge", color=STUDENT,
                label="student right (α = 0)")
-        ax.bar(rows["bin_lo"] + width * 0.5, rows["fixed"], width=width * 0.45, align="edge", color=HELPED,
-               label=f"fixed by injection ({rows['injection'].iloc[0]})")
+        ax.bar(rows["bin_lo"] + width * 0.33, rows["fixed"], width=width * 0.3, align="edge", color=HELPED,
+               label=f"fixed by the best fixed α ({rows['injection'].iloc[0]})")
+        ax.bar(rows["bin_lo"] + width * 0.66, rows["fixed_at_some_alpha"], width=width * 0.3, align="edge",
+               color=FIXABLE, label="fixed at some α ≠ 0 (per-example α)")
         lo_x, hi_x = rows["bin_lo"].min(), rows["bin_hi"].max()
         for (_, band), color in zip(bands.iterrows(), BAND_COLORS):
             if band["hi"] >= lo_x and band["lo"] <= hi_x:

@@ -320,7 +320,8 @@ def best_injected_alpha(long: pd.DataFrame) -> float | None:
 
 def fixed_vs_student(runs: list[Run], n_bins: int = FIX_BINS) -> pd.DataFrame:
     """Per label run and bin of the student's first-token entropy: examples the student alone
-    gets right (α = 0) and examples injection fixes (wrong at α = 0, right at the grid's best α)."""
+    gets right (α = 0), examples the grid's best α ≠ 0 fixes (wrong at α = 0, right there),
+    and examples some α ≠ 0 of the grid fixes (what a per-example α can reach)."""
     rows = []
     for run in runs:
         if run.labels is None:
@@ -329,19 +330,23 @@ def fixed_vs_student(runs: list[Run], n_bins: int = FIX_BINS) -> pd.DataFrame:
         best = best_injected_alpha(long)
         if best is None or 0.0 not in set(long["alpha"]):
             continue
-        wide = long.pivot_table(index="example_id", columns="alpha", values="correct", aggfunc="first")
+        wide = long.pivot_table(index="example_id", columns="alpha", values="correct", aggfunc="first").astype(bool)
         entropy = long.groupby("example_id")["student_entropy"].first().reindex(wide.index)
-        student, injected = wide[0.0].astype(bool), wide[best].astype(bool)
+        student, injected = wide[0.0], wide[best]
+        some = wide.drop(columns=0.0).any(axis=1)
         keep = entropy.notna()
-        entropy, student, injected = entropy[keep], student[keep], injected[keep]
+        entropy, student, injected, some = entropy[keep], student[keep], injected[keep], some[keep]
         edges = np.histogram_bin_edges(entropy, bins=n_bins)
-        n, _ = np.histogram(entropy, bins=edges)
-        right, _ = np.histogram(entropy[student], bins=edges)
-        fixed, _ = np.histogram(entropy[injected & ~student], bins=edges)
+
+        def count(mask) -> np.ndarray:
+            return np.histogram(entropy[mask], bins=edges)[0]
+
+        n, right, fixed, fixable = count(entropy.notna()), count(student), count(injected & ~student), count(some & ~student)
         n_tokens = int(long["n_tokens"].iloc[0])
         rows += [{"run": run.name, "injection": f"α={best:g}, N={n_tokens}", "bin_lo": edges[i], "bin_hi": edges[i + 1],
-                  "n": int(n[i]), "student_right": int(right[i]), "fixed": int(fixed[i])} for i in range(n_bins)]
-    return _frame(rows, ["run", "injection", "bin_lo", "bin_hi", "n", "student_right", "fixed"])
+                  "n": int(n[i]), "student_right": int(right[i]), "fixed": int(fixed[i]), "fixed_at_some_alpha": int(fixable[i])}
+                 for i in range(n_bins)]
+    return _frame(rows, ["run", "injection", "bin_lo", "bin_hi", "n", "student_right", "fixed", "fixed_at_some_alpha"])
 
 
 # --- the comparison users choose from -------------------------------------------------------
