@@ -19,9 +19,9 @@ from pipeline.data.prompts import encode_prompt, load_template
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.strategies import Student
 from pipeline.engine.hf import HFEngine
-from pipeline.engine.stop import StopRule
 from pipeline.models.facts import model_facts, shared_vocab_size
-from pipeline.models.loading import eos_token_ids, load_model
+from pipeline.models.loading import load_model
+from pipeline.runtime.placement import run_stop_rule
 
 
 def timed(fn):
@@ -55,8 +55,8 @@ def main() -> None:
     student, teacher = load_model(config.student), load_model(config.teacher)
     vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))
     template = load_template(config.prompt)
-    eos = sorted(eos_token_ids(student))
-    stop = StopRule(frozenset(eos), template.stop_strings, config.decoding.max_new_tokens)
+    stop = run_stop_rule(config)
+    eos = sorted(stop.eos_ids)
     prompts = [encode_prompt(student.tokenizer, template, ex.question) for ex in load_examples(config.dataset)]
     size = config.decoding.batch_size
     batches = [prompts[i : i + size] for i in range(0, len(prompts), size)]

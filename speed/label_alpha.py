@@ -23,9 +23,9 @@ from pipeline.decoding.alpha_tree import label_batch
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.strategies import FixedAlpha, Student
 from pipeline.engine.hf import HFEngine
-from pipeline.engine.stop import StopRule
 from pipeline.models.facts import model_facts, shared_vocab_size
-from pipeline.models.loading import eos_token_ids, load_model
+from pipeline.models.loading import load_model
+from pipeline.runtime.placement import run_stop_rule
 
 
 def timed(fn):
@@ -46,7 +46,7 @@ def main() -> None:
     student, teacher = load_model(config.student), load_model(config.teacher)
     vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))
     template = load_template(config.prompt)
-    stop = StopRule(frozenset(eos_token_ids(student)), template.stop_strings, config.decoding.max_new_tokens)
+    stop = run_stop_rule(config)
     examples = load_examples(config.dataset)
     prompts = [encode_prompt(student.tokenizer, template, ex.question) for ex in examples]
     size = config.decoding.batch_size

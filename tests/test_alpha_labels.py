@@ -31,7 +31,7 @@ QUESTIONS = ["what is 2+2?", "a much longer question, 17*3?", "hi", "Tom has 3 a
 
 @pytest.fixture(scope="module")
 def decoder(tiny_pair):
-    s, t = ModelSpec(str(tiny_pair[0])), ModelSpec(str(tiny_pair[1]))
+    s, t = ModelSpec(str(tiny_pair[0]), "float32"), ModelSpec(str(tiny_pair[1]), "float32")  # exact comparisons
     student, teacher = load_model(s), load_model(t)
     vocab = shared_vocab_size(model_facts(s), model_facts(t))
     stop = StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), 10)

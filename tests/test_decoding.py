@@ -20,7 +20,7 @@ TEMPLATE = PromptTemplate(name="t", instruction="Solve.\n\n", exemplars=())
 @pytest.fixture(scope="module")
 def models(tiny_pair):
     student_dir, teacher_dir = tiny_pair
-    s, t = ModelSpec(str(student_dir)), ModelSpec(str(teacher_dir))
+    s, t = ModelSpec(str(student_dir), "float32"), ModelSpec(str(teacher_dir), "float32")  # exact comparisons
     return load_model(s), load_model(t), shared_vocab_size(model_facts(s), model_facts(t))
 
 

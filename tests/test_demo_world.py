@@ -199,7 +199,7 @@ def shipped_labels():
 
     torch.set_num_threads(1)
     paths = _shipped()
-    s, t = ModelSpec(str(paths.student)), ModelSpec(str(paths.teacher))
+    s, t = ModelSpec(str(paths.student), "float32"), ModelSpec(str(paths.teacher), "float32")  # as configs/demo.yaml
     student, teacher = load_model(s), load_model(t)
     vocab = shared_vocab_size(model_facts(s), model_facts(t))
     template = load_template("demo")

@@ -23,7 +23,7 @@ QUESTIONS = ["what is 2+2?", "a longer question: what is 17*3 minus 4?", "hi"]
 
 @pytest.fixture(scope="module")
 def models(tiny_pair):
-    s, t = ModelSpec(str(tiny_pair[0])), ModelSpec(str(tiny_pair[1]))
+    s, t = ModelSpec(str(tiny_pair[0]), "float32"), ModelSpec(str(tiny_pair[1]), "float32")  # exact comparisons
     return load_model(s), load_model(t), shared_vocab_size(model_facts(s), model_facts(t))
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.errors import UserError
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 ANSWER_FORMATS = ("gsm8k", "plain")
 FEATURE_POOLS = ("concat", "mean")
 
@@ -33,7 +33,7 @@ class ModelSpec:
     """A checkpoint: a local directory or a Hugging Face Hub id."""
 
     path: str
-    dtype: str = "float32"
+    dtype: str = "auto"  # auto: bfloat16 on CUDA and on CPUs with native bf16, else float32
     revision: str | None = None
 
     def __post_init__(self) -> None:
@@ -79,11 +79,16 @@ class DecodingConfig:
     max_new_tokens: int = 256
     batch_size: int = 16
     reuse_preamble_cache: bool = True
+    stop_token_ids: tuple[int, ...] = ()  # more end ids, beside both models' own (tokenizer, generation_config)
 
     def __post_init__(self) -> None:
         check_positive_ints("decoding", self, "max_new_tokens", "batch_size")
         if not isinstance(self.reuse_preamble_cache, bool):
             raise UserError(f"decoding.reuse_preamble_cache must be true or false, got {self.reuse_preamble_cache!r}")
+        ids = self.stop_token_ids
+        if not isinstance(ids, (list, tuple)) or not all(is_int(i) and i >= 0 for i in ids):
+            raise UserError(f"decoding.stop_token_ids must be a list of token ids (integers ≥ 0), got {ids!r}")
+        object.__setattr__(self, "stop_token_ids", tuple(ids))
 
 
 @dataclass(frozen=True)

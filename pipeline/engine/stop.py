@@ -1,22 +1,29 @@
 """When a generated row stops, and the text it leaves."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class StopRule:
-    """When a row stops: an EOS id, a stop string in the text, or the token budget."""
+    """When a row stops: an end id, a stop string in the text, or the token budget.
+
+    Stop strings are matched on the text with special tokens kept, so a stop string that is
+    a special token (`</s>`, `<|im_end|>`) matches; the final text ends before the first
+    end id or stop string, and holds no special tokens.
+    """
 
     eos_ids: frozenset[int]
     stop_strings: tuple[str, ...] = ()
     max_new_tokens: int = 256
 
     def stop_reason(self, tokenizer, token_ids: list[int]) -> str | None:
+        """"eos", "stop" or "length" when the row just finished, else None."""
         if token_ids[-1] in self.eos_ids:
             return "eos"
         if self.stop_strings:
-            tail = tokenizer.decode(token_ids[-self._tail_tokens():], skip_special_tokens=True)
+            tail = tokenizer.decode(token_ids[-self._tail_tokens():], skip_special_tokens=False)
             if any(s in tail for s in self.stop_strings):
                 return "stop"
         return "length" if len(token_ids) >= self.max_new_tokens else None
@@ -26,7 +33,16 @@ class StopRule:
         return max(len(s) for s in self.stop_strings) + 1
 
     def final_text(self, tokenizer, token_ids: list[int]) -> str:
-        ids = [t for t in token_ids if t not in self.eos_ids]
-        text = tokenizer.decode(ids, skip_special_tokens=True)
+        end = next((i for i, t in enumerate(token_ids) if t in self.eos_ids), len(token_ids))
+        text = tokenizer.decode(token_ids[:end], skip_special_tokens=False)
         cut = min((text.find(s) for s in self.stop_strings if s in text), default=len(text))
-        return text[:cut]
+        text = text[:cut]
+        for special in sorted(getattr(tokenizer, "all_special_tokens", ()), key=len, reverse=True):
+            text = text.replace(special, "")
+        return text
+
+
+def stop_rule(eos_ids: Iterable[int], stop_token_ids: Iterable[int], stop_strings: Iterable[str], max_new_tokens: int) -> StopRule:
+    """The one stop rule of a run: the end ids of both models (a teacher's chat end token
+    ends its rows too) and the config's extra stop ids, the template's stop strings."""
+    return StopRule(frozenset(eos_ids) | frozenset(stop_token_ids), tuple(stop_strings), max_new_tokens)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.config.sections import ModelSpec
 from pipeline.errors import UserError
-from pipeline.models.loading import checked_path, load_text_config, load_tokenizer, looks_local
+from pipeline.models.loading import checked_path, generation_eos, load_text_config, load_tokenizer, looks_local
 
 IDENTITY_HASH_LIMIT = 256 * 2**20  # hash weight files up to this size; larger ones by name and size
 
@@ -27,16 +27,26 @@ class ModelFacts:
     num_layers: int
     hidden_size: int
     max_positions: int | None  # context length, when the config states it
+    eos_ids: tuple[int, ...] = ()  # end-of-sequence ids: tokenizer, config and generation_config together
 
 
 @functools.lru_cache(maxsize=8)
 def model_facts(spec: ModelSpec) -> ModelFacts:
-    vocab = load_tokenizer(spec).get_vocab()
+    tokenizer = load_tokenizer(spec)
+    vocab = tokenizer.get_vocab()
     config = load_text_config(spec)
     digest = hashlib.sha256(repr(sorted(vocab.items())).encode()).hexdigest()
     positions = getattr(config, "max_position_embeddings", None)
+    eos = _ids(tokenizer.eos_token_id) | _ids(getattr(config, "eos_token_id", None)) | _ids(generation_eos(spec))
     return ModelFacts(spec.path, model_identity(spec), len(vocab), digest, int(config.vocab_size),
-                      int(config.num_hidden_layers), int(config.hidden_size), int(positions) if positions else None)
+                      int(config.num_hidden_layers), int(config.hidden_size), int(positions) if positions else None,
+                      tuple(sorted(eos)))
+
+
+def _ids(value) -> set[int]:
+    if value is None:
+        return set()
+    return {int(value)} if isinstance(value, int) else {int(v) for v in value}
 
 
 def check_budget(max_new_tokens: int, *models: ModelFacts) -> None:

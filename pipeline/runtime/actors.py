@@ -19,7 +19,7 @@ from pipeline.engine.hf import HFEngine
 from pipeline.engine.interface import Completion, FeatureRequest, Prompt, Sampler
 from pipeline.engine.remote import RemoteEngine
 from pipeline.engine.stop import StopRule
-from pipeline.models.loading import eos_token_ids, load_model, pick_device
+from pipeline.models.loading import load_model, pick_device
 
 
 def _limit_threads() -> None:
@@ -28,13 +28,14 @@ def _limit_threads() -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def placement_info() -> dict:
-    """Where this actor landed: node, Ray's GPU ids, and the torch device it really uses."""
+def placement_info(engine: HFEngine) -> dict:
+    """Where this actor landed: node, Ray's GPU ids, the torch device and dtype it really uses."""
     ctx = ray.get_runtime_context()
     return {
         "node_id": ctx.get_node_id(),
         "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
         "device": str(pick_device()),
+        "dtype": str(engine.model.dtype).removeprefix("torch."),
         "pid": os.getpid(),
     }
 
@@ -68,7 +69,7 @@ class ModelActor:
         return self.engine.completion_logprobs(prompts, completions)
 
     def placement(self) -> dict:
-        return placement_info()
+        return placement_info(self.engine)
 
     def tokens_processed(self) -> int:
         return self.engine.tokens_processed
@@ -78,11 +79,10 @@ class ModelActor:
 class DecodeWorker:
     """A student decoding worker, with a handle on its teacher: turns work units into rows."""
 
-    def __init__(self, student: ModelSpec, teacher_name: str, vocab_size: int, prompt: str, max_new_tokens: int, reuse_preamble: bool):
+    def __init__(self, student: ModelSpec, teacher_name: str, vocab_size: int, prompt: str, stop: StopRule, reuse_preamble: bool):
         _limit_threads()
         lm = load_model(student)
         self.template = load_template(prompt)
-        stop = StopRule(frozenset(eos_token_ids(lm)), self.template.stop_strings, max_new_tokens)
         teacher = RemoteEngine(ray.get_actor(teacher_name), reuse_preamble)
         self.decoder = Decoder(HFEngine(lm, vocab_size, reuse_preamble), teacher, lm.tokenizer, stop)
         self.worker_id = ray.get_runtime_context().get_actor_id()
@@ -93,7 +93,7 @@ class DecodeWorker:
         return unit.run(self.decoder, self.template, self.worker_id, self.node_id)
 
     def placement(self) -> dict:
-        return placement_info()
+        return placement_info(self.decoder.student)
 
     def pid(self) -> int:
         return os.getpid()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import pyarrow as pa
+import ray
 from tqdm import tqdm
 
 from pipeline.config import RunConfig
@@ -70,6 +71,9 @@ def run_units(config: RunConfig, out: str, job: Job, examples: list) -> tuple[pa
     student, teacher = model_facts(config.student), model_facts(config.teacher)
     vocab_size = shared_vocab_size(student, teacher)
     check_budget(config.decoding.max_new_tokens, student, teacher)
+    beyond = [i for i in config.decoding.stop_token_ids if i >= vocab_size]
+    if beyond:
+        raise UserError(f"decoding.stop_token_ids {beyond} are not in the shared vocabulary ({vocab_size} tokens)")
     fs, root = filesystem(out)
     create_root(fs, root, out)
     lock.acquire(fs, root, out)
@@ -97,8 +101,13 @@ def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) ->
         "versions": package_versions(),
         **code_version(),
         "started_at": (previous or {}).get("started_at", now()),
+        "sessions": (previous or {}).get("sessions", []),  # one entry per run of the command into this --out
+        "actors": (previous or {}).get("actors"),
     }
+    if (previous or {}).get("status") == "complete":  # a rerun keeps the first completed run's timing
+        manifest.update(finished_at=previous.get("finished_at"), wall_s=previous.get("wall_s"))
     write_json(fs, manifest_path, manifest)
+    session = {"started_at": now()}
 
     todo = [u for u in job.units if u.part_name not in done]
     print(f"{len(job.units) - len(todo)} of {len(job.units)} work units already done; {len(todo)} to run", flush=True)
@@ -107,6 +116,7 @@ def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) ->
         connect()
         # the driver holds every handle until the end: Ray ends an actor when no handle is left
         teachers, workers = start_decoders(config, vocab_size)
+        manifest["actors"] = actor_facts(teachers, workers)
         extras = job.extra_actors(vocab_size) if job.extra_actors is not None else None
         with tqdm(total=sum(len(u.examples) for u in todo), unit="ex", desc=job.name) as bar:
             def write(unit, rows):
@@ -118,9 +128,20 @@ def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) ->
     table = read_dataset(fs, data_dir)
     if table.num_rows != job.expected_rows:
         raise UserError(f"{out}: {job.dataset_dir} holds {table.num_rows} rows, expected {job.expected_rows}; rerun to finish")
-    manifest.update(finished_at=now(), counts={"rows": table.num_rows, "examples": len(examples)},
-                    retried_units=retries, wall_s_this_session=time.time() - started)
+    session.update(finished_at=now(), wall_s=round(time.time() - started, 3), units_run=len(todo), retried_units=retries)
+    manifest["sessions"].append(session)
+    manifest.setdefault("finished_at", session["finished_at"])
+    manifest.setdefault("wall_s", session["wall_s"])
+    manifest.update(counts={"rows": table.num_rows, "examples": len(examples)},
+                    retried_units=sum(s.get("retried_units", 0) for s in manifest["sessions"]))
     return table, manifest
+
+
+def actor_facts(teachers: list, workers: list) -> list[dict]:
+    """Where each actor runs and with which dtype (what `dtype: auto` resolved to)."""
+    facts = ray.get([a.placement.remote() for a in teachers + workers])
+    return [{"role": "teacher" if i < len(teachers) else "student", **{k: f[k] for k in ("node_id", "device", "dtype")}}
+            for i, f in enumerate(facts)]
 
 
 def finish(out: str, job: Job, manifest: dict, summary_name: str, summary: dict) -> None:

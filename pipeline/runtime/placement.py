@@ -9,7 +9,10 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from pipeline.config import RoleResources, RunConfig
 from pipeline.config.sections import ModelSpec
+from pipeline.data.prompts import load_template
+from pipeline.engine.stop import StopRule, stop_rule
 from pipeline.errors import UserError
+from pipeline.models.facts import model_facts
 from pipeline.runtime.actors import DecodeWorker, ModelActor
 from pipeline.runtime.resources import actor_options, bundle, cluster_has_gpus
 
@@ -25,6 +28,7 @@ def start_decoders(config: RunConfig, vocab_size: int) -> tuple[list, list]:
     """Teachers and student workers, each teacher packed with its students on one node where possible."""
     has_gpus = cluster_has_gpus()
     rc, dec = config.ray, config.decoding
+    stop = run_stop_rule(config)
     teachers, workers = [], []
     for t in range(rc.num_teachers):
         n_students = min(rc.students_per_teacher, rc.num_students - t * rc.students_per_teacher)
@@ -46,8 +50,17 @@ def start_decoders(config: RunConfig, vocab_size: int) -> tuple[list, list]:
         for s in range(n_students):
             workers.append(DecodeWorker.options(
                 **actor_options(rc.student, has_gpus), **restart_policy(rc.max_attempts), scheduling_strategy=place(1 + s),
-            ).remote(config.student, teacher_name, vocab_size, config.prompt, dec.max_new_tokens, dec.reuse_preamble_cache))
+            ).remote(config.student, teacher_name, vocab_size, config.prompt, stop, dec.reuse_preamble_cache))
     return teachers, workers
+
+
+def run_stop_rule(config: RunConfig) -> StopRule:
+    """Rows end at either model's end ids or the config's extra stop ids, at the template's
+    stop strings, or at the token budget."""
+    student, teacher = model_facts(config.student), model_facts(config.teacher)
+    dec = config.decoding
+    return stop_rule(student.eos_ids + teacher.eos_ids, dec.stop_token_ids, load_template(config.prompt).stop_strings,
+                     dec.max_new_tokens)
 
 
 def start_model_actor(spec: ModelSpec, resources: RoleResources, vocab_size: int, config: RunConfig, name: str, role: str):
