@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = config_job_parser("python -m jobs.export_distill", __doc__)
     parser.add_argument("--input", required=True, help="the with_signals dataset written by jobs.score_signals")
     args = parser.parse_args(argv)
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides, needs=())
     rows = distill_rows(read_table(args.input), config.export)
     fs, root = filesystem(args.out)
     write_part(fs, root, "part-000000.parquet", rows, DISTILL_SCHEMA)

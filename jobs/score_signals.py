@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from pipeline.cli import config_job_parser, run_main
-from pipeline.config import load_config
+from pipeline.config import MODEL_AND_DATA, load_config
 from pipeline.tasks.signals import run_signals
 
 
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = config_job_parser("python -m jobs.score_signals", __doc__)
     parser.add_argument("--results", required=True, help="results or label dataset to add signals to")
     args = parser.parse_args(argv)
-    summary = run_signals(load_config(args.config, args.overrides), args.results, args.out)
+    summary = run_signals(load_config(args.config, args.overrides, needs=MODEL_AND_DATA), args.results, args.out)
     print(json.dumps(summary, indent=2))
     return 0
 

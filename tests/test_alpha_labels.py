@@ -111,9 +111,8 @@ def test_label_job_writes_parquet_and_refuses_bad_layers(tiny_pair, tmp_path):
     data.write_text("".join(json.dumps({"question": f"What is {i} plus 1?", "answer": str(i + 1)}) + "\n" for i in range(5)))
     raw = {
         "student": {"path": str(tiny_pair[0])}, "teacher": {"path": str(tiny_pair[1])},
-        "dataset": {"source": str(data), "name": "d", "answer_format": "plain"},
+        "dataset": {"source": str(data), "name": "d", "split": "test", "answer_format": "plain"},
         "prompt": "demo", "decoding": {"max_new_tokens": 6, "batch_size": 2},
-        "strategies": [{"name": "student"}],
         "labels": {"n_tokens": 2, "alpha_grid": [1.0, 0.0, -1.0], "feature_layers": [-1, 0]},
         "ray": {"student": {"num_cpus": 0.5}, "teacher": {"num_cpus": 0.5}},
     }

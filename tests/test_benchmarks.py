@@ -5,7 +5,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from pipeline.config import DatasetSpec
+from pipeline.config import DatasetSpec, RunConfig
 
 from pipeline.data.datasets import Example, dataset_fingerprint, load_examples
 from pipeline.errors import UserError
@@ -43,7 +43,7 @@ def test_load_real_gsm8k_first_20(gsm8k_test):
 
     assert len(examples) == 20
     assert examples[0].gold == "18"
-    assert examples[0].id == "test/test/000000"
+    assert examples[0].id == "gsm8k/test/000000"  # name and split inferred from .../gsm8k/test.jsonl
     for i, (ex, row) in enumerate(zip(examples, raw)):
         assert ex.index == i
         assert ex.question == row["question"]
@@ -68,7 +68,7 @@ def test_offset_keeps_row_ids(gsm8k_test):
     whole = load_examples(DatasetSpec(str(gsm8k_test), limit=10))
     window = load_examples(DatasetSpec(str(gsm8k_test), offset=5, limit=3))
     assert window == whole[5:8]
-    assert [e.id for e in window] == ["test/test/000005", "test/test/000006", "test/test/000007"]
+    assert [e.id for e in window] == ["gsm8k/test/000005", "gsm8k/test/000006", "gsm8k/test/000007"]
 
 
 def test_fingerprint_sees_content_changes():
@@ -91,7 +91,7 @@ def test_custom_fields_plain_answers(tmp_path):
             json.dumps({"q": "2 - 5?", "a": "-3"}),
         ],
     )
-    spec = DatasetSpec(str(path), question_field="q", answer_field="a", answer_format="plain")
+    spec = DatasetSpec(str(path), question_field="q", answer_field="a", answer_format="plain", split="test")
     examples = load_examples(spec)
     assert [e.question for e in examples] == ["3 + 4?", "1000 * 1.5?", "2 - 5?"]
     assert [e.gold for e in examples] == ["7", "1500", "-3"]
@@ -110,14 +110,14 @@ def test_plain_numeric_json_answers(tmp_path):
 def test_missing_file(tmp_path):
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(UserError, match="dataset file not found") as err:
-        load_examples(DatasetSpec(str(missing)))
+        load_examples(DatasetSpec(str(missing), split="test"))
     assert str(missing) in str(err.value)
 
 
 def test_malformed_json_line_names_line_number(tmp_path):
     path = _write_jsonl(tmp_path / "bad.jsonl", [_row(), "", '{"question": "oops", "answer": ', _row()])
     with pytest.raises(UserError) as err:
-        load_examples(DatasetSpec(str(path)))
+        load_examples(DatasetSpec(str(path), split="test"))
     message = str(err.value)
     assert str(path) in message
     assert "not valid JSON" in message
@@ -131,7 +131,7 @@ def test_missing_field_names_lines(tmp_path):
         [_row(), json.dumps({"question": "no answer"}), _row(), json.dumps({"answer": "#### 1"})],
     )
     with pytest.raises(UserError) as err:
-        load_examples(DatasetSpec(str(path)))
+        load_examples(DatasetSpec(str(path), split="test"))
     message = str(err.value)
     assert "missing field 'answer' (line 2)" in message
     assert "missing field 'question' (line 4)" in message
@@ -140,7 +140,7 @@ def test_missing_field_names_lines(tmp_path):
 def test_not_an_object_and_no_marker(tmp_path):
     path = _write_jsonl(tmp_path / "x.jsonl", ["[1, 2]", _row(a="the answer is 7")])
     with pytest.raises(UserError) as err:
-        load_examples(DatasetSpec(str(path)))
+        load_examples(DatasetSpec(str(path), split="test"))
     message = str(err.value)
     assert "not a JSON object (line 1)" in message
     assert "'#### '" in message and "(line 2)" in message
@@ -149,7 +149,7 @@ def test_not_an_object_and_no_marker(tmp_path):
 def test_many_bad_lines_are_summarized(tmp_path):
     path = _write_jsonl(tmp_path / "many.jsonl", ["{bad"] * 8)
     with pytest.raises(UserError) as err:
-        load_examples(DatasetSpec(str(path)))
+        load_examples(DatasetSpec(str(path), split="test"))
     assert "lines 1, 2, 3, 4, 5 …and 3 more" in str(err.value)
 
 
@@ -158,13 +158,13 @@ def test_empty_file(tmp_path, content):
     path = tmp_path / "empty.jsonl"
     path.write_text(content)
     with pytest.raises(UserError, match="dataset is empty"):
-        load_examples(DatasetSpec(str(path)))
+        load_examples(DatasetSpec(str(path), split="test"))
 
 
 def test_empty_after_offset(tmp_path):
     path = _write_jsonl(tmp_path / "two.jsonl", [_row(), _row()])
     with pytest.raises(UserError, match="empty"):
-        load_examples(DatasetSpec(str(path), offset=2))
+        load_examples(DatasetSpec(str(path), split="test", offset=2))
 
 
 @pytest.mark.parametrize(
@@ -177,12 +177,28 @@ def test_invalid_spec(kwargs):
 
 
 def test_default_names():
-    assert DatasetSpec("some/dir/math.jsonl").name == "math"
+    assert DatasetSpec("some/dir/math.jsonl", split="test").name == "math"
     assert DatasetSpec("openai/gsm8k", config="main").name == "gsm8k"
     assert not DatasetSpec("openai/gsm8k").is_local
 
 
+def test_a_local_files_split_is_given_or_read_off_its_name_never_assumed():
+    """Labels from a train file must not carry test ids: the split comes from the config or
+    the file's name, and a config that contradicts the name is refused."""
+    spec = DatasetSpec("data/gsm8k/train.jsonl")
+    assert (spec.split, spec.name) == ("train", "gsm8k")
+    assert spec.inferred == ("dataset data/gsm8k/train.jsonl: inferred split=train, name=gsm8k "
+                             "(set dataset.split / dataset.name to choose)")
+    assert DatasetSpec("data/gsm8k/train.jsonl", split="train", name="g").inferred == ""
+    with pytest.raises(UserError, match="split is required"):
+        DatasetSpec("data/svamp.jsonl")
+    with pytest.raises(UserError, match="named for the 'train' split"):
+        DatasetSpec("data/gsm8k/train.jsonl", split="test")
+    assert "inferred" not in str(RunConfig(dataset=spec).to_dict())
+
+
 def test_hub_failure_is_a_user_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the cache only: the loader below is what fails
     calls = []
 
     def offline(*args, **kwargs):
@@ -199,6 +215,7 @@ def test_hub_failure_is_a_user_error(monkeypatch):
 
 
 def test_hub_rows_are_read(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     rows = {"question": ["a?", "b?", "c?"], "answer": ["#### 1", "#### 2,000", "#### 3"]}
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_dict(rows))
     examples = load_examples(DatasetSpec("openai/gsm8k", config="main", offset=1))
@@ -206,6 +223,7 @@ def test_hub_rows_are_read(monkeypatch):
 
 
 def test_hub_missing_field(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.Dataset.from_dict({"problem": ["x"]}))
     with pytest.raises(UserError, match="no field"):
         load_examples(DatasetSpec("org/data"))

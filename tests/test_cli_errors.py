@@ -20,7 +20,7 @@ def base(tiny_pair, tmp_path_factory):
     return root, {
         "student": {"path": str(tiny_pair[0])},
         "teacher": {"path": str(tiny_pair[1])},
-        "dataset": {"source": str(data)},
+        "dataset": {"source": str(data), "split": "test"},
         "decoding": {"max_new_tokens": 4},
         "strategies": [{"name": "student"}],
     }
@@ -66,6 +66,8 @@ CASES = {
     "switch_nan": (lambda root, raw: with_change(raw, "strategies", value=[{"name": "switch", "tau0": float("nan")}]), "tau0"),
     "bool_as_string": (lambda root, raw: with_change(raw, "decoding", reuse_preamble_cache="maybe"), "reuse_preamble_cache"),
     "budget_beyond_context": (lambda root, raw: with_change(raw, "decoding", max_new_tokens=5000), "does not fit the context"),
+    "no_strategies_for_evaluate": (lambda root, raw: {k: v for k, v in raw.items() if k != "strategies"}, "needs the section(s) ['strategies']"),
+    "split_not_named": (lambda root, raw: with_change(raw, "dataset", source=write(root, "rows.jsonl", '{"question": "q", "answer": "#### 1"}\n'), split=None), "split is required"),
     "typo_in_relative_model_path": (lambda root, raw: with_change(raw, "student", path="tests/no-such-model"), "model not found"),
 }
 
@@ -130,3 +132,13 @@ def test_lock_stale_resume_and_failed_start(base, tmp_path):
     stale = evaluate(root, with_change(raw, "decoding", max_new_tokens=5), out)
     one_error_line(stale, "dataset_fingerprint")
     assert "config_hash" not in stale.stderr
+
+
+def test_each_job_needs_only_the_sections_it_uses():
+    from pipeline.config import MODEL_AND_DATA, parse_config
+    from pipeline.errors import UserError
+
+    exported = parse_config({"export": {"drop_incorrect": True}}, needs=())  # jobs.export_distill
+    assert exported.student is None and exported.export.drop_incorrect
+    with pytest.raises(UserError, match=r"needs the section\(s\) \['teacher', 'dataset'\]"):
+        parse_config({"student": {"path": "x"}}, needs=MODEL_AND_DATA)

@@ -9,9 +9,10 @@ REPO = Path(__file__).resolve().parents[1]
 # layer -> the layers it may import (besides itself)
 ALLOWED = {
     "errors": set(),
+    "hub": {"errors"},
     "config": {"errors"},
-    "data": {"config", "errors"},
-    "models": {"config", "errors"},
+    "data": {"config", "hub", "errors"},
+    "models": {"config", "hub", "errors"},
     "engine": {"models", "config", "errors"},
     "decoding": {"engine", "models", "config", "errors"},
     "store": {"config", "errors"},

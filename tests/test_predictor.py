@@ -1,5 +1,6 @@
 """α-predictor: training, held-out metrics, artifact round trip, online use."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -215,3 +216,19 @@ def test_two_model_predictor_reads_the_teacher_first_and_matches_its_labels(tiny
         rows = [i for i, a in enumerate(expected) if a == alpha]
         fixed = decoder.generate(FixedAlpha(alpha, 2), [prompts[i] for i in rows])
         assert [gens[i].token_ids for i in rows] == [g.token_ids for g in fixed]
+
+
+def test_summary_records_what_an_artifact_strategy_resolved_to():
+    import pyarrow as pa
+
+    from pipeline.config import StrategySpec
+    from pipeline.tasks.evaluate import summarize
+
+    artifact = str(Path(__file__).resolve().parents[1] / "artifacts" / "alpha-demo-v1")
+    spec = StrategySpec("entropy_gate", {"artifact": artifact})
+    table = pa.table({"strategy": [spec.label] * 2, "correct": [True, False], "teacher_tokens": [1, 0], "latency_s": [0.1, 0.1]})
+    [entry] = summarize(table, [spec])
+    gate = json.loads((Path(artifact) / "metadata.json").read_text())["entropy_gate"]
+    assert entry["params"] == {"artifact": artifact}
+    assert entry["resolved_params"] == {"alpha": gate["alpha"], "n_tokens": 1, "lo": gate["lo"], "hi": gate["hi"], "artifact": artifact}
+    assert entry["accuracy"] == 0.5 and entry["teacher_tokens_per_example"] == 0.5

@@ -44,7 +44,7 @@ def config_file(tiny_pair, tmp_path_factory):
     raw = {
         "student": {"path": str(tiny_pair[0])},
         "teacher": {"path": str(tiny_pair[1])},
-        "dataset": {"source": str(data), "name": "tiny", "answer_format": "plain"},
+        "dataset": {"source": str(data), "name": "tiny", "split": "test", "answer_format": "plain"},
         "prompt": "gsm8k_cot_8shot",
         "decoding": {"max_new_tokens": 8, "batch_size": 2},
         "strategies": STRATEGIES,

@@ -1,6 +1,6 @@
 """Run configuration: every settings section in one schema (`RunConfig`), validated when
 loaded. Imports nothing of the package but `pipeline.errors`, and neither torch nor Ray."""
-from pipeline.config.run import RunConfig, load_config, parse_config, resolve_path
+from pipeline.config.run import EVALUATION, MODEL_AND_DATA, RunConfig, load_config, parse_config, resolve_path
 from pipeline.config.sections import (
     DatasetSpec, DecodingConfig, ExportSettings, LabelSettings, ModelSpec, RayConfig, RoleResources, SignalSettings,
 )
@@ -8,7 +8,7 @@ from pipeline.config.settings import settings_from
 from pipeline.config.strategies import StrategySpec, strategy_params
 
 __all__ = [
-    "DatasetSpec", "DecodingConfig", "ExportSettings", "LabelSettings", "ModelSpec", "RayConfig", "RoleResources",
+    "EVALUATION", "MODEL_AND_DATA", "DatasetSpec", "DecodingConfig", "ExportSettings", "LabelSettings", "ModelSpec", "RayConfig", "RoleResources",
     "RunConfig", "SignalSettings", "StrategySpec", "load_config", "parse_config", "resolve_path", "settings_from",
     "strategy_params",
 ]

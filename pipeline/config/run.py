@@ -18,12 +18,18 @@ from pipeline.errors import UserError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+MODEL_AND_DATA = ("student", "teacher", "dataset")
+EVALUATION = (*MODEL_AND_DATA, "strategies")
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    student: ModelSpec
-    teacher: ModelSpec
-    dataset: DatasetSpec
-    strategies: tuple[StrategySpec, ...]
+    """A job's configuration; a section a job does not use may be absent (None, or no strategies)."""
+
+    student: ModelSpec | None = None
+    teacher: ModelSpec | None = None
+    dataset: DatasetSpec | None = None
+    strategies: tuple[StrategySpec, ...] = ()
     prompt: str = "gsm8k_cot_8shot"
     decoding: DecodingConfig = DecodingConfig()
     ray: RayConfig = RayConfig()
@@ -32,7 +38,10 @@ class RunConfig:
     export: ExportSettings = ExportSettings()
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["dataset"] is not None:
+            out["dataset"].pop("inferred")  # how split and name were found, not what they are
+        return out
 
     def results_key(self, ignore: tuple[str, ...] = ()) -> dict:
         """What determines a job's output (placement never does): equal keys may share an output location."""
@@ -78,19 +87,27 @@ def _strategy_specs(raw: Any) -> tuple[StrategySpec, ...]:
     return tuple(s for s, _ in specs)
 
 
-def parse_config(raw: dict) -> RunConfig:
+def parse_config(raw: dict, needs: tuple[str, ...] = EVALUATION) -> RunConfig:
+    """Validate every section given; `needs` are the sections the job cannot run without."""
     if not isinstance(raw, dict):
         raise UserError("config: top level must be a mapping")
     known = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise UserError(f"config: unknown key(s) {unknown} (known: {sorted(known)})")
+    missing = [k for k in needs if k not in raw]
+    if missing:
+        raise UserError(f"config: this job needs the section(s) {missing}")
     prompt = raw.get("prompt", "gsm8k_cot_8shot")
+
+    def optional(key: str, cls, path_keys: tuple[str, ...]):
+        return _section(raw, key, cls, path_keys) if key in raw else None
+
     return RunConfig(
-        student=_section(raw, "student", ModelSpec, ("path",)),
-        teacher=_section(raw, "teacher", ModelSpec, ("path",)),
-        dataset=_section(raw, "dataset", DatasetSpec, ("source",)),
-        strategies=_strategy_specs(raw.get("strategies")),
+        student=optional("student", ModelSpec, ("path",)),
+        teacher=optional("teacher", ModelSpec, ("path",)),
+        dataset=optional("dataset", DatasetSpec, ("source",)),
+        strategies=_strategy_specs(raw["strategies"]) if "strategies" in raw else (),
         prompt=resolve_path(prompt) if str(prompt).endswith((".yaml", ".yml")) else prompt,
         decoding=settings_from(DecodingConfig, raw.get("decoding"), "config: 'decoding'"),
         ray=settings_from(RayConfig, raw.get("ray"), "config: 'ray'"),
@@ -114,7 +131,7 @@ def apply_override(raw: dict, assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(value)
 
 
-def load_config(path: str, overrides: list[str] = ()) -> RunConfig:
+def load_config(path: str, overrides: list[str] = (), needs: tuple[str, ...] = EVALUATION) -> RunConfig:
     file = Path(resolve_path(path))
     if not file.is_file():
         raise UserError(f"config file not found: {path}")
@@ -122,6 +139,8 @@ def load_config(path: str, overrides: list[str] = ()) -> RunConfig:
         raw = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"config {path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"config {path}: top level must be a mapping")
     for assignment in overrides:
         apply_override(raw, assignment)
-    return parse_config(raw)
+    return parse_config(raw, needs)

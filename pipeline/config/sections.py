@@ -43,11 +43,17 @@ class ModelSpec:
             raise UserError(f"model '{self.path}': dtype must be one of {sorted(DTYPES)}, got '{self.dtype}'")
 
 
+SPLIT_NAMES = ("train", "test", "validation", "dev", "val")
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     source: str  # a local JSONL path, or a Hub dataset id such as "openai/gsm8k"
-    name: str | None = None  # short name used in example ids; default: file stem / Hub id's last part
-    split: str = "test"
+    # short name used in example ids; default: a Hub id's last part, a local file's folder
+    # when the file is named for its split (gsm8k/test.jsonl -> gsm8k), else its stem
+    name: str | None = None
+    # default: a local file named for its split (train.jsonl -> train); "test" for a Hub id
+    split: str | None = None
     config: str | None = None  # Hub config, e.g. "main"
     question_field: str = "question"
     answer_field: str = "answer"
@@ -55,6 +61,7 @@ class DatasetSpec:
     group_field: str | None = None  # optional field naming each row's group (e.g. the demo's family), copied into rows
     limit: int | None = None  # first N examples only
     offset: int = 0
+    inferred: str = ""  # what was inferred for split and name, said once when the data is loaded
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
@@ -65,9 +72,39 @@ class DatasetSpec:
             raise UserError(f"dataset limit must be an integer >= 1, got {self.limit!r}")
         if not is_int(self.offset) or self.offset < 0:
             raise UserError(f"dataset offset must be an integer >= 0, got {self.offset!r}")
-        if self.name is None:
-            default = Path(self.source).stem if self.is_local else self.source.rstrip("/").split("/")[-1]
-            object.__setattr__(self, "name", default)
+        split, name, said = self._split_and_name()
+        object.__setattr__(self, "split", split)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "inferred", said)
+
+    def _split_and_name(self) -> tuple[str, str, str]:
+        """Split and name as given, or inferred from the source; the inference in words.
+
+        A local file's split is only a label, so it is never silently assumed: it comes
+        from the config or from the file's name, else the config is refused.
+        """
+        inferred = []
+        path = Path(self.source).expanduser()
+        named_for_split = path.stem.lower() in SPLIT_NAMES
+        split = self.split
+        if split is None:
+            if self.is_local and not named_for_split:
+                raise UserError(f"dataset.split is required for {self.source}: its file name does not say "
+                                f"which split it holds ({', '.join(SPLIT_NAMES)})")
+            split = path.stem.lower() if self.is_local else "test"
+            inferred.append(f"split={split}")
+        elif self.is_local and named_for_split and path.stem.lower() != split.lower():
+            raise UserError(f"dataset.split is '{split}' but the file {self.source} is named for the "
+                            f"'{path.stem}' split: set dataset.split to match")
+        name = self.name
+        if name is None:
+            if not self.is_local:
+                name = self.source.rstrip("/").split("/")[-1]
+            else:
+                name = path.resolve().parent.name if named_for_split else path.stem
+            inferred.append(f"name={name}")
+        said = f"dataset {self.source}: inferred {', '.join(inferred)} (set dataset.split / dataset.name to choose)" if inferred else ""
+        return split, name, said
 
     @property
     def is_local(self) -> bool:

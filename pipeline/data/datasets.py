@@ -18,6 +18,7 @@ import datasets
 from pipeline.config.sections import DatasetSpec
 from pipeline.data.answers import gold_from_gsm8k, normalize_number
 from pipeline.errors import UserError
+from pipeline.hub import check_hub_dataset
 
 _MAX_LISTED = 5
 
@@ -33,6 +34,8 @@ class Example:
 
 def load_examples(spec: DatasetSpec) -> list[Example]:
     """The rows `spec` selects, as `Example`s; `UserError` for missing, empty or malformed data."""
+    if spec.inferred:
+        print(spec.inferred, flush=True)
     if spec.is_local:
         path = Path(spec.source).expanduser()
         total = _check_jsonl(path, spec)
@@ -190,6 +193,7 @@ def _load_local(path: Path) -> datasets.Dataset:
 
 
 def _load_hub(spec: DatasetSpec) -> datasets.Dataset:
+    check_hub_dataset(spec.source)
     try:
         return datasets.load_dataset(spec.source, spec.config, split=spec.split)
     except Exception as e:  # offline, unknown id, bad config or split, ...

@@ -10,6 +10,7 @@ from transformers.utils import logging as hf_logging
 
 from pipeline.config.sections import ModelSpec
 from pipeline.errors import UserError
+from pipeline.hub import hub_model_kwargs
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -78,6 +79,12 @@ def checked_path(spec: ModelSpec) -> str:
     return spec.path
 
 
+def source_kwargs(spec: ModelSpec) -> dict:
+    """Where from_pretrained reads the checkpoint: a local directory, the Hub, or (offline)
+    the local cache only; a Hub id that cannot be fetched fails here, at once."""
+    return {} if looks_local(spec.path) else {"revision": spec.revision, **hub_model_kwargs(spec.path, spec.revision)}
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -89,7 +96,7 @@ def load_model(spec: ModelSpec, device: torch.device | None = None) -> LoadedMod
     hf_logging.disable_progress_bar()  # per-shard bars drown the job's own progress
     tokenizer = load_tokenizer(spec)
     try:
-        model = AutoModelForCausalLM.from_pretrained(checked_path(spec), revision=spec.revision,
+        model = AutoModelForCausalLM.from_pretrained(checked_path(spec), **source_kwargs(spec),
                                                      dtype=resolve_dtype(spec.dtype, device))
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load model '{spec.path}': {first_line(exc)}") from None
@@ -103,7 +110,7 @@ def load_tokenizer(spec: ModelSpec):
     """The tokenizer alone: cheap, for checks before any model is loaded."""
     path = checked_path(spec)
     try:
-        return AutoTokenizer.from_pretrained(path, revision=spec.revision)
+        return AutoTokenizer.from_pretrained(path, **source_kwargs(spec))
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load tokenizer of model '{spec.path}': {first_line(exc)}") from None
 
@@ -111,7 +118,7 @@ def load_tokenizer(spec: ModelSpec):
 def load_text_config(spec: ModelSpec):
     """The model's (text) config alone: no weights loaded."""
     try:
-        return AutoConfig.from_pretrained(checked_path(spec), revision=spec.revision).get_text_config()
+        return AutoConfig.from_pretrained(checked_path(spec), **source_kwargs(spec)).get_text_config()
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load model config '{spec.path}': {first_line(exc)}") from None
 
@@ -132,6 +139,6 @@ def generation_eos(spec: ModelSpec) -> int | list[int] | None:
     """The end ids of the checkpoint's generation_config.json (chat models list several), or
     None when it has none; no weights are loaded."""
     try:
-        return GenerationConfig.from_pretrained(checked_path(spec), revision=spec.revision).eos_token_id
+        return GenerationConfig.from_pretrained(checked_path(spec), **source_kwargs(spec)).eos_token_id
     except (OSError, ValueError):
         return None

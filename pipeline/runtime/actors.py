@@ -75,9 +75,10 @@ class ModelActor:
         return self.engine.tokens_processed
 
 
-@ray.remote
+@ray.remote(concurrency_groups={"progress": 1})
 class DecodeWorker:
-    """A student decoding worker, with a handle on its teacher: turns work units into rows."""
+    """A student decoding worker, with a handle on its teacher: turns work units into rows.
+    Units run one at a time; `progress` answers from its own thread while one runs."""
 
     def __init__(self, student: ModelSpec, teacher_name: str, vocab_size: int, prompt: str, stop: StopRule, reuse_preamble: bool):
         _limit_threads()
@@ -94,6 +95,11 @@ class DecodeWorker:
 
     def placement(self) -> dict:
         return placement_info(self.decoder.student)
+
+    @ray.method(concurrency_group="progress")
+    def progress(self) -> dict:
+        """Live counters of the unit in progress and all before it: tokens the student was fed."""
+        return {"student_tokens": self.decoder.student.tokens_processed}
 
     def pid(self) -> int:
         return os.getpid()

@@ -58,6 +58,9 @@ class Job:
     manifest_name: str = "manifest.json"
     ignored_config: tuple[str, ...] = ()  # config sections that do not affect this job's output
     extra_actors: Callable[[int], object] | None = None  # starts actors the units use (given the shared vocab size)
+    # called with the units to run, returns a callback (unit, rows) -> a line to print, or None
+    # (e.g. evaluate's line per strategy as its last unit arrives)
+    tally: Callable[[list], Callable[[object, list[dict]], str | None]] | None = None
 
 
 def run_units(config: RunConfig, out: str, job: Job, examples: list) -> tuple[pa.Table, dict]:
@@ -118,11 +121,18 @@ def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) ->
         teachers, workers = start_decoders(config, vocab_size)
         manifest["actors"] = actor_facts(teachers, workers)
         extras = job.extra_actors(vocab_size) if job.extra_actors is not None else None
+        tally = job.tally(todo) if job.tally is not None else None
         with tqdm(total=sum(len(u.examples) for u in todo), unit="ex", desc=job.name) as bar:
+            live = LiveTokens(workers, bar)
+
             def write(unit, rows):
                 write_part(fs, data_dir, unit.part_name, rows, job.schema)
                 bar.update(len(unit.examples))
-            retries = schedule(workers, todo, write, config.ray.max_attempts, log=tqdm.write)
+                live.poll()
+                line = tally(unit, rows) if tally is not None else None
+                if line:
+                    tqdm.write(line)
+            retries = schedule(workers, todo, write, config.ray.max_attempts, log=tqdm.write, on_wait=live.poll)
         del teachers, workers, extras
 
     table = read_dataset(fs, data_dir)
@@ -135,6 +145,32 @@ def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) ->
     manifest.update(counts={"rows": table.num_rows, "examples": len(examples)},
                     retried_units=sum(s.get("retried_units", 0) for s in manifest["sessions"]))
     return table, manifest
+
+
+class LiveTokens:
+    """The progress bar's count of tokens the students were fed, read from the workers while
+    their units run (at most once a second)."""
+
+    def __init__(self, workers: list, bar: tqdm):
+        self.workers, self.bar = workers, bar
+        self.t0 = self.last = time.monotonic()
+        self.start = self._total()
+
+    def _total(self) -> int | None:
+        try:
+            return sum(p["student_tokens"] for p in ray.get([w.progress.remote() for w in self.workers], timeout=5))
+        except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):  # a worker restarting: next time
+            return None
+
+    def poll(self) -> None:
+        if time.monotonic() - self.last < 1.0:
+            return
+        self.last = time.monotonic()
+        total = self._total()
+        if total is None or self.start is None:
+            return
+        done = total - self.start
+        self.bar.set_postfix_str(f"{done:,} student tokens, {done / max(self.last - self.t0, 1e-9):,.0f} tok/s")
 
 
 def actor_facts(teachers: list, workers: list) -> list[dict]:

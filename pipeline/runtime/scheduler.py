@@ -48,13 +48,16 @@ def retry_reason(exc: BaseException, unit_name: str) -> str:
     raise JobFailed(f"unit {unit_name} failed: {type(cause).__name__}: {_first_line(cause)}") from None
 
 
+PROGRESS_EVERY_S = 1.0
+
+
 def schedule(
     workers: list, units: Iterable, on_rows: Callable[[object, list[dict]], None], max_attempts: int,
-    per_worker: int = 2, log: Callable[[str], None] = print,
+    per_worker: int = 2, log: Callable[[str], None] = print, on_wait: Callable[[], None] | None = None,
 ) -> int:
     """Run every unit on the workers (`worker.run.remote(unit)`), `per_worker` in flight on
-    each so none idles between units; `on_rows(unit, rows)` as each finishes. Returns the
-    number of retries."""
+    each so none idles between units; `on_rows(unit, rows)` as each finishes, `on_wait()`
+    about every second in between (live progress). Returns the number of retries."""
     pending = iter(units)
     in_flight: dict = {}
     retries = 0
@@ -71,7 +74,11 @@ def schedule(
         for worker in workers:
             submit_next(worker)
     while in_flight:
-        [ref], _ = ray.wait(list(in_flight), num_returns=1)
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=PROGRESS_EVERY_S if on_wait else None)
+        if not ready:
+            on_wait()
+            continue
+        ref = ready[0]
         worker, unit, attempt = in_flight.pop(ref)
         try:
             rows = ray.get(ref)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -125,6 +126,7 @@ def summarize(table: pa.Table, strategies: Sequence[StrategySpec]) -> list[dict]
             "name": spec.name,
             "label": spec.label,
             "params": spec.params,
+            "resolved_params": built_strategy(spec).params(),  # what it ran with: an artifact's α, N and band
             "accuracy": float(rows["correct"].mean()) if n else 0.0,
             "n": n,
             "teacher_tokens_per_example": float(rows["teacher_tokens"].mean()) if n else 0.0,
@@ -143,6 +145,29 @@ def format_table(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
+class StrategyTally:
+    """A line per strategy as its last unit of this run arrives: accuracy, examples/s and
+    teacher tokens per example over its rows (so a long job shows where it stands)."""
+
+    def __init__(self, units: list[EvalUnit]):
+        self.left = Counter(u.strategy.label for u in units)
+        self.rows: dict[str, list[dict]] = {}
+        self.started = time.monotonic()
+
+    def __call__(self, unit: EvalUnit, rows: list[dict]) -> str | None:
+        label = unit.strategy.label
+        self.rows.setdefault(label, []).extend(rows)
+        self.left[label] -= 1
+        if self.left[label]:
+            return None
+        done = self.rows.pop(label)
+        n = len(done)
+        busy = sum(r["latency_s"] for r in done)
+        return (f"{label}: accuracy {sum(r['correct'] for r in done) / n:.3f} on {n} examples, "
+                f"{n / busy if busy else 0:.1f} ex/s, {sum(r['teacher_tokens'] for r in done) / n:.2f} teacher tokens/example "
+                f"({time.monotonic() - self.started:.0f} s into this run)")
+
+
 def run_evaluation(config: RunConfig, out: str) -> list[dict]:
     """Evaluate every configured strategy on the dataset into `out/results`; returns the summary."""
     if not config.strategies:
@@ -153,7 +178,8 @@ def run_evaluation(config: RunConfig, out: str) -> list[dict]:
         built_strategy(spec).check_student(student)
     examples = load_examples(config.dataset)
     units = list(make_units(config.strategies, examples, config.decoding.batch_size, config.dataset.name, config.dataset.split))
-    job = Job("evaluate", "results", RESULT_SCHEMA, units, len(examples) * len(config.strategies), ignored_config=("labels", "signals", "export"))
+    job = Job("evaluate", "results", RESULT_SCHEMA, units, len(examples) * len(config.strategies),
+              ignored_config=("labels", "signals", "export"), tally=StrategyTally)
     table, manifest = run_units(config, out, job, examples)
     summary = summarize(table, config.strategies)
     finish(out, job, manifest, "summary.json", {"strategies": summary})
