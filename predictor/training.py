@@ -14,6 +14,7 @@ from sklearn.model_selection import KFold
 
 from pipeline.errors import UserError
 from pipeline.store.manifest import code_version, package_versions
+from pipeline.store.parts import read_table
 from predictor.artifact import Predictor
 from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics, heldout_outcomes
 from predictor.features import FEATURE_SETS, FeatureSpec, feature_matrix
@@ -53,9 +54,14 @@ def read_labels(paths: list[str]) -> pa.Table:
     for path in paths:
         try:
             present = set(pq.ParquetDataset(path).schema.names)  # labels of older versions lack some statistics
-            tables.append(pq.read_table(path, columns=LABEL_COLUMNS + [c for c in STAT_COLUMNS if c in present]))
+        except FileNotFoundError:
+            raise UserError(f"cannot read label dataset {path}: not found") from None
         except (OSError, pa.ArrowInvalid) as exc:
             raise UserError(f"cannot read label dataset {path}: {str(exc).splitlines()[0]}") from None
+        missing = [c for c in LABEL_COLUMNS if c not in present]
+        if missing:
+            raise UserError(f"{path} is not a label dataset of jobs.label_alpha (no column(s) {missing})")
+        tables.append(read_table(path, LABEL_COLUMNS + [c for c in STAT_COLUMNS if c in present]))
     table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
     if table.num_rows == 0:
         raise UserError(f"label dataset is empty: {', '.join(paths)}")

@@ -128,7 +128,10 @@ def apply_override(raw: dict, assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise UserError(f"override '{assignment}': '{part}' is not a mapping")
-    node[parts[-1]] = yaml.safe_load(value)
+    try:
+        node[parts[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise UserError(f"override '{assignment}': the value is not valid YAML ({str(exc).splitlines()[0]})") from None
 
 
 def load_config(path: str, overrides: list[str] = (), needs: tuple[str, ...] = EVALUATION) -> RunConfig:

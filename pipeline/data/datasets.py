@@ -168,6 +168,8 @@ def _check_jsonl(path: Path, spec: DatasetSpec) -> int:
                 ) from None
             problems.setdefault("not valid JSON", []).append(lineno)
             continue
+        if lineno == 1 and isinstance(row, list):
+            raise UserError(f"{path}: expected JSON Lines (one JSON object per line), found a JSON array")
         problem = _row_problem(row, spec)
         if problem:
             problems.setdefault(problem, []).append(lineno)
@@ -186,10 +188,15 @@ def _one_line(e: BaseException) -> str:
 
 
 def _load_local(path: Path) -> datasets.Dataset:
+    quiet = datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # "Generating train split" for a file already checked line by line
     try:
         return datasets.load_dataset("json", data_files=str(path), split="train")
     except Exception as e:  # checked line by line already; what is left is e.g. mixed column types
         raise UserError(f"{path}: datasets could not load it: {_one_line(e)}") from e
+    finally:
+        if not quiet:
+            datasets.enable_progress_bars()
 
 
 def _load_hub(spec: DatasetSpec) -> datasets.Dataset:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import UserError
 from pipeline.report import plots, tables
 from pipeline.report.runs import Run
 
@@ -235,9 +236,26 @@ def render_markdown(title: str, sections: list[Section]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+REPORT_MARKER = ".jobs-report"
+
+
+def check_replaceable(out: Path) -> None:
+    """A report goes into a new or empty directory, or replaces one it wrote itself: never
+    anything else (a run, an artifact, someone's folder)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"report --out {out} is a file: choose a new directory")
+    names = {p.name for p in out.iterdir()}
+    written_before_the_marker = names == {"report.html", "report.md", "plots", "data"}
+    if names and REPORT_MARKER not in names and not written_before_the_marker:
+        raise UserError(f"report --out {out} is not a report directory (it holds other files): choose a new directory")
+
+
 def write_report(runs: list[Run], out: str | Path) -> Path:
     """Write the report into `out`, replacing an older one only once the new one is complete."""
     out = Path(out)
+    check_replaceable(out)
     title = "Run report: " + ", ".join(r.name for r in runs)
     sections = build_sections(runs)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +271,7 @@ def write_report(runs: list[Run], out: str | Path) -> Path:
                 (tmp / "plots" / f"{s.key}.png").write_bytes(s.png)
         (tmp / "report.html").write_text(render_html(title, sections), encoding="utf-8")
         (tmp / "report.md").write_text(render_markdown(title, sections), encoding="utf-8")
+        (tmp / REPORT_MARKER).write_text("written by python -m jobs.report; it replaces this directory when rerun\n")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -85,9 +85,11 @@ def read_json(fs: pafs.FileSystem, path: str) -> dict | None:
         return json.loads(f.read().decode())
 
 
-def read_table(path: str) -> pa.Table:
+def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
     """A whole Parquet dataset a user named, with a one-line error when it cannot be read."""
     try:
-        return pq.read_table(path)
+        return pq.read_table(path, columns=columns)
+    except FileNotFoundError:
+        raise UserError(f"cannot read dataset {path}: not found") from None
     except (OSError, pa.ArrowInvalid) as exc:
         raise UserError(f"cannot read dataset {path}: {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,224 @@
+"""The bad-input battery: every job, given a mistake a user makes, stops with exactly one
+line `error: ...` on stderr, exit status 2, no traceback, and leaves nothing that blocks the
+corrected rerun. The jobs run in this process (their `main`, as `python -m jobs.NAME`
+runs it); none of these mistakes may get as far as starting Ray, which the battery
+enforces by making that step fail loudly."""
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from pipeline import hub
+from pipeline.cli import run_main
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_ARTIFACT = str(REPO / "artifacts" / "alpha-demo-v1")
+ROW = {"question": "What is 1 plus 1?", "answer": "1+1=2\n#### 2"}
+
+
+class ReachedRay(AssertionError):
+    pass
+
+
+@pytest.fixture(scope="module")
+def world(tiny_pair, tmp_path_factory):
+    """Files the cases point at: a good config and dataset, a label set, an artifact, a results set."""
+    root = tmp_path_factory.mktemp("battery")
+    (root / "test.jsonl").write_text(json.dumps(ROW) + "\n")
+    base = {"student": {"path": str(tiny_pair[0])}, "teacher": {"path": str(tiny_pair[1])},
+            "dataset": {"source": str(root / "test.jsonl")}, "decoding": {"max_new_tokens": 4},
+            "strategies": [{"name": "student"}]}
+    labels = root / "labels"
+    labels.mkdir()
+    pq.write_table(pa.table({"example_id": ["x/test/0"], "correct": [[True]]}), labels / "part-0.parquet")
+    results = root / "results"
+    results.mkdir()
+    pq.write_table(pa.table({"example_id": ["x/test/0"], "generated_text": ["2"]}), results / "part-0.parquet")
+    other = root / "unrelated"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    return {"root": root, "base": base, "labels": labels, "results": results, "unrelated": other, "tiny": tiny_pair}
+
+
+def changed(base: dict, section: str, **fields) -> dict:
+    out = json.loads(json.dumps(base))
+    if isinstance(out.get(section), dict) and fields:
+        out[section].update(fields)
+    return out
+
+
+def config_file(w, name: str, raw) -> str:
+    path = w["root"] / f"{name}.yaml"
+    path.write_text(raw if isinstance(raw, str) else yaml.safe_dump(raw))
+    return str(path)
+
+
+def data_file(w, name: str, text: str) -> str:
+    path = w["root"] / name
+    path.write_text(text)
+    return str(path)
+
+
+def evaluate(raw_of):
+    """An evaluate case: the config `raw_of(world)` into a fresh --out."""
+    return lambda w, name: ("jobs.evaluate", ["--config", config_file(w, name, raw_of(w)), "--out", str(w["root"] / f"out-{name}")])
+
+
+def label(raw_of, *extra):
+    return lambda w, name: ("jobs.label_alpha", ["--config", config_file(w, name, raw_of(w)), "--out", str(w["root"] / f"out-{name}"), *extra])
+
+
+def strategies(*entries):
+    return evaluate(lambda w: {**w["base"], "strategies": list(entries)})
+
+
+def dataset(**fields):
+    return evaluate(lambda w: changed(w["base"], "dataset", **fields))
+
+
+def rows(name: str, text: str, **fields):
+    return evaluate(lambda w: changed(w["base"], "dataset", source=data_file(w, name, text), **fields))
+
+
+def section(name: str, **fields):
+    return evaluate(lambda w: {**w["base"], name: fields} if name not in w["base"] else changed(w["base"], name, **fields))
+
+
+def overrides(*sets):
+    return lambda w, name: ("jobs.evaluate", ["--config", config_file(w, name, w["base"]), "--out", str(w["root"] / f"out-{name}"),
+                                              *[a for s in sets for a in ("--set", s)]])
+
+
+def command(job: str, *args):
+    """A case whose arguments are paths in the world: '{root}', '{labels}', ... are filled in."""
+    return lambda w, name: (job, [a.format(name=name, artifact=DEMO_ARTIFACT, **{k: str(v) for k, v in w.items() if not isinstance(v, (dict, tuple))})
+                                  for a in args])
+
+
+CASES = {
+    # config files and overrides
+    "config_file_missing": (command("jobs.evaluate", "--config", "{root}/nope.yaml", "--out", "{root}/out-{name}"), "config file not found"),
+    "bad_yaml": (evaluate(lambda w: "student: [unclosed\n"), "invalid YAML"),
+    "top_level_list": (evaluate(lambda w: "- a\n- b\n"), "top level must be a mapping"),
+    "unknown_key": (evaluate(lambda w: {**w["base"], "bogus": 1}), "unknown key"),
+    "unknown_field_in_section": (section("decoding", max_new_tokens=4, beam_size=4), "beam_size"),
+    "section_not_a_mapping": (evaluate(lambda w: {**w["base"], "student": "path/to/model"}), "must be a mapping"),
+    "override_without_equals": (overrides("decoding.max_new_tokens"), "must look like key.sub=value"),
+    "override_into_a_value": (overrides("decoding.max_new_tokens.x=1"), "is not a mapping"),
+    "override_bad_yaml_value": (overrides("decoding.max_new_tokens=[1"), "max_new_tokens"),
+    "missing_section_for_evaluate": (evaluate(lambda w: {k: v for k, v in w["base"].items() if k != "strategies"}), "needs the section(s) ['strategies']"),
+    "missing_teacher_for_labels": (label(lambda w: {k: v for k, v in w["base"].items() if k != "teacher"}), "needs the section(s) ['teacher']"),
+    # models
+    "missing_model": (evaluate(lambda w: changed(w["base"], "student", path=str(w["root"] / "no-such-model"))), "model not found"),
+    "typo_in_relative_model_path": (evaluate(lambda w: changed(w["base"], "student", path="tests/no-such-model")), "model not found"),
+    "model_dir_without_weights": (evaluate(lambda w: changed(w["base"], "teacher", path=str(w["root"]))), "cannot load"),
+    "unknown_dtype": (evaluate(lambda w: changed(w["base"], "student", dtype="int4")), "dtype must be one of"),
+    "empty_model_path": (evaluate(lambda w: changed(w["base"], "student", path="")), "model path is empty"),
+    "incompatible_tokenizers": (evaluate(lambda w: changed(w["base"], "teacher", path=str(REPO / "demo_world" / "teacher"))), "incompatible tokenizers"),
+    "hub_model_offline": (evaluate(lambda w: changed(w["base"], "student", path="someone/not-cached")), "not in the local cache"),
+    # datasets
+    "dataset_missing": (dataset(source="/nonexistent/test.jsonl"), "dataset file not found"),
+    "dataset_is_a_directory": (evaluate(lambda w: changed(w["base"], "dataset", source=str(w["root"]), split="test")), "is a directory"),
+    "malformed_row": (rows("bad.jsonl", json.dumps(ROW) + "\n{oops\n", split="test"), "line 2"),
+    "json_array_not_lines": (rows("arr.jsonl", json.dumps([ROW]) + "\n", split="test"), "found a JSON array"),
+    "empty_dataset": (rows("empty.jsonl", "", split="test"), "empty"),
+    "missing_question_field": (rows("noq.jsonl", json.dumps({"answer": "#### 1"}) + "\n", split="test"), "missing field 'question'"),
+    "answer_without_marker": (rows("nomark.jsonl", json.dumps({"question": "q", "answer": "2"}) + "\n", split="test"), "no '#### '"),
+    "plain_answer_not_a_number": (rows("words.jsonl", json.dumps({"question": "q", "answer": "two"}) + "\n", split="test", answer_format="plain"), "not a number"),
+    "missing_group_field": (dataset(group_field="family"), "missing field 'family'"),
+    "unknown_answer_format": (dataset(answer_format="mcq"), "answer_format must be one of"),
+    "limit_zero": (dataset(limit=0), "limit must be an integer"),
+    "offset_past_the_end": (dataset(offset=5), "empty after offset"),
+    "split_not_named": (rows("rows.jsonl", json.dumps(ROW) + "\n"), "split is required"),
+    "split_contradicts_file": (dataset(split="train"), "named for the 'test' split"),
+    "hub_dataset_unreachable": (dataset(source="someone/some-dataset", split="test"), "Hub"),
+    # decoding and strategies
+    "negative_max_new_tokens": (section("decoding", max_new_tokens=-1), "max_new_tokens"),
+    "batch_size_zero": (section("decoding", max_new_tokens=4, batch_size=0), "batch_size"),
+    "bool_as_string": (section("decoding", max_new_tokens=4, reuse_preamble_cache="maybe"), "reuse_preamble_cache"),
+    "budget_beyond_context": (section("decoding", max_new_tokens=5000), "does not fit the context"),
+    "stop_id_negative": (section("decoding", max_new_tokens=4, stop_token_ids=[-1]), "stop_token_ids"),
+    "stop_id_beyond_vocab": (section("decoding", max_new_tokens=4, stop_token_ids=[10**6]), "not in the shared vocabulary"),
+    "unknown_prompt_template": (evaluate(lambda w: {**w["base"], "prompt": "no_such_template"}), "prompt template 'no_such_template' not found"),
+    "unknown_strategy": (strategies({"name": "beam_search"}), "beam_search"),
+    "strategy_without_name": (strategies({"alpha": 1.0}), "must be a mapping with a 'name'"),
+    "strategies_not_a_list": (evaluate(lambda w: {**w["base"], "strategies": "student"}), "non-empty list"),
+    "negative_n": (strategies({"name": "fixed_alpha", "alpha": 1.0, "n_tokens": -1}), "n_tokens"),
+    "non_numeric_alpha": (strategies({"name": "fixed_alpha", "alpha": "high", "n_tokens": 2}), "alpha"),
+    "infinite_alpha": (strategies({"name": "fixed_alpha", "alpha": float("inf"), "n_tokens": 1}), "alpha"),
+    "unknown_strategy_parameter": (strategies({"name": "fixed_alpha", "alpha": 1.0, "temperature": 2}), "temperature"),
+    "alpha_1_and_1.0": (strategies({"name": "fixed_alpha", "alpha": 1, "n_tokens": 2}, {"name": "fixed_alpha", "alpha": 1.0, "n_tokens": 2}), "duplicate strategies"),
+    "gate_band_reversed": (strategies({"name": "entropy_gate", "alpha": 1.0, "n_tokens": 1, "lo": 2.0, "hi": 1.0}), "lo"),
+    "switch_nan": (strategies({"name": "switch", "tau0": float("nan")}), "tau0"),
+    "switch_negative_lambda": (strategies({"name": "switch", "tau0": 0.1, "lam": -1.0}), "lam"),
+    "predicted_alpha_without_artifact": (strategies({"name": "predicted_alpha"}), "artifact"),
+    "artifact_missing": (strategies({"name": "predicted_alpha", "artifact": "/nonexistent/artifact"}), "not an α-predictor artifact"),
+    "artifact_for_another_student": (strategies({"name": "predicted_alpha", "artifact": DEMO_ARTIFACT}), "was built for student"),
+    "gate_artifact_for_another_student": (strategies({"name": "entropy_gate", "artifact": DEMO_ARTIFACT}), "was calibrated for student"),
+    # ray resources
+    "zero_students": (section("ray", num_students=0), "num_students"),
+    "zero_students_per_teacher": (section("ray", students_per_teacher=0), "students_per_teacher"),
+    "negative_gpus": (section("ray", student={"num_gpus": -1}), "num_gpus"),
+    # labels
+    "feature_layer_out_of_range": (label(lambda w: {**w["base"], "labels": {"feature_layers": [7]}}), "out of range"),
+    "alpha_grid_with_text": (label(lambda w: {**w["base"], "labels": {"alpha_grid": [1.0, "x"]}}), "finite numbers"),
+    "label_n_beyond_budget": (label(lambda w: {**w["base"], "labels": {"n_tokens": 9}}), "larger than decoding.max_new_tokens"),
+    # train_predictor
+    "labels_missing": (command("jobs.train_predictor", "--labels", "{root}/no-labels", "--out", "{root}/art-{name}"), "no-labels: not found"),
+    "labels_lack_columns": (command("jobs.train_predictor", "--labels", "{labels}", "--out", "{root}/art-{name}"), "is not a label dataset"),
+    "folds_one": (command("jobs.train_predictor", "--labels", "{labels}", "--out", "{root}/art-{name}", "--folds", "1"), "folds must be an integer"),
+    "artifact_out_exists": (command("jobs.train_predictor", "--labels", "{labels}", "--out", "{unrelated}"), "already exists"),
+    "init_from_missing": (command("jobs.train_predictor", "--labels", "{labels}", "--out", "{root}/art-{name}", "--init-from", "{root}/none"), "not an α-predictor artifact"),
+    "predictor_config_unknown_field": (lambda w, name: ("jobs.train_predictor", ["--labels", str(w["labels"]), "--out", str(w["root"] / f"art-{name}"),
+                                                                                 "--config", config_file(w, name, {"modle": "torch_mlp"})]), "modle"),
+    "predictor_margin_negative": (lambda w, name: ("jobs.train_predictor", ["--labels", str(w["labels"]), "--out", str(w["root"] / f"art-{name}"),
+                                                                            "--config", config_file(w, name, {"decision_margin": -1})]), "decision_margin"),
+    # report, signals, export
+    "report_run_missing": (command("jobs.report", "{root}/no-run"), "run directory not found"),
+    "report_nothing_to_report": (command("jobs.report", "{unrelated}"), "nothing to report"),
+    "report_out_is_someone_elses": (command("jobs.report", "{artifact}", "--out", "{unrelated}"), "not a report directory"),
+    "signals_on_a_labels_dataset": (lambda w, name: ("jobs.score_signals", ["--results", str(w["labels"]), "--config", config_file(w, name, w["base"]),
+                                                                            "--out", str(w["root"] / f"out-{name}")]), "is not an evaluation results dataset"),
+    "export_input_missing": (lambda w, name: ("jobs.export_distill", ["--input", str(w["root"] / "none"), "--config", config_file(w, name, {"export": {}}),
+                                                                       "--out", str(w["root"] / f"out-{name}")]), "none: not found"),
+    "build_demo_check_without_world": (command("jobs.build_demo", "--check", "--out", "{root}/no-world"), "world.json not found"),
+}
+
+
+CASE_ENV = {
+    "hub_model_offline": {"HF_HUB_OFFLINE": "1"},
+    "hub_dataset_unreachable": {"HF_ENDPOINT": "http://127.0.0.1:9"},  # nothing listens: unreachable anywhere
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_mistake_is_one_clear_line(world, case, capsys, monkeypatch):
+    import pipeline.runtime.cluster as cluster
+
+    def reached_ray() -> None:
+        raise ReachedRay(f"case {case} got as far as starting Ray: it was not refused")
+
+    monkeypatch.setattr(cluster.ray, "init", lambda *a, **k: reached_ray())
+    for key, value in CASE_ENV.get(case, {}).items():
+        monkeypatch.setenv(key, value)
+    hub.hub_reachable.cache_clear()
+    make, message = CASES[case]
+    job, argv = make(world, case)
+    with pytest.raises(SystemExit) as done:
+        run_main(importlib.import_module(job).main, argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], err
+    out = world["root"] / f"out-{case}"
+    assert not (out / "manifest.json").exists() and not (out / ".run.lock").exists()  # nothing blocks the rerun
+    assert (world["unrelated"] / "keep.txt").read_text() == "mine"  # nothing of someone else's touched
+
+
