@@ -117,6 +117,9 @@ class DecodingConfig:
     batch_size: int = 16
     reuse_preamble_cache: bool = True
     stop_token_ids: tuple[int, ...] = ()  # more end ids, beside both models' own (tokenizer, generation_config)
+    # what a remote teacher sends per row and mixed step: its k largest probabilities (the
+    # mixed argmax is certified from them, full rows fetched only where it cannot be); 0: full rows
+    teacher_top_k: int = 32
 
     def __post_init__(self) -> None:
         check_positive_ints("decoding", self, "max_new_tokens", "batch_size")
@@ -126,6 +129,8 @@ class DecodingConfig:
         if not isinstance(ids, (list, tuple)) or not all(is_int(i) and i >= 0 for i in ids):
             raise UserError(f"decoding.stop_token_ids must be a list of token ids (integers ≥ 0), got {ids!r}")
         object.__setattr__(self, "stop_token_ids", tuple(ids))
+        if not is_int(self.teacher_top_k) or self.teacher_top_k < 0:
+            raise UserError(f"decoding.teacher_top_k must be an integer ≥ 0 (0: full rows), got {self.teacher_top_k!r}")
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,7 @@ def _check_jsonl(path: Path, spec: DatasetSpec) -> int:
                 ) from None
             problems.setdefault("not valid JSON", []).append(lineno)
             continue
-        if lineno == 1 and isinstance(row, list):
+        if lineno == 1 and isinstance(row, list) and raw.strip() == data.strip():  # the whole file is one array
             raise UserError(f"{path}: expected JSON Lines (one JSON object per line), found a JSON array")
         problem = _row_problem(row, spec)
         if problem:

@@ -15,6 +15,7 @@ import torch
 
 from pipeline.decoding.distributions import entropy
 from pipeline.decoding.strategies import Strategy
+from pipeline.decoding.teacher_next import TeacherNext
 from pipeline.engine.interface import Completion, Generator, Prompt, Sampler, StepEngine
 from pipeline.engine.steps import decode_steps, record_token
 from pipeline.engine.stop import StopRule
@@ -42,23 +43,30 @@ class TeacherPhase:
     """The teacher's part of a decoding run, hooked into the step loop: which rows consult
     it, with which α, until which step.
 
-    `apply` overwrites the tokens of consulting rows at step t; `advance` feeds the
-    chosen tokens to the teacher's cache (one call per step per batch) and drops rows
-    and steps it is no longer needed for.
+    `apply` overwrites the tokens of consulting rows at step t; `send` feeds the chosen
+    tokens to the teacher's cache (one call per step per batch, sent before the student's
+    own step and received after it) and drops rows and steps it is no longer needed for.
+    Between the calls the teacher's distribution is a `TeacherNext`: its top-k, and full
+    rows only where a strategy needs them.
     """
 
-    def __init__(self, strategy: Strategy, teacher: StepEngine, session: str, rows: list[int], gens: list[Generation]):
+    def __init__(self, strategy: Strategy, teacher: StepEngine, session: str, rows: list[int], gens: list[Generation],
+                 top_k: int | None):
         self.strategy, self.teacher, self.session = strategy, teacher, session
         self.rows, self.gens = rows, gens
+        self.top_k = None if strategy.full_teacher_rows else top_k
         self.alphas = torch.zeros(len(gens))
-        self.p_teacher: torch.Tensor | None = None
+        self.next: TeacherNext | None = None
+        self._pending = None
 
-    def start(self, prompts: list[Prompt]) -> torch.Tensor:
-        """Prefill the teacher for the phase's rows; their first-token probabilities."""
+    def start(self, prompts: list[Prompt], full: bool = False) -> TeacherNext:
+        """Prefill the teacher for the phase's rows; their first-token distribution (full
+        rows when the caller reads them, e.g. a two-model α-predictor)."""
         for r in self.rows:
             self.gens[r].teacher_tokens_processed += self.teacher.prompt_cost(prompts[r])
-        self.p_teacher = self.teacher.prefill(self.session, [prompts[r] for r in self.rows]).probs
-        return self.p_teacher
+        out = self.teacher.prefill(self.session, [prompts[r] for r in self.rows], top_k=None if full else self.top_k)
+        self.next = TeacherNext(self.teacher, self.session, out)
+        return self.next
 
     def choose(self, alphas: torch.Tensor) -> None:
         """Per-row α ([B], one per gens row); rows with α = 0 leave the teacher."""
@@ -69,24 +77,24 @@ class TeacherPhase:
             return
         if len(keep) < len(self.rows):
             self.teacher.fork(self.session, keep)
-            self.p_teacher = self.p_teacher[keep]
+            self.next = self.next.select(keep)
             self.rows = [self.rows[i] for i in keep]
         for r in self.rows:
             self.gens[r].alpha = float(alphas[r])
 
     def close(self) -> None:
         self.teacher.close(self.session)
-        self.p_teacher, self.rows = None, []
+        self.next, self.rows = None, []
 
     @property
     def open(self) -> bool:
-        return self.p_teacher is not None
+        return self.next is not None
 
     def apply(self, t: int, p: torch.Tensor, active: list[int], tokens: torch.Tensor) -> None:
-        if self.p_teacher is None:
+        if self.next is None:
             return
         pos = torch.tensor([active.index(r) for r in self.rows], device=p.device)
-        picked, from_teacher = self.strategy.pick(t, p[pos], self.p_teacher.to(p.device), self.alphas[self.rows].to(p.device))
+        picked, from_teacher = self.strategy.pick(t, p[pos], self.next, self.alphas[self.rows].to(p.device))
         changed = picked != tokens[pos]
         tokens[pos] = picked
         for r, took, diff in zip(self.rows, from_teacher.tolist(), changed.tolist()):
@@ -96,9 +104,9 @@ class TeacherPhase:
             gen.teacher_tokens += int(took)
             gen.teacher_changed_tokens += int(took and diff)
 
-    def advance(self, t: int, still: list[int], token_of: dict[int, int]) -> None:
-        """Prepare the teacher's distribution for step t, or leave the teacher once it is not needed."""
-        if self.p_teacher is None:
+    def send(self, t: int, still: list[int], token_of: dict[int, int]) -> None:
+        """Start the teacher's step t for the rows still decoding, or leave the teacher once it is not needed."""
+        if self.next is None:
             return
         steps = self.strategy.teacher_steps
         alive = set(still)
@@ -108,10 +116,16 @@ class TeacherPhase:
             return
         keep = [self.rows.index(r) for r in remaining]
         fed = torch.tensor([token_of[r] for r in remaining])
-        self.p_teacher = self.teacher.step(self.session, fed, rows=keep if len(keep) < len(self.rows) else None).probs
+        self._pending = self.teacher.step_async(self.session, fed, rows=keep if len(keep) < len(self.rows) else None,
+                                                top_k=self.top_k)
         self.rows = remaining
         for r in remaining:
             self.gens[r].teacher_tokens_processed += 1
+
+    def receive(self) -> None:
+        if self._pending is not None:
+            self.next = TeacherNext(self.teacher, self.session, self._pending.result())
+            self._pending = None
 
 
 class Decoder:
@@ -121,8 +135,10 @@ class Decoder:
     the loop is the same.
     """
 
-    def __init__(self, student: StepEngine, teacher: StepEngine | Generator, tokenizer, stop: StopRule):
+    def __init__(self, student: StepEngine, teacher: StepEngine | Generator, tokenizer, stop: StopRule,
+                 teacher_top_k: int | None = 32):
         self.student, self.teacher, self.tokenizer, self.stop = student, teacher, tokenizer, stop
+        self.teacher_top_k = teacher_top_k  # what a remote teacher sends per row and step (None: full rows)
 
     def generate(self, strategy: Strategy, prompts: list[Prompt], sampler: Sampler | None = None) -> list[Generation]:
         """Decode a batch with `strategy`; greedy unless a `sampler` picks the student's tokens."""
@@ -177,14 +193,14 @@ class Decoder:
         if strategy.teacher_steps == 0:
             return None
         if strategy.reads_teacher_first:
-            phase = TeacherPhase(strategy, self.teacher, session, list(range(len(prompts))), gens)
-            alphas = strategy.row_alphas(p_first, features, phase.start(prompts).to(p_first.device)).cpu()
+            phase = TeacherPhase(strategy, self.teacher, session, list(range(len(prompts))), gens, self.teacher_top_k)
+            alphas = strategy.row_alphas(p_first, features, phase.start(prompts, full=True).full().to(p_first.device)).cpu()
         else:
             alphas = strategy.row_alphas(p_first, features).cpu()
             rows = [i for i, a in enumerate(alphas.tolist()) if a != 0.0]
             if not rows:
                 return None
-            phase = TeacherPhase(strategy, self.teacher, session, rows, gens)
+            phase = TeacherPhase(strategy, self.teacher, session, rows, gens, self.teacher_top_k)
             phase.start(prompts)
         phase.choose(alphas)
         return phase if phase.open else None

@@ -37,21 +37,21 @@ def certified_mix_argmax(p_s: torch.Tensor, topk_probs: torch.Tensor, topk_ids: 
 
     p_s [R, V] is the student's full row, topk_* [R, k] the teacher's largest probabilities
     (largest first) and their ids, α [R]. Inside the teacher's top-k the mixed value is
-    exact. Outside it p_t(x) is unknown but lies in [0, p_t⁽ᵏ⁾], so the mixed value is at
-    most p_s(x) + α(b − p_s(x)) with b = p_t⁽ᵏ⁾ for α > 0 and b = 0 for α ≤ 0 (for
-    0 ≤ α ≤ 1 that is (1−α)p_s(x) + α·p_t⁽ᵏ⁾). Returns the top-k candidate with the highest
-    mixed value (lowest id on ties, as argmax over the full row) and whether it beats that
-    bound for every other token by more than `margin`: where not, the caller needs the full row.
+    exact. Outside it p_t(x) lies in [0, b] with b = p_t⁽ᵏ⁾, and the mixed value is linear in
+    p_t(x), so it lies between its values at p_t(x) = 0 and at p_t(x) = b (for 0 ≤ α ≤ 1:
+    (1−α)p_s(x) ... (1−α)p_s(x) + α·b; for α > 1 the top grows with α·b; for α < 0 the order
+    flips and low student mass outside the top-k only helps). The token with the highest
+    lower end is the argmax when that lower end beats every other token's upper end by
+    more than `margin`; returns it and whether that holds (where not, the caller needs the
+    full row: ties included, so the lowest id wins there as in argmax over the full row).
     """
     alpha = alpha.view(-1, 1).to(p_s.dtype)
+    b = topk_probs[:, -1:].to(p_s.dtype)
+    at_zero, at_b = p_s + alpha * (0.0 - p_s), p_s + alpha * (b - p_s)
     ps_k = p_s.gather(1, topk_ids)
-    exact = ps_k + alpha * (topk_probs - ps_k)
-    best = exact.max(dim=1, keepdim=True).values
-    # among tied top-k candidates the smallest token id wins, as in argmax over the full row
-    tied_ids = torch.where(exact == best, topk_ids, torch.full_like(topk_ids, p_s.shape[1]))
-    token = tied_ids.min(dim=1).values
-    b = torch.where(alpha > 0, topk_probs[:, -1:], torch.zeros_like(alpha))
-    bound = p_s + alpha * (b - p_s)
-    bound = bound.scatter(1, topk_ids, float("-inf"))
-    ok = best.squeeze(1) > bound.max(dim=1).values + margin
-    return token, ok
+    exact = ps_k + alpha * (topk_probs.to(p_s.dtype) - ps_k)  # as mix() computes it over the full row
+    lo = torch.minimum(at_zero, at_b).scatter(1, topk_ids, exact)
+    hi = torch.maximum(at_zero, at_b).scatter(1, topk_ids, exact)
+    best = lo.max(dim=1)
+    others = hi.scatter(1, best.indices.view(-1, 1), float("-inf")).max(dim=1).values
+    return best.indices, best.values > others + margin

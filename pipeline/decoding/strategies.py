@@ -16,7 +16,8 @@ import torch
 from pipeline.config.strategies import (
     EntropyGateParams, FixedAlphaParams, NoParams, PredictedAlphaParams, SwitchParams, strategy_params,
 )
-from pipeline.decoding.distributions import entropy, jsd, mix
+from pipeline.decoding.distributions import entropy, jsd
+from pipeline.decoding.teacher_next import TeacherNext, mixed_argmax
 from pipeline.engine.interface import FeatureRequest
 from pipeline.errors import UserError
 
@@ -71,9 +72,14 @@ class Strategy:
         """Per-row mixing weight; rows with α = 0 leave the teacher (or never call it)."""
         return torch.zeros(p_first.shape[0], device=p_first.device)
 
-    def pick(self, t: int, p_student: torch.Tensor, p_teacher: torch.Tensor, alphas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def full_teacher_rows(self) -> bool:
+        """Whether every step needs the teacher's whole distribution (not only its top-k)."""
+        return False
+
+    def pick(self, t: int, p_student: torch.Tensor, teacher: TeacherNext, alphas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens for the rows that consult the teacher, and which of them the teacher decided."""
-        tokens = mix(p_student, p_teacher, alphas).argmax(dim=-1)
+        tokens = mixed_argmax(p_student, teacher, alphas)
         return tokens, torch.ones_like(tokens, dtype=torch.bool)
 
 
@@ -160,7 +166,12 @@ class Switch(Strategy):
     def threshold(self, t: int) -> float:
         return self.tau0 * math.exp(-self.lam * t)
 
-    def pick(self, t, p_student, p_teacher, alphas):
+    @property
+    def full_teacher_rows(self) -> bool:
+        return True  # the divergence needs both whole distributions
+
+    def pick(self, t, p_student, teacher, alphas):
+        p_teacher = teacher.full().to(p_student.device)
         take_teacher = jsd(p_teacher, p_student) > self.threshold(t)
         tokens = torch.where(take_teacher, p_teacher.argmax(dim=-1), p_student.argmax(dim=-1))
         return tokens, take_teacher

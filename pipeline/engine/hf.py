@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline.engine.interface import Completion, FeatureRequest, NextToken, Prompt, Sampler, prompt_cost
+from pipeline.engine.interface import Completion, FeatureRequest, NextToken, Prompt, Ready, Sampler, prompt_cost
 from pipeline.engine.sessions import SessionStore
 from pipeline.engine.steps import decode_steps
 from pipeline.engine.stop import StopRule
@@ -26,6 +26,7 @@ class _Session:
     cache: object
     attention_mask: torch.Tensor  # [B, L]: 1 for real tokens, 0 for padding
     next_position: torch.Tensor  # [B]: position id of the next token
+    last_logits: torch.Tensor | None = None  # [B, V] of the last call, for full_probs
 
 
 class HFEngine:
@@ -33,7 +34,8 @@ class HFEngine:
 
     `vocab_size` limits logits to the range shared with the other model.
     `reuse_preamble` computes the few-shot preamble's KV cache once and copies it
-    into every batch instead of re-encoding it per question.
+    into every batch instead of re-encoding it per question. `top_k` is accepted and
+    ignored: in process, handing over full rows costs nothing.
     """
 
     def __init__(self, lm: LoadedModel, vocab_size: int | None = None, reuse_preamble: bool = True,
@@ -51,17 +53,26 @@ class HFEngine:
 
     # -- StepEngine -------------------------------------------------------
     @torch.inference_mode()
-    def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> NextToken:
+    def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
+                top_k: int | None = None) -> NextToken:
         preambles = {tuple(p) for p, _ in prompts}
         if self.reuse_preamble and len(preambles) == 1 and next(iter(preambles)):
             out, state = self._prefill_after_preamble(list(next(iter(preambles))), [s for _, s in prompts], features)
         else:
             out, state = self._prefill_full([p + s for p, s in prompts], features)
+        state.last_logits = self._last_logits(out.logits)
         self.sessions.put(session, state)
-        return NextToken(self._last_logits(out.logits), self._features(out, features))
+        return NextToken(state.last_logits, self._features(out, features))
+
+    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> Ready:
+        return Ready(self.step(session, tokens, rows, top_k))
+
+    def full_probs(self, session: str, rows: list[int]) -> torch.Tensor:
+        state = self.sessions.get(session)
+        return torch.softmax(state.last_logits[rows].float(), dim=-1)
 
     @torch.inference_mode()
-    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> NextToken:
+    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> NextToken:
         state = self.sessions.get(session)
         if rows is not None:
             self._select(state, rows)
@@ -73,8 +84,9 @@ class HFEngine:
         )
         state.cache = out.cache
         state.next_position = state.next_position + 1
+        state.last_logits = self._last_logits(out.logits)
         self.tokens_processed += tokens.shape[0]
-        return NextToken(self._last_logits(out.logits))
+        return NextToken(state.last_logits)
 
     def fork(self, session: str, rows: list[int]) -> None:
         self._select(self.sessions.get(session), rows)
@@ -139,6 +151,8 @@ class HFEngine:
         state.cache.reorder_cache(index)
         state.attention_mask = state.attention_mask.index_select(0, index)
         state.next_position = state.next_position.index_select(0, index)
+        if state.last_logits is not None:
+            state.last_logits = state.last_logits.index_select(0, index)
 
     def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(s) for s in seqs)

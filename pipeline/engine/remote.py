@@ -1,7 +1,10 @@
 """The engine interface over a Ray actor that holds an `HFEngine` (`runtime.actors.ModelActor`).
 
 One Ray round trip per call: per step per batch for the mixed prefix, one call for a
-whole `generate` (the model decodes alone inside its actor). Tensors cross as numpy.
+whole `generate` (the model decodes alone inside its actor). Tensors cross as numpy; with
+`top_k` only each row's k largest probabilities cross, and full rows only on request.
+`step_async` sends a step and returns at once, so the caller can step its own model
+while this one computes.
 """
 from __future__ import annotations
 
@@ -15,28 +18,58 @@ from pipeline.engine.interface import Completion, FeatureRequest, NextToken, Pro
 from pipeline.engine.stop import StopRule
 
 
-def _tensor(array: np.ndarray) -> torch.Tensor:
+def _tensor(array: np.ndarray | None) -> torch.Tensor | None:
     """Ray hands numpy results over read-only (zero-copy from its object store): copy once."""
-    return torch.from_numpy(np.array(array))
+    return None if array is None else torch.from_numpy(np.array(array))
+
+
+class RemoteStep:
+    """A step sent to the actor: `result()` waits for it."""
+
+    def __init__(self, engine: "RemoteEngine", ref):
+        self.engine, self.ref = engine, ref
+
+    def result(self) -> NextToken:
+        return self.engine._received(ray.get(self.ref))
 
 
 class RemoteEngine:
-    """`StepEngine` and `Generator` over a ModelActor handle."""
+    """`StepEngine` and `Generator` over a ModelActor handle. Counts the bytes of the
+    distributions it received (`bytes_received`), the calls it made (`calls`) and the full
+    rows it had to fetch besides (`rows_fetched`)."""
 
     def __init__(self, handle, reuse_preamble: bool):
         self.handle = handle
         self.reuse_preamble = reuse_preamble
+        self.bytes_received = 0
+        self.calls = 0
+        self.rows_fetched = 0
 
     @property
     def tokens_processed(self) -> int:
         return ray.get(self.handle.tokens_processed.remote())
 
-    def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> NextToken:
-        logits, feats = ray.get(self.handle.prefill.remote(session, list(prompts), features))
-        return NextToken(_tensor(logits), None if feats is None else _tensor(feats))
+    def _received(self, payload: dict) -> NextToken:
+        self.calls += 1
+        self.bytes_received += sum(a.nbytes for name, a in payload.items() if a is not None and name != "features")
+        return NextToken(**{name: _tensor(a) for name, a in payload.items()})
 
-    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> NextToken:
-        return NextToken(_tensor(ray.get(self.handle.step.remote(session, tokens.cpu().numpy(), rows))))
+    def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
+                top_k: int | None = None) -> NextToken:
+        return self._received(ray.get(self.handle.prefill.remote(session, list(prompts), features, top_k)))
+
+    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> RemoteStep:
+        return RemoteStep(self, self.handle.step.remote(session, tokens.cpu().numpy(), rows, top_k))
+
+    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> NextToken:
+        return self.step_async(session, tokens, rows, top_k).result()
+
+    def full_probs(self, session: str, rows: list[int]) -> torch.Tensor:
+        array = ray.get(self.handle.full_probs.remote(session, rows))
+        self.calls += 1
+        self.rows_fetched += len(rows)
+        self.bytes_received += array.nbytes
+        return _tensor(array)
 
     def fork(self, session: str, rows: list[int]) -> None:
         ray.get(self.handle.fork.remote(session, rows))

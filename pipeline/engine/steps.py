@@ -1,7 +1,8 @@
 """The one step loop: feed each row's chosen token until every row has stopped.
 
 `HFEngine.generate` runs it plain; the decoder runs it with its teacher phase as the
-`StepHook` that may overwrite tokens (mixing, SWITCH) and keeps the teacher in step.
+`StepHook` that may overwrite tokens (mixing, SWITCH) and keeps the teacher in step, its
+step sent before the engine's own so the two models compute at once.
 """
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ class StepHook(Protocol):
     def apply(self, t: int, p: torch.Tensor, active: list[int], tokens: torch.Tensor) -> None:
         """May overwrite `tokens` (one per active row) before they are recorded, at step t."""
 
-    def advance(self, t: int, still: list[int], token_of: dict[int, int]) -> None:
-        """Called after the engine's step with the rows still decoding."""
+    def send(self, t: int, still: list[int], token_of: dict[int, int]) -> None:
+        """Called before the engine's step with the rows still decoding (start the other model's step)."""
+
+    def receive(self) -> None:
+        """Called after the engine's step (wait for what `send` started)."""
 
 
 def record_token(row: Completion, token: int, stop: StopRule, tokenizer) -> bool:
@@ -46,9 +50,11 @@ def decode_steps(
         if not still:
             return
         keep = [active.index(r) for r in still]
+        if hook is not None:  # the teacher's step runs while the engine's does
+            hook.send(len(rows[still[0]].token_ids), still, token_of)
         p = engine.step(session, tokens[keep], rows=keep if len(keep) < len(active) else None).probs
         for r in still:
             rows[r].tokens_processed += 1
         if hook is not None:
-            hook.advance(len(rows[still[0]].token_ids), still, token_of)
+            hook.receive()
         active = still

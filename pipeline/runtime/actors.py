@@ -16,7 +16,7 @@ from pipeline.config.sections import ModelSpec
 from pipeline.data.prompts import load_template
 from pipeline.decoding.decoder import Decoder
 from pipeline.engine.hf import HFEngine
-from pipeline.engine.interface import Completion, FeatureRequest, Prompt, Sampler
+from pipeline.engine.interface import Completion, FeatureRequest, NextToken, Prompt, Sampler
 from pipeline.engine.remote import RemoteEngine
 from pipeline.engine.stop import StopRule
 from pipeline.models.loading import load_model, pick_device
@@ -40,6 +40,16 @@ def placement_info(engine: HFEngine) -> dict:
     }
 
 
+def wire(out: NextToken, top_k: int | None) -> dict:
+    """What a NextToken sends back: the top-k only when asked (the full rows stay here)."""
+    if top_k:
+        out = out.compact(top_k)
+        out.top_ids = out.top_ids.to(torch.int32)  # half the bytes; a vocabulary fits easily
+    return {name: None if value is None else value.cpu().numpy()
+            for name, value in (("logits", out.logits), ("features", out.features),
+                                ("top_probs", out.top_probs), ("top_ids", out.top_ids))}
+
+
 @ray.remote
 class ModelActor:
     """A model (the teacher, or a teaching assistant) behind the engine interface on its own
@@ -49,12 +59,14 @@ class ModelActor:
         _limit_threads()
         self.engine = HFEngine(load_model(spec), vocab_size, reuse_preamble)
 
-    def prefill(self, session: str, prompts: list[Prompt], features: FeatureRequest | None) -> tuple[np.ndarray, np.ndarray | None]:
-        out = self.engine.prefill(session, prompts, features)
-        return out.logits.cpu().numpy(), None if out.features is None else out.features.cpu().numpy()
+    def prefill(self, session: str, prompts: list[Prompt], features: FeatureRequest | None, top_k: int | None) -> dict:
+        return wire(self.engine.prefill(session, prompts, features), top_k)
 
-    def step(self, session: str, tokens: np.ndarray, rows: list[int] | None) -> np.ndarray:
-        return self.engine.step(session, torch.tensor(tokens), rows).logits.cpu().numpy()
+    def step(self, session: str, tokens: np.ndarray, rows: list[int] | None, top_k: int | None) -> dict:
+        return wire(self.engine.step(session, torch.tensor(tokens), rows), top_k)
+
+    def full_probs(self, session: str, rows: list[int]) -> np.ndarray:
+        return self.engine.full_probs(session, rows).cpu().numpy()
 
     def fork(self, session: str, rows: list[int]) -> None:
         self.engine.fork(session, rows)
@@ -80,12 +92,13 @@ class DecodeWorker:
     """A student decoding worker, with a handle on its teacher: turns work units into rows.
     Units run one at a time; `progress` answers from its own thread while one runs."""
 
-    def __init__(self, student: ModelSpec, teacher_name: str, vocab_size: int, prompt: str, stop: StopRule, reuse_preamble: bool):
+    def __init__(self, student: ModelSpec, teacher_name: str, vocab_size: int, prompt: str, stop: StopRule, reuse_preamble: bool,
+                 teacher_top_k: int | None = 32):
         _limit_threads()
         lm = load_model(student)
         self.template = load_template(prompt)
         teacher = RemoteEngine(ray.get_actor(teacher_name), reuse_preamble)
-        self.decoder = Decoder(HFEngine(lm, vocab_size, reuse_preamble), teacher, lm.tokenizer, stop)
+        self.decoder = Decoder(HFEngine(lm, vocab_size, reuse_preamble), teacher, lm.tokenizer, stop, teacher_top_k)
         self.worker_id = ray.get_runtime_context().get_actor_id()
         self.node_id = ray.get_runtime_context().get_node_id()
 
@@ -99,7 +112,9 @@ class DecodeWorker:
     @ray.method(concurrency_group="progress")
     def progress(self) -> dict:
         """Live counters of the unit in progress and all before it: tokens the student was fed."""
-        return {"student_tokens": self.decoder.student.tokens_processed}
+        teacher = self.decoder.teacher
+        return {"student_tokens": self.decoder.student.tokens_processed,
+                "teacher_calls": teacher.calls, "teacher_bytes": teacher.bytes_received}
 
     def pid(self) -> int:
         return os.getpid()

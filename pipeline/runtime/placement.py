@@ -50,7 +50,8 @@ def start_decoders(config: RunConfig, vocab_size: int) -> tuple[list, list]:
         for s in range(n_students):
             workers.append(DecodeWorker.options(
                 **actor_options(rc.student, has_gpus), **restart_policy(rc.max_attempts), scheduling_strategy=place(1 + s),
-            ).remote(config.student, teacher_name, vocab_size, config.prompt, stop, dec.reuse_preamble_cache))
+            ).remote(config.student, teacher_name, vocab_size, config.prompt, stop, dec.reuse_preamble_cache,
+                     dec.teacher_top_k or None))
     return teachers, workers
 
 
