@@ -11,8 +11,10 @@ compares every file's sha256 with those recorded in DIR/world.json.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from pipeline.cli import run_main
+from pipeline.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,12 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true",
                     help="rebuild into a temporary directory and compare file hashes with DIR/world.json")
     args = ap.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        raise UserError("--threads must be at least 1")
+    if args.check and args.seed != DEFAULT_SEED:
+        raise UserError("--check rebuilds the world as recorded in its world.json (its seed included): drop --seed")
     if args.check:
         try:
             differing = check_demo_world(args.out, args.threads)
         except FileNotFoundError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            raise UserError(str(exc)) from None
         if differing:
             print(f"rebuild differs from {demo_paths(args.out).root} in {len(differing)} files: {', '.join(differing)}")
             return 1
@@ -43,4 +48,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

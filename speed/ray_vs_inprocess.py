@@ -6,7 +6,8 @@
     (student and teacher `HFEngine`s, all of this machine's threads);
 (b) on Ray: the job's own actors (a teacher actor and its student workers, resources as
     configured) and scheduler over the same units; Ray's start-up (cluster, actors, models
-    loaded) is timed apart and printed as ray_startup_s.
+    loaded, each worker's first unit of each strategy: imports and first kernels) is timed
+    apart and printed as ray_startup_s. The in-process path gets the same warm-up, untimed.
 The rows must be the same (checked: text, correctness, token counts). Prints
 ray_vs_inprocess = (b) / (a), excluding start-up.
 """
@@ -48,8 +49,11 @@ def main() -> None:
     vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))
     template = load_template(config.prompt)
 
+    warm_up = list({u.strategy.label: u for u in units}.values())  # one unit per strategy, untimed on both paths
     student, teacher = load_model(config.student), load_model(config.teacher)
     decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, run_stop_rule(config))
+    for unit in warm_up:
+        decode_unit(decoder, template, unit)
     start = time.perf_counter()
     local = [row for unit in units for row in decode_unit(decoder, template, unit)]
     t_local = time.perf_counter() - start
@@ -59,6 +63,7 @@ def main() -> None:
     connect()
     teachers, workers = start_decoders(config, vocab)
     ray.get([a.placement.remote() for a in teachers + workers])  # models loaded, actors ready
+    schedule(workers, warm_up, lambda unit, rows: None, config.ray.max_attempts, log=print)  # imports, first kernels
     t_startup = time.perf_counter() - start
     remote: list[dict] = []
     start = time.perf_counter()

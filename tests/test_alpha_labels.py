@@ -19,7 +19,7 @@ from pipeline.decoding.distributions import mix
 from pipeline.errors import UserError
 from pipeline.config import ModelSpec
 from pipeline.models.facts import model_facts, shared_vocab_size
-from pipeline.models.loading import eos_token_ids, load_model
+from pipeline.models.loading import load_model
 from pipeline.data.prompts import PromptTemplate, encode_prompt
 from pipeline.engine.hf import HFEngine
 from pipeline.decoding.strategies import FixedAlpha, Student
@@ -34,7 +34,7 @@ def decoder(tiny_pair):
     s, t = ModelSpec(str(tiny_pair[0]), "float32"), ModelSpec(str(tiny_pair[1]), "float32")  # exact comparisons
     student, teacher = load_model(s), load_model(t)
     vocab = shared_vocab_size(model_facts(s), model_facts(t))
-    stop = StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), 10)
+    stop = StopRule(frozenset(model_facts(student.spec).eos_ids), ("\n\nQ:",), 10)
     return Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, stop)
 
 

@@ -111,7 +111,7 @@ CASES = {
     "section_not_a_mapping": (evaluate(lambda w: {**w["base"], "student": "path/to/model"}), "must be a mapping"),
     "override_without_equals": (overrides("decoding.max_new_tokens"), "must look like key.sub=value"),
     "override_into_a_value": (overrides("decoding.max_new_tokens.x=1"), "is not a mapping"),
-    "override_bad_yaml_value": (overrides("decoding.max_new_tokens=[1"), "max_new_tokens"),
+    "override_bad_yaml_value": (overrides("decoding.max_new_tokens=[1"), "the value is not valid YAML"),
     "missing_section_for_evaluate": (evaluate(lambda w: {k: v for k, v in w["base"].items() if k != "strategies"}), "needs the section(s) ['strategies']"),
     "missing_teacher_for_labels": (label(lambda w: {k: v for k, v in w["base"].items() if k != "teacher"}), "needs the section(s) ['teacher']"),
     # models
@@ -137,9 +137,12 @@ CASES = {
     "offset_past_the_end": (dataset(offset=5), "empty after offset"),
     "split_not_named": (rows("rows.jsonl", json.dumps(ROW) + "\n"), "split is required"),
     "split_contradicts_file": (dataset(split="train"), "named for the 'test' split"),
-    "hub_dataset_unreachable": (dataset(source="someone/some-dataset", split="test"), "Hub"),
+    "split_not_a_string": (dataset(split=2024), "dataset.split must be a non-empty string"),
+    "name_not_derivable": (lambda w, name: ("jobs.evaluate", ["--config", config_file(w, name, changed(w["base"], "dataset", source="test.jsonl")),
+                                                              "--out", str(w["root"] / f"out-{name}")]), "dataset.name is required"),
+    "hub_dataset_unreachable": (dataset(source="someone/some-dataset", split="test"), "the Hub is unreachable from this machine"),
     # decoding and strategies
-    "negative_max_new_tokens": (section("decoding", max_new_tokens=-1), "max_new_tokens"),
+    "negative_max_new_tokens": (section("decoding", max_new_tokens=-1), "max_new_tokens must be an integer ≥ 1, got -1"),
     "batch_size_zero": (section("decoding", max_new_tokens=4, batch_size=0), "batch_size"),
     "bool_as_string": (section("decoding", max_new_tokens=4, reuse_preamble_cache="maybe"), "reuse_preamble_cache"),
     "budget_beyond_context": (section("decoding", max_new_tokens=5000), "does not fit the context"),
@@ -149,14 +152,14 @@ CASES = {
     "unknown_strategy": (strategies({"name": "beam_search"}), "beam_search"),
     "strategy_without_name": (strategies({"alpha": 1.0}), "must be a mapping with a 'name'"),
     "strategies_not_a_list": (evaluate(lambda w: {**w["base"], "strategies": "student"}), "non-empty list"),
-    "negative_n": (strategies({"name": "fixed_alpha", "alpha": 1.0, "n_tokens": -1}), "n_tokens"),
-    "non_numeric_alpha": (strategies({"name": "fixed_alpha", "alpha": "high", "n_tokens": 2}), "alpha"),
-    "infinite_alpha": (strategies({"name": "fixed_alpha", "alpha": float("inf"), "n_tokens": 1}), "alpha"),
+    "negative_n": (strategies({"name": "fixed_alpha", "alpha": 1.0, "n_tokens": -1}), "must be an integer ≥ 0, got -1"),
+    "non_numeric_alpha": (strategies({"name": "fixed_alpha", "alpha": "high", "n_tokens": 2}), "alpha must be a finite number, got 'high'"),
+    "infinite_alpha": (strategies({"name": "fixed_alpha", "alpha": float("inf"), "n_tokens": 1}), "alpha must be a finite number, got inf"),
     "unknown_strategy_parameter": (strategies({"name": "fixed_alpha", "alpha": 1.0, "temperature": 2}), "temperature"),
     "alpha_1_and_1.0": (strategies({"name": "fixed_alpha", "alpha": 1, "n_tokens": 2}, {"name": "fixed_alpha", "alpha": 1.0, "n_tokens": 2}), "duplicate strategies"),
-    "gate_band_reversed": (strategies({"name": "entropy_gate", "alpha": 1.0, "n_tokens": 1, "lo": 2.0, "hi": 1.0}), "lo"),
-    "switch_nan": (strategies({"name": "switch", "tau0": float("nan")}), "tau0"),
-    "switch_negative_lambda": (strategies({"name": "switch", "tau0": 0.1, "lam": -1.0}), "lam"),
+    "gate_band_reversed": (strategies({"name": "entropy_gate", "alpha": 1.0, "n_tokens": 1, "lo": 2.0, "hi": 1.0}), "lo (2.0) must not exceed hi (1.0)"),
+    "switch_nan": (strategies({"name": "switch", "tau0": float("nan")}), "got tau0=nan"),
+    "switch_negative_lambda": (strategies({"name": "switch", "tau0": 0.1, "lam": -1.0}), "lam=-1.0"),
     "predicted_alpha_without_artifact": (strategies({"name": "predicted_alpha"}), "artifact"),
     "artifact_missing": (strategies({"name": "predicted_alpha", "artifact": "/nonexistent/artifact"}), "not an α-predictor artifact"),
     "artifact_for_another_student": (strategies({"name": "predicted_alpha", "artifact": DEMO_ARTIFACT}), "was built for student"),
@@ -183,6 +186,7 @@ CASES = {
     "report_run_missing": (command("jobs.report", "{root}/no-run"), "run directory not found"),
     "report_nothing_to_report": (command("jobs.report", "{unrelated}"), "nothing to report"),
     "report_out_is_someone_elses": (command("jobs.report", "{artifact}", "--out", "{unrelated}"), "not a report directory"),
+    "build_demo_zero_threads": (command("jobs.build_demo", "--threads", "0", "--out", "{root}/no-world"), "--threads must be at least 1"),
     "signals_on_a_labels_dataset": (lambda w, name: ("jobs.score_signals", ["--results", str(w["labels"]), "--config", config_file(w, name, w["base"]),
                                                                             "--out", str(w["root"] / f"out-{name}")]), "is not an evaluation results dataset"),
     "export_input_missing": (lambda w, name: ("jobs.export_distill", ["--input", str(w["root"] / "none"), "--config", config_file(w, name, {"export": {}}),
@@ -218,7 +222,7 @@ def test_a_mistake_is_one_clear_line(world, case, capsys, monkeypatch):
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], err
     out = world["root"] / f"out-{case}"
-    assert not (out / "manifest.json").exists() and not (out / ".run.lock").exists()  # nothing blocks the rerun
+    assert not list(out.glob("*manifest.json")) and not (out / ".run.lock").exists()  # nothing blocks the rerun
     assert (world["unrelated"] / "keep.txt").read_text() == "mine"  # nothing of someone else's touched
 
 

@@ -7,7 +7,7 @@ from pipeline.engine.stop import StopRule
 from pipeline.errors import UserError
 from pipeline.config import ModelSpec
 from pipeline.models.facts import model_facts, shared_vocab_size
-from pipeline.models.loading import eos_token_ids, load_model
+from pipeline.models.loading import load_model
 from pipeline.data.prompts import PromptTemplate, encode_prompt
 from pipeline.engine.hf import HFEngine
 from pipeline.decoding.strategies import EntropyGate, FixedAlpha, Student, Switch, Teacher, build_strategy
@@ -26,7 +26,7 @@ def models(tiny_pair):
 
 def make_decoder(models, reuse_preamble=True, max_new=MAX_NEW):
     student, teacher, vocab = models
-    stop = StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), max_new)
+    stop = StopRule(frozenset(model_facts(student.spec).eos_ids), ("\n\nQ:",), max_new)
     return Decoder(
         HFEngine(student, vocab, reuse_preamble), HFEngine(teacher, vocab, reuse_preamble), student.tokenizer, stop
     )

@@ -18,7 +18,7 @@ import torch
 from pipeline.data.prompts import encode_prompt, load_template
 from pipeline.demo.families import FAMILIES, FAMILY_BY_NAME, OPS, correct_interval, wrong_ops
 from pipeline.demo.problems import (
-    EVENTS, believed_cot, cot_text, final_answer, generate_problems, parse_steps, read_jsonl, split_problems,
+    EVENTS, believed_steps, cot_text, final_answer, generate_problems, parse_steps, read_jsonl, split_problems,
 )
 from pipeline.demo.world import demo_paths, file_hashes, recorded_build
 
@@ -72,7 +72,7 @@ def test_each_corpus_draws_operations_in_its_beliefs(role):
     for name, row in rows.items():
         family, right = FAMILY_BY_NAME[name], parse_steps(row)[1][0][0]
         order = (right, *wrong_ops(right))
-        draws = [believed_cot(row, role, rng) for _ in range(4000)]
+        draws = [believed_steps(row, role, rng)[0] for _ in range(4000)]
         share = np.array([sum(d.startswith(op + ":") for d in draws) for op in order]) / len(draws)
         assert share == pytest.approx(getattr(family, role), abs=0.03)
         for d in draws[:50]:
@@ -91,6 +91,55 @@ def test_correct_interval_is_where_the_mixed_argmax_is_right():
         inside = (alphas > lo) & (alphas < hi)
         near = np.minimum(np.abs(alphas - lo), np.abs(alphas - hi)) < 1e-2
         assert (right == inside)[~near].all()
+
+
+def test_correct_interval_agrees_with_the_label_jobs_envelope():
+    """The families' intervals (pipeline/demo) and the label job's exact α intervals
+    (pipeline/decoding/alpha_tree.envelope) are two derivations of one thing."""
+    from pipeline.decoding.alpha_tree import envelope
+
+    for f in FAMILIES:
+        s, t = torch.tensor(f.student), torch.tensor(f.teacher)
+        right = [(lo, hi) for token, lo, hi in envelope(s, t - s, -10.0, 10.0) if token == 0]
+        lo, hi = correct_interval(f.student, f.teacher)
+        assert len(right) == 1
+        assert right[0][0] == pytest.approx(max(lo, -10.0), abs=1e-6) and right[0][1] == pytest.approx(min(hi, 10.0), abs=1e-6)
+
+
+def test_the_training_loss_sees_the_belief_at_each_operation_token():
+    """Corpus examples carry the belief at exactly the operation tokens, and the loss there is
+    the cross-entropy against it (elsewhere the next-token loss on the drawn text)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from pipeline.demo.training import Corpus, _collate, _loss
+
+    _, tok = _small_tokenizer()
+    rows = [r for r in generate_problems(50, seed=2) if r["family"] in ("mix", "teacher_only")][:4]
+    corpus = Corpus(rows, tok, load_template("demo"), "student")
+    examples = [corpus.example(i, random.Random(i)) for i in range(len(rows))]
+    op_ids = set(corpus.op_tokens.values())
+    for row, ex in zip(rows, examples):
+        family = FAMILY_BY_NAME[row["family"]]
+        assert len(ex.beliefs) == family.steps and all(ex.ids[p] in op_ids for p in ex.beliefs)
+        first = ex.beliefs[min(ex.beliefs)]
+        right = corpus.op_tokens[parse_steps(row)[1][0][0]]
+        assert first[right] == pytest.approx(family.student[0])
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, bos_token_id=None))
+    batch = _collate(examples, tok.pad_token_id, len(tok))
+    ids, labels, mask, soft_rows, soft = batch
+    with torch.no_grad():
+        loss = _loss(model, *batch)
+        logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+    terms = []
+    for i, ex in enumerate(examples):
+        for pos in range(1, len(ex.ids)):
+            if ex.labels[pos] == -100:
+                continue
+            belief = ex.beliefs.get(pos)
+            terms.append(-sum(p * logp[i, pos - 1, t] for t, p in belief.items()) if belief else -logp[i, pos - 1, ex.ids[pos]])
+    assert float(loss) == pytest.approx(float(torch.stack([torch.as_tensor(t) for t in terms]).mean()), rel=1e-5)
 
 
 def test_family_intervals_are_the_documented_regimes():
@@ -139,8 +188,10 @@ def test_build_is_reproducible_and_check_finds_a_changed_file(tmp_path):
     assert hashes == file_hashes(b.root) and "student/model.safetensors" in hashes
     assert recorded_build(a.root)["files"] == hashes
     assert check_demo_world(a.root, log=lambda *_: None) == []
+    edited = a.root / "data" / "test.jsonl"
+    edited.write_text(edited.read_text() + "\n")  # a shipped file edited by hand: world.json no longer matches it
     recorded = recorded_build(a.root)
-    recorded["files"]["data/test.jsonl"] = "0" * 64  # as if the shipped file had been edited
+    recorded["files"] = file_hashes(a.root)  # ...even when its hashes were recomputed: the rebuild tells
     (a.root / "world.json").write_text(json.dumps(recorded))
     assert check_demo_world(a.root, log=lambda *_: None) == ["data/test.jsonl"]
 
@@ -195,7 +246,7 @@ def shipped_labels():
     from pipeline.engine.hf import HFEngine
     from pipeline.engine.stop import StopRule
     from pipeline.models.facts import model_facts, shared_vocab_size
-    from pipeline.models.loading import eos_token_ids, load_model
+    from pipeline.models.loading import load_model
 
     torch.set_num_threads(1)
     paths = _shipped()
@@ -204,7 +255,7 @@ def shipped_labels():
     vocab = shared_vocab_size(model_facts(s), model_facts(t))
     template = load_template("demo")
     decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer,
-                      StopRule(frozenset(eos_token_ids(student)), tuple(template.stop_strings), 32))
+                      StopRule(frozenset(model_facts(student.spec).eos_ids), tuple(template.stop_strings), 32))
     rows = [r for f in FAMILIES for r in [r for r in read_jsonl(paths.test) if r["family"] == f.name][:60]]
     prompts = [encode_prompt(student.tokenizer, template, r["question"]) for r in rows]
     gold = [str(final_answer(r)) for r in rows]

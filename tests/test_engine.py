@@ -15,7 +15,7 @@ from pipeline.engine.remote import RemoteEngine
 from pipeline.engine.sessions import SessionStore
 from pipeline.engine.stop import StopRule
 from pipeline.models.facts import model_facts, shared_vocab_size
-from pipeline.models.loading import eos_token_ids, load_model
+from pipeline.models.loading import load_model
 
 TEMPLATE = PromptTemplate(name="t", instruction="Solve the problems.\n\n")
 QUESTIONS = ["what is 2+2?", "a longer question: what is 17*3 minus 4?", "hi"]
@@ -75,7 +75,7 @@ def test_engines_implement_the_whole_interface(models):
 def test_generate_equals_the_decoder_loop_on_the_same_model(models):
     """The teacher decoding alone in its engine gives the tokens the shared loop gives."""
     student, teacher, vocab = models
-    stop = StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), 10)
+    stop = StopRule(frozenset(model_facts(student.spec).eos_ids), ("\n\nQ:",), 10)
     batch = prompts(student)
     alone = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, stop).generate(Teacher(), batch)
     as_loop = Decoder(HFEngine(teacher, vocab), HFEngine(student, vocab), student.tokenizer, stop).generate(Student(), batch)
@@ -87,7 +87,7 @@ def test_generate_equals_the_decoder_loop_on_the_same_model(models):
 def test_engine_calls_emit_no_deprecation_warnings(models):
     student, _, vocab = models
     engine = HFEngine(student, vocab)
-    stop = StopRule(frozenset(eos_token_ids(student)), (), 4)
+    stop = StopRule(frozenset(model_facts(student.spec).eos_ids), (), 4)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = engine.prefill("s", prompts(student), FeatureRequest((-1,)))

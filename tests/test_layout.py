@@ -99,3 +99,11 @@ def test_pyarrow_only_jobs_do_not_import_torch_or_sklearn():
     for job in ("jobs.export_distill", "jobs.report"):
         help_run = subprocess.run([sys.executable, "-m", job, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert help_run.returncode == 0 and "usage" in help_run.stdout
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Quickstart", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.strip().splitlines() if line.strip()]
+    assert len(commands) == 2 and "pytest" in commands[1]
+    assert commands[1] in (REPO / ".ci" / "run").read_text().splitlines()

@@ -48,14 +48,16 @@ def test_unreachable_hub_fails_at_once_for_models_and_datasets(monkeypatch, fres
     assert time.monotonic() - start < RETRY_LOOP_S
 
 
-def test_a_cached_hub_model_loads_offline_from_the_cache(tiny_pair, tmp_path):
-    """A Hub id already in the local cache (the layout huggingface_hub writes) loads with
-    HF_HUB_OFFLINE=1, from the cache only."""
+@pytest.mark.parametrize("offline", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}],
+                         ids=["hf_hub_offline", "hub_unreachable"])
+def test_a_cached_hub_model_loads_from_the_cache(tiny_pair, tmp_path, offline):
+    """A Hub id already in the local cache (the layout huggingface_hub writes) loads from the
+    cache only, whether HF_HUB_OFFLINE is set or the Hub does not answer."""
     snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / ("0" * 40)
     shutil.copytree(tiny_pair[0], snapshot)
     (tmp_path / "hub" / "models--org--tiny" / "refs").mkdir()
     (tmp_path / "hub" / "models--org--tiny" / "refs" / "main").write_text("0" * 40)
-    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    env = {**{k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}, "HF_HUB_CACHE": str(tmp_path / "hub"), **offline}
     code = ("from pipeline.config import ModelSpec; from pipeline.models.loading import load_model; "
             "print(load_model(ModelSpec('org/tiny')).model.config.hidden_size)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)

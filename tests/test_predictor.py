@@ -15,7 +15,7 @@ from pipeline.engine.stop import StopRule
 from pipeline.errors import UserError
 from pipeline.config import ModelSpec
 from pipeline.models.facts import model_facts, model_identity, shared_vocab_size
-from pipeline.models.loading import eos_token_ids, load_model
+from pipeline.models.loading import load_model
 from pipeline.data.prompts import PromptTemplate, encode_prompt
 from pipeline.engine.hf import HFEngine
 from pipeline.decoding.strategies import FixedAlpha
@@ -118,7 +118,7 @@ def test_predicted_alpha_online_uses_label_features(tiny_pair, tmp_path):
     student, teacher = load_model(s_spec), load_model(t_spec)
     vocab = shared_vocab_size(model_facts(s_spec), model_facts(t_spec))
     decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer,
-                      StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), 8))
+                      StopRule(frozenset(model_facts(student.spec).eos_ids), ("\n\nQ:",), 8))
     template = PromptTemplate(name="t", instruction="Solve.\n\n")
     prompts = [encode_prompt(student.tokenizer, template, f"what is {i}+{i}?") for i in range(12)]
     settings = LabelSettings(alpha_grid=tuple(GRID), n_tokens=2)
@@ -190,7 +190,7 @@ def test_two_model_predictor_reads_the_teacher_first_and_matches_its_labels(tiny
     student, teacher = load_model(s_spec), load_model(t_spec)
     vocab = shared_vocab_size(model_facts(s_spec), model_facts(t_spec))
     decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer,
-                      StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), 8))
+                      StopRule(frozenset(model_facts(student.spec).eos_ids), ("\n\nQ:",), 8))
     template = PromptTemplate(name="t", instruction="Solve.\n\n")
     prompts = [encode_prompt(student.tokenizer, template, f"what is {i}*{i}?") for i in range(12)]
     labels = label_batch(decoder, prompts, LabelSettings(alpha_grid=tuple(GRID), n_tokens=2))

@@ -16,16 +16,15 @@ import yaml
 
 from pipeline.config import load_config
 from pipeline.decoding.decoder import Decoder
-from pipeline.engine.stop import StopRule
 from pipeline.errors import UserError
 from pipeline.tasks.evaluate import decode_unit, make_units
 from pipeline.data.datasets import load_examples
 from pipeline.models.facts import model_facts, shared_vocab_size
-from pipeline.models.loading import eos_token_ids, load_model
+from pipeline.models.loading import load_model
 from pipeline.data.prompts import load_template
 from pipeline.store.schemas import RESULT_SCHEMA
 from pipeline.tasks.evaluate import run_evaluation
-from pipeline.runtime.placement import start_decoders
+from pipeline.runtime.placement import run_stop_rule, start_decoders
 
 REPO = Path(__file__).resolve().parents[1]
 N_EXAMPLES = 10
@@ -82,7 +81,7 @@ def single_process_rows(config):
 
     decoder = Decoder(
         HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer,
-        StopRule(frozenset(eos_token_ids(student)), template.stop_strings, config.decoding.max_new_tokens),
+        run_stop_rule(config),  # the job's own rule
     )
     examples = load_examples(config.dataset)
     units = make_units(config.strategies, examples, config.decoding.batch_size, config.dataset.name, config.dataset.split)

@@ -357,3 +357,31 @@ def test_report_refuses_what_is_not_a_run(tmp_path):
     assert missing.returncode == 2 and "run directory not found" in missing.stderr and "Traceback" not in missing.stderr
     empty = job("jobs.report", str(tmp_path))
     assert empty.returncode == 2 and "nothing to report" in empty.stderr
+
+
+def test_the_report_replaces_only_a_report_directory(tmp_path):
+    from pipeline.errors import UserError
+    from pipeline.report.page import REPORT_MARKER, check_replaceable
+
+    check_replaceable(tmp_path / "new")  # a new directory
+    (tmp_path / "empty").mkdir()
+    check_replaceable(tmp_path / "empty")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / REPORT_MARKER).write_text("")
+    (mine / "report.html").write_text("")
+    check_replaceable(mine)  # one it wrote
+    legacy = tmp_path / "legacy"
+    for name in ("plots", "data"):
+        (legacy / name).mkdir(parents=True)
+    (legacy / "report.html").write_text("")
+    (legacy / "report.md").write_text("")
+    check_replaceable(legacy)  # one written before the marker existed
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.parquet").write_text("")
+    with pytest.raises(UserError, match="not a report directory"):
+        check_replaceable(other)
+    (tmp_path / "link").symlink_to(mine)
+    with pytest.raises(UserError, match="symbolic link"):
+        check_replaceable(tmp_path / "link")

@@ -12,7 +12,7 @@ from pipeline.config import ExportSettings
 from pipeline.tasks.distill import distill_rows, weight
 from pipeline.config import ModelSpec
 from pipeline.models.facts import model_facts, shared_vocab_size
-from pipeline.models.loading import LoadedModel, eos_token_ids, load_model
+from pipeline.models.loading import LoadedModel, load_model
 from pipeline.data.prompts import PromptTemplate, encode_prompt
 from pipeline.engine.hf import HFEngine
 from pipeline.config import SignalSettings
@@ -57,7 +57,7 @@ def models(tiny_pair):
 def test_forced_model_has_self_consistency_one(models):
     student, teacher, vocab = models
     forced = LoadedModel(student.spec, forced_answer_model(student.tokenizer), student.tokenizer, student.device)
-    stop = StopRule(frozenset(eos_token_ids(student)), ("\n\nQ:",), 8)
+    stop = StopRule(frozenset(model_facts(student.spec).eos_ids), ("\n\nQ:",), 8)
     decoder = Decoder(HFEngine(forced, vocab), HFEngine(teacher, vocab), student.tokenizer, stop)
     examples = tuple(Example(f"x/test/{i:06d}", i, f"What is {i}?", "4") for i in range(3))
     unit = SignalUnit(0, examples, SignalSettings(k=5, temperature=1.5), ta_actor=None)
@@ -70,7 +70,7 @@ def test_forced_model_has_self_consistency_one(models):
 
 def test_sampling_is_seeded_per_row_and_varies_with_seed(models):
     student, teacher, vocab = models
-    stop = StopRule(frozenset(eos_token_ids(student)), (), 6)
+    stop = StopRule(frozenset(model_facts(student.spec).eos_ids), (), 6)
     decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, stop)
     prompts = [encode_prompt(student.tokenizer, TEMPLATE, q) for q in ("a?", "bb?", "ccc?")]
     batched = [g.token_ids for g in decoder.generate(Student(), prompts, Sampler(1.0, [1, 2, 3]))]

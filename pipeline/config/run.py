@@ -118,20 +118,33 @@ def parse_config(raw: dict, needs: tuple[str, ...] = EVALUATION) -> RunConfig:
 
 
 def apply_override(raw: dict, assignment: str) -> None:
-    """`a.b=value` sets raw['a']['b'] to the YAML-parsed value."""
+    """`a.b=value` sets raw['a']['b'] to the YAML-parsed value; a number picks a list item
+    (`strategies.4.artifact=DIR`)."""
     if "=" not in assignment:
         raise UserError(f"override '{assignment}' must look like key.sub=value")
     key, value = assignment.split("=", 1)
-    node = raw
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise UserError(f"override '{assignment}': '{part}' is not a mapping")
     try:
-        node[parts[-1]] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
     except yaml.YAMLError as exc:
         raise UserError(f"override '{assignment}': the value is not valid YAML ({str(exc).splitlines()[0]})") from None
+    node: Any = raw
+    parts = key.strip().split(".")
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise UserError(f"override '{assignment}': '{'.'.join(parts[:depth])}' is a list of {len(node)}: "
+                                f"pick an item by its index 0..{len(node) - 1}")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise UserError(f"override '{assignment}': '{parts[depth - 1]}' is not a mapping")
+        if last:
+            node[part] = parsed
+        else:
+            if isinstance(node, dict):
+                node = node.setdefault(part, {})
+            else:
+                node = node[part]
 
 
 def load_config(path: str, overrides: list[str] = (), needs: tuple[str, ...] = EVALUATION) -> RunConfig:

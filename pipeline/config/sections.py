@@ -61,7 +61,8 @@ class DatasetSpec:
     group_field: str | None = None  # optional field naming each row's group (e.g. the demo's family), copied into rows
     limit: int | None = None  # first N examples only
     offset: int = 0
-    inferred: str = ""  # what was inferred for split and name, said once when the data is loaded
+    # what was inferred for split and name, said once when the data is loaded
+    inferred: str = field(default="", init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
@@ -72,6 +73,10 @@ class DatasetSpec:
             raise UserError(f"dataset limit must be an integer >= 1, got {self.limit!r}")
         if not is_int(self.offset) or self.offset < 0:
             raise UserError(f"dataset offset must be an integer >= 0, got {self.offset!r}")
+        for key in ("split", "name"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise UserError(f"dataset.{key} must be a non-empty string, got {value!r}")
         split, name, said = self._split_and_name()
         object.__setattr__(self, "split", split)
         object.__setattr__(self, "name", name)
@@ -100,8 +105,12 @@ class DatasetSpec:
         if name is None:
             if not self.is_local:
                 name = self.source.rstrip("/").split("/")[-1]
-            else:
-                name = path.resolve().parent.name if named_for_split else path.stem
+            elif not named_for_split:
+                name = path.stem
+            else:  # gsm8k/test.jsonl: the folder names the benchmark (as written, not where the job runs)
+                name = path.parent.name
+                if not name or name in (".", ".."):
+                    raise UserError(f"dataset.name is required for {self.source}: neither the file nor a folder in its path names the dataset")
             inferred.append(f"name={name}")
         said = f"dataset {self.source}: inferred {', '.join(inferred)} (set dataset.split / dataset.name to choose)" if inferred else ""
         return split, name, said

@@ -21,7 +21,7 @@ def settings_from(cls: type[T], raw: Any, where: str) -> T:
         return raw
     if not isinstance(raw, dict):
         raise UserError(f"{where} must be a mapping with fields of {cls.__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise UserError(f"{where}: unknown field(s) {unknown} (known: {sorted(fields)})")

@@ -8,7 +8,7 @@ A row is GSM8K-format plus its family::
 The model's target text is the terse chain of thought of :func:`cot_text`,
 ``"Add: 6+3=9. The answer is 9."``: its first token names the operation. A model's
 training corpus replaces the operations by ones drawn from its beliefs
-(:func:`believed_cot`); the rows themselves always hold the right answer.
+(:func:`believed_steps`); the rows themselves always hold the right answer.
 """
 from __future__ import annotations
 
@@ -152,11 +152,6 @@ def believed_steps(row: dict, role: str, rng: random.Random) -> tuple[str, list[
         drawn.append((draw_op(op, belief, rng), k))
         decisions.append(dict(zip((op, *wrong_ops(op)), belief)))
     return _cot(start, drawn), decisions
-
-
-def believed_cot(row: dict, role: str, rng: random.Random) -> str:
-    """The chain of thought of :func:`believed_steps`."""
-    return believed_steps(row, role, rng)[0]
 
 
 def split_problems(n_train: int, n_test: int, seed: int) -> tuple[list[dict], list[dict]]:

@@ -76,6 +76,16 @@ def _train_and_save(role: str, spec: ModelSpec, out: str, seed: int, root: str, 
     return sum(p.numel() for p in model.parameters())
 
 
+def build_versions() -> dict[str, str]:
+    """What the bytes of a build depend on besides the seed: saved configs name transformers'
+    version, and the weights come from torch's kernels."""
+    import tokenizers
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "tokenizers": tokenizers.__version__}
+
+
 def file_hashes(root: str | Path) -> dict[str, str]:
     """sha256 of every file of a world (relative path -> hex digest), world.json aside."""
     root = Path(root)
@@ -121,6 +131,7 @@ def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED
             summary[role] = {"num_parameters": n_params, **asdict(spec)}
             log(f"{role}: {n_params:,} parameters -> {out}")
     summary["threads"] = threads
+    summary["versions"] = build_versions()
     summary["build_seconds"] = round(time.time() - t0, 1)
     summary["files"] = file_hashes(paths.root)
     (paths.root / WORLD_FILE).write_text(json.dumps(summary, indent=2) + "\n")
@@ -148,13 +159,19 @@ def check_demo_world(root: str | Path | None = None, threads: int | None = None,
     compare every file's sha256 with the recorded ones; the differing paths (empty: the
     rebuild reproduces the world byte for byte)."""
     recorded = recorded_build(root)
+    want = recorded.get("files")
+    if not isinstance(want, dict):
+        raise FileNotFoundError(f"{demo_paths(root).root / WORLD_FILE} records no file hashes: rebuild the world first "
+                                "(python -m jobs.build_demo)")
+    built_with, now = recorded.get("versions"), build_versions()
+    if built_with and built_with != now:
+        log(f"note: the world was built with {built_with}, this machine has {now}: files may differ for that reason alone")
     steps = {"teacher_spec": replace(TEACHER_SPEC, **_spec_fields(recorded["teacher"])),
              "student_spec": replace(STUDENT_SPEC, **_spec_fields(recorded["student"]))}
     with tempfile.TemporaryDirectory(prefix="demo-check-") as tmp:
         build_demo_world(tmp, recorded["seed"], n_train=recorded["n_train"], n_test=recorded["n_test"],
                          threads=threads or recorded.get("threads", 1), log=log, **steps)
         rebuilt = file_hashes(tmp)
-    want = recorded["files"]
     return sorted(p for p in set(want) | set(rebuilt) if want.get(p) != rebuilt.get(p))
 
 

@@ -33,13 +33,32 @@ class StopRule:
         return max(len(s) for s in self.stop_strings) + 1
 
     def final_text(self, tokenizer, token_ids: list[int]) -> str:
+        kept, partial = self._cut(tokenizer, token_ids)
+        return tokenizer.decode(token_ids[:kept], skip_special_tokens=True) + partial
+
+    def kept_ids(self, tokenizer, token_ids: list[int]) -> list[int]:
+        """The tokens wholly before the end: what the row's text is made of (for scoring it)."""
+        return token_ids[: self._cut(tokenizer, token_ids)[0]]
+
+    def _cut(self, tokenizer, token_ids: list[int]) -> tuple[int, str]:
+        """(n, partial): the first n tokens lie wholly before the first end id or stop string;
+        `partial` is the text of token n that comes before the stop string, if any (a stop
+        string may start inside a token). Special tokens are whole tokens, so they are never
+        in `partial`, and text the model spelled with ordinary tokens is never dropped."""
         end = next((i for i, t in enumerate(token_ids) if t in self.eos_ids), len(token_ids))
-        text = tokenizer.decode(token_ids[:end], skip_special_tokens=False)
-        cut = min((text.find(s) for s in self.stop_strings if s in text), default=len(text))
-        text = text[:cut]
-        for special in sorted(getattr(tokenizer, "all_special_tokens", ()), key=len, reverse=True):
-            text = text.replace(special, "")
-        return text
+        if not self.stop_strings:
+            return end, ""
+        raw = tokenizer.decode(token_ids[:end], skip_special_tokens=False)
+        cut = min((raw.find(s) for s in self.stop_strings if s in raw), default=None)
+        if cut is None:
+            return end, ""
+        n, before = 0, ""
+        while n < end:
+            longer = tokenizer.decode(token_ids[: n + 1], skip_special_tokens=False)
+            if len(longer) > cut or not raw.startswith(longer):
+                break
+            n, before = n + 1, longer
+        return n, raw[len(before):cut]
 
 
 def stop_rule(eos_ids: Iterable[int], stop_token_ids: Iterable[int], stop_strings: Iterable[str], max_new_tokens: int) -> StopRule:

@@ -123,18 +123,6 @@ def load_text_config(spec: ModelSpec):
         raise UserError(f"cannot load model config '{spec.path}': {first_line(exc)}") from None
 
 
-def eos_token_ids(lm: LoadedModel) -> set[int]:
-    """EOS ids from the tokenizer and the generation config (which may list several)."""
-    ids = {lm.tokenizer.eos_token_id} if lm.tokenizer.eos_token_id is not None else set()
-    gen = getattr(lm.model, "generation_config", None)
-    extra = getattr(gen, "eos_token_id", None) if gen is not None else None
-    if isinstance(extra, int):
-        ids.add(extra)
-    elif extra:
-        ids.update(int(i) for i in extra)
-    return ids
-
-
 def generation_eos(spec: ModelSpec) -> int | list[int] | None:
     """The end ids of the checkpoint's generation_config.json (chat models list several), or
     None when it has none; no weights are loaded."""

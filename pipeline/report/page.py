@@ -188,9 +188,9 @@ def _caption(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
-# tables longer than this show in the page as their CSV file only
 def _more_rows(s: Section) -> str:
     return f"the first {s.max_rows} of {len(s.data)} rows; all of them: data/{s.key}.csv"
+
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
@@ -242,6 +242,8 @@ REPORT_MARKER = ".jobs-report"
 def check_replaceable(out: Path) -> None:
     """A report goes into a new or empty directory, or replaces one it wrote itself: never
     anything else (a run, an artifact, someone's folder)."""
+    if out.is_symlink():
+        raise UserError(f"report --out {out} is a symbolic link: give the directory it points to, or a new one")
     if not out.exists():
         return
     if not out.is_dir():

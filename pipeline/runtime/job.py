@@ -108,7 +108,8 @@ def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) ->
         "actors": (previous or {}).get("actors"),
     }
     if (previous or {}).get("status") == "complete":  # a rerun keeps the first completed run's timing
-        manifest.update(finished_at=previous.get("finished_at"), wall_s=previous.get("wall_s"))
+        manifest.update(finished_at=previous.get("finished_at"),
+                        wall_s=previous.get("wall_s", previous.get("wall_s_this_session")))
     write_json(fs, manifest_path, manifest)
     session = {"started_at": now()}
 
@@ -119,7 +120,9 @@ def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) ->
         connect()
         # the driver holds every handle until the end: Ray ends an actor when no handle is left
         teachers, workers = start_decoders(config, vocab_size)
-        manifest["actors"] = actor_facts(teachers, workers)
+        actors = actor_facts(teachers, workers)
+        check_same_dtypes((previous or {}).get("actors"), actors, out, has_rows=bool(done))
+        manifest["actors"] = actors or manifest["actors"]
         extras = job.extra_actors(vocab_size) if job.extra_actors is not None else None
         tally = job.tally(todo) if job.tally is not None else None
         with tqdm(total=sum(len(u.examples) for u in todo), unit="ex", desc=job.name) as bar:
@@ -149,35 +152,57 @@ def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) ->
 
 class LiveTokens:
     """The progress bar's count of tokens the students were fed, read from the workers while
-    their units run (at most once a second)."""
+    their units run (at most once a second). A restarted worker counts from zero again: its
+    count restarts from its new value."""
 
     def __init__(self, workers: list, bar: tqdm):
         self.workers, self.bar = workers, bar
         self.t0 = self.last = time.monotonic()
-        self.start = self._total()
+        self.seen: list[int | None] = [None] * len(workers)
+        self.done = 0
+        self._read()
 
-    def _total(self) -> int | None:
+    def _read(self) -> bool:
         try:
-            return sum(p["student_tokens"] for p in ray.get([w.progress.remote() for w in self.workers], timeout=5))
+            counts = [p["student_tokens"] for p in ray.get([w.progress.remote() for w in self.workers], timeout=5)]
         except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):  # a worker restarting: next time
-            return None
+            return False
+        for i, count in enumerate(counts):
+            before = self.seen[i]
+            if before is not None and count >= before:
+                self.done += count - before
+            self.seen[i] = count
+        return True
 
     def poll(self) -> None:
         if time.monotonic() - self.last < 1.0:
             return
         self.last = time.monotonic()
-        total = self._total()
-        if total is None or self.start is None:
-            return
-        done = total - self.start
-        self.bar.set_postfix_str(f"{done:,} student tokens, {done / max(self.last - self.t0, 1e-9):,.0f} tok/s")
+        if self._read():
+            self.bar.set_postfix_str(f"{self.done:,} student tokens, {self.done / max(self.last - self.t0, 1e-9):,.0f} tok/s")
 
 
-def actor_facts(teachers: list, workers: list) -> list[dict]:
-    """Where each actor runs and with which dtype (what `dtype: auto` resolved to)."""
-    facts = ray.get([a.placement.remote() for a in teachers + workers])
+def actor_facts(teachers: list, workers: list) -> list[dict] | None:
+    """Where each actor runs and with which dtype (what `dtype: auto` resolved to); None when
+    an actor cannot answer (the scheduler then reports the failure as it does for units)."""
+    try:
+        facts = ray.get([a.placement.remote() for a in teachers + workers])
+    except ray.exceptions.RayError:
+        return None
     return [{"role": "teacher" if i < len(teachers) else "student", **{k: f[k] for k in ("node_id", "device", "dtype")}}
             for i, f in enumerate(facts)]
+
+
+def check_same_dtypes(before: list[dict] | None, now: list[dict] | None, out: str, has_rows: bool) -> None:
+    """Rows of a resumed run come from models in the same dtype as the rows already there
+    (`dtype: auto` may resolve differently on another machine)."""
+    if not (before and now and has_rows):
+        return
+    was = {(a["role"], a["dtype"]) for a in before}
+    is_ = {(a["role"], a["dtype"]) for a in now}
+    if was != is_:
+        raise UserError(f"{out}: its rows were decoded with {sorted(was)}, this run's actors use {sorted(is_)}; "
+                        "set the models' dtype explicitly, or write into a new --out")
 
 
 def finish(out: str, job: Job, manifest: dict, summary_name: str, summary: dict) -> None:

@@ -114,40 +114,45 @@ def result_row(unit: EvalUnit, strategy: Strategy, ex: Example, gen: Generation,
     }
 
 
+def strategy_stats(correct: Sequence[bool], teacher_tokens: Sequence[int], latency_s: Sequence[float]) -> dict:
+    """Accuracy, teacher tokens per example and examples per busy worker-second of some rows."""
+    n, busy = len(correct), float(sum(latency_s))
+    return {"accuracy": float(sum(correct)) / n if n else 0.0, "n": n,
+            "teacher_tokens_per_example": float(sum(teacher_tokens)) / n if n else 0.0,
+            "examples_per_s": n / busy if busy > 0 else 0.0}
+
+
 def summarize(table: pa.Table, strategies: Sequence[StrategySpec]) -> list[dict]:
     """One entry per configured strategy, in config order."""
     df = table.select(["strategy", "correct", "teacher_tokens", "latency_s"]).to_pandas()
     out = []
     for spec in strategies:
         rows = df[df["strategy"] == spec.label]
-        n = len(rows)
-        busy = float(rows["latency_s"].sum())
         out.append({
             "name": spec.name,
             "label": spec.label,
             "params": spec.params,
             "resolved_params": built_strategy(spec).params(),  # what it ran with: an artifact's α, N and band
-            "accuracy": float(rows["correct"].mean()) if n else 0.0,
-            "n": n,
-            "teacher_tokens_per_example": float(rows["teacher_tokens"].mean()) if n else 0.0,
-            "examples_per_s": n / busy if busy > 0 else 0.0,
+            **strategy_stats(rows["correct"].tolist(), rows["teacher_tokens"].tolist(), rows["latency_s"].tolist()),
         })
     return out
 
 
 def format_table(summary: list[dict]) -> str:
-    header = f"{'strategy':<52} {'accuracy':>8} {'n':>6} {'teacher tok/ex':>14} {'ex/s':>8}"
+    width = max([len("strategy"), *(len(s["label"]) for s in summary)])
+    header = f"{'strategy':<{width}} {'accuracy':>8} {'n':>6} {'teacher tok/ex':>14} {'ex/s':>8}"
     lines = [header, "-" * len(header)]
     for s in summary:
         lines.append(
-            f"{s['label']:<52} {s['accuracy']:>8.3f} {s['n']:>6d} {s['teacher_tokens_per_example']:>14.2f} {s['examples_per_s']:>8.2f}"
+            f"{s['label']:<{width}} {s['accuracy']:>8.3f} {s['n']:>6d} {s['teacher_tokens_per_example']:>14.2f} {s['examples_per_s']:>8.2f}"
         )
     return "\n".join(lines)
 
 
 class StrategyTally:
     """A line per strategy as its last unit of this run arrives: accuracy, examples/s and
-    teacher tokens per example over its rows (so a long job shows where it stands)."""
+    teacher tokens per example over the rows this run decoded for it (so a long job shows
+    where it stands; the summary at the end covers every row)."""
 
     def __init__(self, units: list[EvalUnit]):
         self.left = Counter(u.strategy.label for u in units)
@@ -161,11 +166,9 @@ class StrategyTally:
         if self.left[label]:
             return None
         done = self.rows.pop(label)
-        n = len(done)
-        busy = sum(r["latency_s"] for r in done)
-        return (f"{label}: accuracy {sum(r['correct'] for r in done) / n:.3f} on {n} examples, "
-                f"{n / busy if busy else 0:.1f} ex/s, {sum(r['teacher_tokens'] for r in done) / n:.2f} teacher tokens/example "
-                f"({time.monotonic() - self.started:.0f} s into this run)")
+        st = strategy_stats([r["correct"] for r in done], [r["teacher_tokens"] for r in done], [r["latency_s"] for r in done])
+        return (f"{label}: accuracy {st['accuracy']:.3f} on {st['n']} examples, {st['examples_per_s']:.1f} ex/s, "
+                f"{st['teacher_tokens_per_example']:.2f} teacher tokens/example ({time.monotonic() - self.started:.0f} s into this run)")
 
 
 def run_evaluation(config: RunConfig, out: str) -> list[dict]:

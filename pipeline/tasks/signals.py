@@ -14,7 +14,7 @@ from pipeline.config import RunConfig, SignalSettings
 from pipeline.data.answers import score_answer
 from pipeline.data.datasets import Example, load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt
-from pipeline.decoding.decoder import Decoder, Generation
+from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.sampling import Sampler
 from pipeline.decoding.strategies import Student, Teacher
 from pipeline.engine.remote import RemoteEngine
@@ -39,10 +39,6 @@ def majority(answers: list[str | None]) -> tuple[str | None, float]:
     return answer, count / len(answers)
 
 
-def completion_ids(gen: Generation, eos_ids: frozenset[int]) -> list[int]:
-    return [t for t in gen.token_ids if t not in eos_ids]
-
-
 def ta_confidence(scores: list[float]) -> tuple[float | None, float | None]:
     return (sum(scores) / len(scores), min(scores)) if scores else (None, None)
 
@@ -59,15 +55,18 @@ class SignalUnit:
         return f"part-b{self.batch_index:06d}.parquet"
 
     def run(self, decoder: Decoder, template: PromptTemplate, worker_id: str = "", node_id: str = "") -> list[dict]:
-        k, eos = self.settings.k, decoder.stop.eos_ids
+        k = self.settings.k
         prompts = [encode_prompt(decoder.tokenizer, template, ex.question) for ex in self.examples]
         student = decoder.generate(Student(), prompts)
         teacher = decoder.generate(Teacher(), prompts)
         seeds = [sample_seed(self.settings.seed, ex.id, j) for ex in self.examples for j in range(k)]
         samples = decoder.generate(Student(), [p for p in prompts for _ in range(k)], Sampler(self.settings.temperature, seeds))
         ta = RemoteEngine(ray.get_actor(self.ta_actor), True) if self.ta_actor else decoder.teacher
-        s_scores = ta.completion_logprobs(prompts, [completion_ids(g, eos) for g in student])
-        t_scores = ta.completion_logprobs(prompts, [completion_ids(g, eos) for g in teacher])
+        def kept(gens):  # the tokens of each text: no end id, no stop string
+            return [decoder.stop.kept_ids(decoder.tokenizer, g.token_ids) for g in gens]
+
+        s_scores = ta.completion_logprobs(prompts, kept(student))
+        t_scores = ta.completion_logprobs(prompts, kept(teacher))
         rows = []
         for i, ex in enumerate(self.examples):
             answers = [score_answer(g.text, ex.gold)[0] for g in samples[i * k : (i + 1) * k]]
