@@ -59,13 +59,18 @@ class TeacherPhase:
         self.next: TeacherNext | None = None
         self._pending = None
 
-    def start(self, prompts: list[Prompt], full: bool = False) -> TeacherNext:
-        """Prefill the teacher for the phase's rows; their first-token distribution (full
-        rows when the caller reads them, e.g. a two-model α-predictor)."""
+    def send_prefill(self, prompts: list[Prompt], full: bool = False) -> None:
+        """Start the teacher's prefill of the phase's rows (full rows when the caller reads
+        them, e.g. a two-model α-predictor)."""
         for r in self.rows:
             self.gens[r].teacher_tokens_processed += self.teacher.prompt_cost(prompts[r])
-        out = self.teacher.prefill(self.session, [prompts[r] for r in self.rows], top_k=None if full else self.top_k)
-        self.next = TeacherNext(self.teacher, self.session, out)
+        self._pending = self.teacher.prefill_async(self.session, [prompts[r] for r in self.rows],
+                                                   top_k=None if full else self.top_k)
+
+    def start(self, prompts: list[Prompt], full: bool = False) -> TeacherNext:
+        """Prefill the teacher for the phase's rows; their first-token distribution."""
+        self.send_prefill(prompts, full)
+        self.receive()
         return self.next
 
     def choose(self, alphas: torch.Tensor) -> None:
@@ -148,11 +153,12 @@ class Decoder:
         gens = [Generation(tokens_processed=self.student.prompt_cost(p)) for p in prompts]
         phase = None
         try:
+            early = self._early_phase(session, strategy, prompts, gens)
             first = self.student.prefill(session, prompts, strategy.feature_request)
             p = first.probs
             for g, h in zip(gens, entropy(p).tolist()):
                 g.student_first_entropy = h
-            phase = self._teacher_phase(session, strategy, prompts, p, first.features, gens)
+            phase = self._teacher_phase(session, strategy, prompts, p, first.features, gens, early)
             decode_steps(self.student, session, p, gens, list(range(len(prompts))), self.stop, self.tokenizer, sampler, phase)
         finally:
             self.student.close(session)
@@ -186,15 +192,26 @@ class Decoder:
             gens[-1].text = self.finish_text(gens[-1])
         return gens
 
-    def _teacher_phase(self, session, strategy, prompts, p_first, features, gens) -> TeacherPhase | None:
-        """The rows that consult the teacher, and with which α: decided from the student's
-        prefill, or, for a strategy that reads both models, after the teacher's prefill of
-        every row (rows that end with α = 0 then leave it)."""
+    def _early_phase(self, session, strategy, prompts, gens) -> TeacherPhase | None:
+        """A teacher phase whose rows are known before the student's prefill (every row), with
+        the teacher's prefill already sent, so both prefills run at once."""
+        if strategy.teacher_steps == 0 or not (strategy.consults_every_row or strategy.reads_teacher_first):
+            return None
+        phase = TeacherPhase(strategy, self.teacher, session, list(range(len(prompts))), gens, self.teacher_top_k)
+        phase.send_prefill(prompts, full=strategy.reads_teacher_first)
+        return phase
+
+    def _teacher_phase(self, session, strategy, prompts, p_first, features, gens, early) -> TeacherPhase | None:
+        """The rows that consult the teacher, and with which α: every row (`early`, prefilled
+        already), or those the student's prefill selects; a strategy that reads both models
+        chooses after the teacher's prefill of every row (rows that end with α = 0 then leave it)."""
         if strategy.teacher_steps == 0:
             return None
-        if strategy.reads_teacher_first:
-            phase = TeacherPhase(strategy, self.teacher, session, list(range(len(prompts))), gens, self.teacher_top_k)
-            alphas = strategy.row_alphas(p_first, features, phase.start(prompts, full=True).full().to(p_first.device)).cpu()
+        if early is not None:
+            phase = early
+            phase.receive()
+            p_teacher = phase.next.full().to(p_first.device) if strategy.reads_teacher_first else None
+            alphas = strategy.row_alphas(p_first, features, p_teacher).cpu()
         else:
             alphas = strategy.row_alphas(p_first, features).cpu()
             rows = [i for i, a in enumerate(alphas.tolist()) if a != 0.0]

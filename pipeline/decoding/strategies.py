@@ -77,6 +77,12 @@ class Strategy:
         """Whether every step needs the teacher's whole distribution (not only its top-k)."""
         return False
 
+    @property
+    def consults_every_row(self) -> bool:
+        """Whether every row consults the teacher whatever the student's prefill says (then the
+        teacher's prefill can run while the student's does)."""
+        return False
+
     def pick(self, t: int, p_student: torch.Tensor, teacher: TeacherNext, alphas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens for the rows that consult the teacher, and which of them the teacher decided."""
         tokens = mixed_argmax(p_student, teacher, alphas)
@@ -110,6 +116,10 @@ class FixedAlpha(Strategy):
     def params(self) -> dict:
         return {"alpha": self.alpha, "n_tokens": self.n_tokens}
 
+    @property
+    def consults_every_row(self) -> bool:
+        return self.alpha != 0 and self.n_tokens > 0
+
     def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
         value = self.alpha if self.n_tokens > 0 else 0.0
         return torch.full((p_first.shape[0],), float(value), device=p_first.device)
@@ -132,6 +142,10 @@ class EntropyGate(FixedAlpha):
     def params(self) -> dict:
         calibrated = {"artifact": self.artifact} if self.artifact else {}
         return {**super().params(), "lo": self.lo, "hi": self.hi, **calibrated}
+
+    @property
+    def consults_every_row(self) -> bool:
+        return False  # the band decides per row
 
     def check_student(self, identity: str) -> None:
         if self.student and self.student != identity:
@@ -169,6 +183,10 @@ class Switch(Strategy):
     @property
     def full_teacher_rows(self) -> bool:
         return True  # the divergence needs both whole distributions
+
+    @property
+    def consults_every_row(self) -> bool:
+        return True
 
     def pick(self, t, p_student, teacher, alphas):
         p_teacher = teacher.full().to(p_student.device)

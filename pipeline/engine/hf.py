@@ -64,6 +64,10 @@ class HFEngine:
         self.sessions.put(session, state)
         return NextToken(state.last_logits, self._features(out, features))
 
+    def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
+                      top_k: int | None = None) -> Ready:
+        return Ready(self.prefill(session, prompts, features, top_k))
+
     def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> Ready:
         return Ready(self.step(session, tokens, rows, top_k))
 

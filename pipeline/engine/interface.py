@@ -108,6 +108,10 @@ class StepEngine(Protocol):
                 top_k: int | None = None) -> NextToken:
         """Encode a batch of prompts under a new session; the distribution after each prompt."""
 
+    def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
+                      top_k: int | None = None) -> PendingNext:
+        """`prefill`, returning before the result is needed (see `step_async`)."""
+
     def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> NextToken:
         """`fork(session, rows)` when rows are given, then feed one token per row."""
 

@@ -3,8 +3,8 @@
 One Ray round trip per call: per step per batch for the mixed prefix, one call for a
 whole `generate` (the model decodes alone inside its actor). Tensors cross as numpy; with
 `top_k` only each row's k largest probabilities cross, and full rows only on request.
-`step_async` sends a step and returns at once, so the caller can step its own model
-while this one computes.
+`prefill_async` and `step_async` send a call and return at once, so the caller can run
+its own model while this one computes.
 """
 from __future__ import annotations
 
@@ -54,9 +54,13 @@ class RemoteEngine:
         self.bytes_received += sum(a.nbytes for name, a in payload.items() if a is not None and name != "features")
         return NextToken(**{name: _tensor(a) for name, a in payload.items()})
 
+    def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
+                      top_k: int | None = None) -> RemoteStep:
+        return RemoteStep(self, self.handle.prefill.remote(session, list(prompts), features, top_k))
+
     def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
                 top_k: int | None = None) -> NextToken:
-        return self._received(ray.get(self.handle.prefill.remote(session, list(prompts), features, top_k)))
+        return self.prefill_async(session, prompts, features, top_k).result()
 
     def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> RemoteStep:
         return RemoteStep(self, self.handle.step.remote(session, tokens.cpu().numpy(), rows, top_k))
