@@ -50,110 +50,75 @@ NO_GROUPS = ("no groups: no given run's rows name a group (evaluate or label wit
              "--set dataset.group_field=FIELD, e.g. the demo's family)")
 
 
+def _section(key: str, title: str, data: pd.DataFrame, text: str, missing: str, plot=None, extra=None,
+             shown: bool | None = None, max_rows: int = 25) -> Section:
+    """The section when it has data (`plot` and `extra` are called only then), else one that
+    says what is missing."""
+    if not (len(data) > 0 if shown is None else shown):
+        return _missing(key, title, missing, data)
+    extra_tables = {name: df for name, df in (extra() if extra else {}).items() if len(df)}
+    return Section(key, title, text, data, plot() if plot else None, extra_tables, max_rows=max_rows)
+
+
+NO_ALPHA_ROWS = f"{NO_LABELS}; no evaluation with fixed_alpha strategies either"
+
+
 def build_sections(runs: list[Run]) -> list[Section]:
-    sections = []
-    comp = tables.comparison(runs)
-    title = "Comparison: accuracy and teacher tokens per example"
-    if len(comp):
-        sections.append(Section("comparison", title,
-                                "Student, teacher, best fixed α, predicted α, entropy gate and oracle. Evaluation rows are "
-                                "decoded; label rows are read off the α-labels (teacher tokens: N per example that injects; "
-                                "the calibrated gates of the given artifacts applied to the labelled examples); held-out rows "
-                                "come from each artifact's cross-validated heldout.parquet.", comp, max_rows=100))
-    else:
-        sections.append(_missing("comparison", title, f"{NO_EVAL}; {NO_LABELS}; {NO_ARTIFACT}", comp))
-    preds = tables.predictors(runs)
-    title = "α-predictors side by side"
-    if len(preds):
-        sections.append(Section("predictors", title,
-                                "Held-out accuracy of the predicted α per artifact, and the share of examples whose α-choice "
-                                "consults the teacher at all (a two_model feature set reads the teacher's first-token "
-                                "statistics for every example).", preds))
-    else:
-        sections.append(_missing("predictors", title, NO_ARTIFACT, preds))
-    points = tables.tradeoff(runs)
-    title = "Trade-off: accuracy against teacher tokens"
-    if len(points):
-        sections.append(Section("tradeoff", title,
-                                "One numbered point per strategy (evaluations) and per policy of the label runs and the "
-                                "artifacts' predicted α; points at the same place share one label.", points,
-                                plots.strategy_tradeoff(points)))
-    else:
-        sections.append(_missing("tradeoff", title, f"{NO_EVAL}; {NO_LABELS}", points))
-    strategies = tables.strategy_table(runs)
-    title = "Strategies: accuracy, teacher cost, throughput"
-    if len(strategies):
-        sections.append(Section("strategies", title,
-                                "Per strategy over the run's examples; throughput is examples per busy worker-second.",
-                                strategies))
-    else:
-        sections.append(_missing("strategies", title, NO_EVAL, strategies))
-    acc, ref = tables.accuracy_vs_alpha(runs), tables.reference_accuracy(runs)
-    title = "Accuracy vs α"
-    if len(acc):
-        sections.append(Section("accuracy_vs_alpha", title,
-                                "One line per run, source and number N of injected tokens; horizontal lines: "
-                                "student and teacher alone; α = 0 is the student alone.", acc, plots.accuracy_vs_alpha(acc, ref),
-                                {"reference_accuracy": ref} if len(ref) else {}))
-    else:
-        sections.append(_missing("accuracy_vs_alpha", title, f"{NO_LABELS}; no evaluation with fixed_alpha strategies either", acc))
-    by_group, ref_group = tables.accuracy_vs_alpha_by_group(runs), tables.reference_accuracy_by_group(runs)
-    title = "Accuracy vs α per group"
-    if len(by_group) and tables.has_groups(runs):
-        sections.append(Section("accuracy_vs_alpha_by_group", title,
-                                "One panel per group of the dataset; star: α = 0 (the student alone) on label lines; dotted: "
-                                "the evaluation's student.", by_group, plots.accuracy_vs_alpha_by_group(by_group, ref_group),
-                                {"reference_accuracy_by_group": ref_group} if len(ref_group) else {}))
-    else:
-        why = NO_GROUPS if len(by_group) else f"{NO_LABELS}; no evaluation with fixed_alpha strategies either"
-        sections.append(_missing("accuracy_vs_alpha_by_group", title, why, by_group))
-    ca = tables.correct_alpha(runs)
-    title = "Where each example is right: correct α intervals"
-    if len(ca):
-        sections.append(Section("correct_alpha", title,
-                                "Per labelled example, the exact α intervals whose first N tokens lead to a correct answer; "
-                                "the curve counts the examples right at each α (one line per group, 'all' in black).",
-                                ca, plots.correct_alpha(ca), {"correct_alpha_summary": tables.correct_alpha_summary(runs)}))
-    else:
-        sections.append(_missing("correct_alpha", title, NO_LABELS, ca))
-    fixed, bands = tables.fixed_vs_student(runs), tables.entropy_bands(runs)
-    title = "What injection fixes, by student first-token entropy"
-    if len(fixed):
-        sections.append(Section("fixed_vs_student", title,
-                                "Per entropy bin of the labelled examples: right with the student alone (α = 0), fixed by "
-                                "the grid's most accurate α ≠ 0 (wrong at α = 0, right there), and fixed at some α ≠ 0 "
-                                "of the grid (what choosing α per example can reach).", fixed,
-                                plots.fixed_vs_student(fixed, bands)))
-    else:
-        sections.append(_missing("fixed_vs_student", title, NO_LABELS, fixed))
-    hh = tables.helped_hurt(runs)
-    title = "Helped and hurt by injection, by student first-token entropy"
-    if len(hh):
-        sections.append(Section("helped_hurt", title,
-                                "Examples the injection made right (up) or wrong (down) relative to the student alone; "
-                                "shaded: entropy bands in which the gate injects.", hh, plots.helped_hurt(hh, bands),
-                                {"entropy_bands": bands} if len(bands) else {}))
-    else:
-        sections.append(_missing("helped_hurt", title, f"{NO_LABELS}; no evaluation with student and fixed_alpha either", hh))
-    held = tables.predictor_comparison(runs)
-    title = "α-predictor on held-out examples"
-    if len(held):
-        sections.append(Section("predictor", title,
-                                "Cross-validated by example: each example scored by the fold model that did not see it.",
-                                held, plots.predictor_comparison(held, {r.run: f"{r.run} ({r.model_kind}, {r.feature_set})"
-                                                                        for r in preds.itertuples()}),
-                                {"predictor_savings": tables.predictor_savings(runs)}))
-    else:
-        sections.append(_missing("predictor", title, NO_ARTIFACT, held))
-    auc = tables.signal_auc(runs)
-    title = "Teaching-assistant signals: AUC for correctness"
-    if len(auc):
-        sections.append(Section("signals", title,
-                                "ROC AUC of each signal for the correctness of the answer it scores "
-                                "(self-consistency agreement, the TA's mean and minimum log-probability), from "
-                                "signals_summary.json.", auc, plots.signal_auc(auc)))
-    else:
-        sections.append(_missing("signals", title, NO_SIGNALS, auc))
+    comp, preds, points = tables.comparison(runs), tables.predictors(runs), tables.tradeoff(runs)
+    acc, by_group, ca = tables.accuracy_vs_alpha(runs), tables.accuracy_vs_alpha_by_group(runs), tables.correct_alpha(runs)
+    fixed, hh, bands = tables.fixed_vs_student(runs), tables.helped_hurt(runs), tables.entropy_bands(runs)
+    held, auc = tables.predictor_comparison(runs), tables.signal_auc(runs)
+    ref, ref_group = tables.reference_accuracy(runs), tables.reference_accuracy_by_group(runs)
+    sections = [
+        _section("comparison", "Comparison: accuracy and teacher tokens per example", comp,
+                 "Student, teacher, best fixed α, predicted α, entropy gate and oracle. Evaluation rows are "
+                 "decoded; label rows are read off the α-labels (teacher tokens: N per example that injects; "
+                 "the calibrated gates of the given artifacts applied to the labelled examples); held-out rows "
+                 "come from each artifact's cross-validated heldout.parquet.",
+                 f"{NO_EVAL}; {NO_LABELS}; {NO_ARTIFACT}", max_rows=100),
+        _section("predictors", "α-predictors side by side", preds,
+                 "Held-out accuracy of the predicted α per artifact, and the share of examples whose α-choice "
+                 "consults the teacher at all (a two_model feature set reads the teacher's first-token "
+                 "statistics for every example).", NO_ARTIFACT),
+        _section("tradeoff", "Trade-off: accuracy against teacher tokens", points,
+                 "One numbered point per strategy (evaluations) and per policy of the label runs and the "
+                 "artifacts' predicted α; points at the same place share one label.",
+                 f"{NO_EVAL}; {NO_LABELS}", lambda: plots.strategy_tradeoff(points)),
+        _section("strategies", "Strategies: accuracy, teacher cost, throughput", tables.strategy_table(runs),
+                 "Per strategy over the run's examples; throughput is examples per busy worker-second.", NO_EVAL),
+        _section("accuracy_vs_alpha", "Accuracy vs α", acc,
+                 "One line per run, source and number N of injected tokens; horizontal lines: "
+                 "student and teacher alone; α = 0 is the student alone.", NO_ALPHA_ROWS,
+                 lambda: plots.accuracy_vs_alpha(acc, ref), lambda: {"reference_accuracy": ref}),
+        _section("accuracy_vs_alpha_by_group", "Accuracy vs α per group", by_group,
+                 "One panel per group of the dataset; star: α = 0 (the student alone) on label lines; dotted: "
+                 "the evaluation's student.", NO_GROUPS if len(by_group) else NO_ALPHA_ROWS,
+                 lambda: plots.accuracy_vs_alpha_by_group(by_group, ref_group),
+                 lambda: {"reference_accuracy_by_group": ref_group}, shown=len(by_group) > 0 and tables.has_groups(runs)),
+        _section("correct_alpha", "Where each example is right: correct α intervals", ca,
+                 "Per labelled example, the exact α intervals whose first N tokens lead to a correct answer; "
+                 "the curve counts the examples right at each α (one line per group, 'all' in black).", NO_LABELS,
+                 lambda: plots.correct_alpha(ca), lambda: {"correct_alpha_summary": tables.correct_alpha_summary(runs)}),
+        _section("fixed_vs_student", "What injection fixes, by student first-token entropy", fixed,
+                 "Per entropy bin of the labelled examples: right with the student alone (α = 0), fixed by "
+                 "the grid's most accurate α ≠ 0 (wrong at α = 0, right there), and fixed at some α ≠ 0 "
+                 "of the grid (what choosing α per example can reach).", NO_LABELS,
+                 lambda: plots.fixed_vs_student(fixed, bands)),
+        _section("helped_hurt", "Helped and hurt by injection, by student first-token entropy", hh,
+                 "Examples the injection made right (up) or wrong (down) relative to the student alone; "
+                 "shaded: entropy bands in which the gate injects.",
+                 f"{NO_LABELS}; no evaluation with student and fixed_alpha either",
+                 lambda: plots.helped_hurt(hh, bands), lambda: {"entropy_bands": bands}),
+        _section("predictor", "α-predictor on held-out examples", held,
+                 "Cross-validated by example: each example scored by the fold model that did not see it.", NO_ARTIFACT,
+                 lambda: plots.predictor_comparison(held, {r.run: f"{r.run} ({r.model_kind}, {r.feature_set})"
+                                                           for r in preds.itertuples()}),
+                 lambda: {"predictor_savings": tables.predictor_savings(runs)}),
+        _section("signals", "Teaching-assistant signals: AUC for correctness", auc,
+                 "ROC AUC of each signal for the correctness of the answer it scores "
+                 "(self-consistency agreement, the TA's mean and minimum log-probability), from "
+                 "signals_summary.json.", NO_SIGNALS, lambda: plots.signal_auc(auc)),
+    ]
     sections.append(Section("runs", "Runs", "From each job's manifest (and the predictor's metadata).",
                             tables.run_facts(runs)))
     return sections

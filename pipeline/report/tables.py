@@ -38,25 +38,17 @@ def _group(df: pd.DataFrame) -> pd.Series:
     return df["group"].astype(object).where(df["group"].notna(), NO_GROUP)
 
 
-def accuracy_vs_alpha(runs: list[Run]) -> pd.DataFrame:
-    """Accuracy per (run, source, N, α): fixed_alpha rows of evaluations, every grid α of label runs."""
-    parts = []
-    for run in runs:
-        if run.results is not None:
-            fixed = run.results[run.results["strategy_name"] == "fixed_alpha"]
-            parts.append(fixed.assign(run=run.name, source="evaluation"))
-        if run.labels is not None:
-            parts.append(label_outcomes(run.labels).assign(run=run.name, source="labels"))
-    columns = ["run", "source", "n_tokens", "alpha", "accuracy", "n"]
+def _accuracy(parts: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
+    """Accuracy and count of the rows in `parts` per `keys`."""
+    columns = [*keys, "accuracy", "n"]
     if not parts:
         return pd.DataFrame(columns=columns)
-    rows = pd.concat([p[["run", "source", "n_tokens", "alpha", "correct"]] for p in parts], ignore_index=True)
-    out = rows.groupby(["run", "source", "n_tokens", "alpha"], sort=True)["correct"].agg(accuracy="mean", n="size")
-    return out.reset_index()[columns]
+    rows = pd.concat([p[[*keys, "correct"]] for p in parts], ignore_index=True)
+    return rows.groupby(keys, sort=True)["correct"].agg(accuracy="mean", n="size").reset_index()[columns]
 
 
-def accuracy_vs_alpha_by_group(runs: list[Run]) -> pd.DataFrame:
-    """As :func:`accuracy_vs_alpha`, per group of the dataset (rows without one: NO_GROUP)."""
+def _alpha_outcomes(runs: list[Run]) -> list[pd.DataFrame]:
+    """Per run, the rows with an α: fixed_alpha rows of evaluations, every grid α of label runs."""
     parts = []
     for run in runs:
         if run.results is not None:
@@ -65,42 +57,33 @@ def accuracy_vs_alpha_by_group(runs: list[Run]) -> pd.DataFrame:
         if run.labels is not None:
             long = label_outcomes(run.labels)
             parts.append(long.assign(run=run.name, source="labels", group=_group(long)))
-    columns = ["run", "source", "group", "n_tokens", "alpha", "accuracy", "n"]
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    keys = ["run", "source", "group", "n_tokens", "alpha"]
-    rows = pd.concat([p[[*keys, "correct"]] for p in parts], ignore_index=True)
-    out = rows.groupby(keys, sort=True)["correct"].agg(accuracy="mean", n="size")
-    return out.reset_index()[columns]
+    return parts
 
 
-def reference_accuracy_by_group(runs: list[Run]) -> pd.DataFrame:
-    """The student's and the teacher's accuracy per group in each evaluation run."""
-    parts = []
-    for run in runs:
-        if run.results is None:
-            continue
-        ref = run.results[run.results["strategy_name"].isin(["student", "teacher"])]
-        parts.append(ref.assign(run=run.name, group=_group(ref), model=ref["strategy_name"]))
-    columns = ["run", "model", "group", "accuracy", "n"]
-    if not parts:
-        return pd.DataFrame(columns=columns)
-    rows = pd.concat(parts, ignore_index=True)
-    out = rows.groupby(["run", "model", "group"], sort=True)["correct"].agg(accuracy="mean", n="size")
-    return out.reset_index()[columns]
+def accuracy_vs_alpha(runs: list[Run]) -> pd.DataFrame:
+    """Accuracy per (run, source, N, α): fixed_alpha rows of evaluations, every grid α of label runs."""
+    return _accuracy(_alpha_outcomes(runs), ["run", "source", "n_tokens", "alpha"])
+
+
+def accuracy_vs_alpha_by_group(runs: list[Run]) -> pd.DataFrame:
+    """As :func:`accuracy_vs_alpha`, per group of the dataset (rows without one: NO_GROUP)."""
+    return _accuracy(_alpha_outcomes(runs), ["run", "source", "group", "n_tokens", "alpha"])
+
+
+def _reference_rows(runs: list[Run]) -> list[pd.DataFrame]:
+    return [ref.assign(run=run.name, group=_group(ref), model=ref["strategy_name"])
+            for run in runs if run.results is not None
+            for ref in [run.results[run.results["strategy_name"].isin(["student", "teacher"])]] if len(ref)]
 
 
 def reference_accuracy(runs: list[Run]) -> pd.DataFrame:
     """The student's and the teacher's accuracy in each evaluation run (the horizontal lines)."""
-    rows = []
-    for run in runs:
-        if run.results is None:
-            continue
-        for model in ("student", "teacher"):
-            correct = run.results.loc[run.results["strategy_name"] == model, "correct"]
-            if len(correct):
-                rows.append({"run": run.name, "model": model, "accuracy": float(correct.mean()), "n": len(correct)})
-    return _frame(rows, ["run", "model", "accuracy", "n"])
+    return _accuracy(_reference_rows(runs), ["run", "model"])
+
+
+def reference_accuracy_by_group(runs: list[Run]) -> pd.DataFrame:
+    """The student's and the teacher's accuracy per group in each evaluation run."""
+    return _accuracy(_reference_rows(runs), ["run", "model", "group"])
 
 
 def _injection_vs_student(run: Run) -> tuple[str, pd.DataFrame] | None:
@@ -258,16 +241,20 @@ def _group_slices(df: pd.DataFrame, groups: bool):
             yield name, part
 
 
+def _labelled(runs: list[Run]):
+    """(run, its label rows with a group for each, whether groups are shown) per label run."""
+    groups = has_groups(runs)
+    for run in runs:
+        if run.labels is not None:
+            yield run, run.labels.assign(group=_group(run.labels)), groups
+
+
 def correct_alpha(runs: list[Run]) -> pd.DataFrame:
     """Per label run, group ("all" first) and α segment between consecutive interval ends:
     how many examples are answered correctly for every α inside the segment (an example
     counts when one of its correct leaf intervals [lo, hi] holds the segment's midpoint)."""
     rows = []
-    groups = has_groups(runs)
-    for run in runs:
-        if run.labels is None:
-            continue
-        lab = run.labels.assign(group=_group(run.labels))
+    for run, lab, groups in _labelled(runs):
         ends = np.unique(np.concatenate([np.concatenate(lab["interval_lo"].to_list()),
                                          np.concatenate(lab["interval_hi"].to_list())]).astype(float))
         if len(ends) < 2:
@@ -289,11 +276,7 @@ def correct_alpha_summary(runs: list[Run]) -> pd.DataFrame:
     """Per label run and group: examples right with the student alone (α = 0), right at some
     α of the exact intervals (the oracle over all α), never right; the most accurate grid α."""
     rows = []
-    groups = has_groups(runs)
-    for run in runs:
-        if run.labels is None:
-            continue
-        lab = run.labels.assign(group=_group(run.labels))
+    for run, lab, groups in _labelled(runs):
         long = label_outcomes(lab)
         for group, part in _group_slices(lab, groups):
             outcomes = long[long["example_id"].isin(part["example_id"])]
