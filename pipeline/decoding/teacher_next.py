@@ -19,30 +19,31 @@ class TeacherNext:
     """The teacher's distribution for the rows of one step (in the order of the phase's rows)."""
 
     def __init__(self, engine: StepEngine, session: str, out: NextToken):
-        self.engine, self.session = engine, session
+        self.engine, self.session, self.out = engine, session, out
         self._full = out.probs if out.logits is not None else None
-        self.top_probs, self.top_ids = out.top_probs, out.top_ids
         self.fetched_rows = 0  # rows whose full distribution had to be fetched
 
     @property
-    def rows(self) -> int:
-        return len(self._full) if self._full is not None else len(self.top_probs)
+    def top_probs(self) -> torch.Tensor | None:
+        return self.out.top_probs
+
+    @property
+    def top_ids(self) -> torch.Tensor | None:
+        return self.out.top_ids
 
     def full(self, rows: list[int] | None = None) -> torch.Tensor:
         """Full probabilities of `rows` (all rows when None), fetched from the engine if it sent the top-k only."""
         if self._full is not None:
             return self._full if rows is None else self._full[rows]
-        rows = list(range(self.rows)) if rows is None else rows
+        rows = list(range(len(self.top_probs))) if rows is None else rows
         self.fetched_rows += len(rows)
         return self.engine.full_probs(self.session, rows)
 
     def select(self, keep: list[int]) -> "TeacherNext":
         """The same distribution for a subset of rows, after the engine's session was forked to them."""
-        kept = TeacherNext.__new__(TeacherNext)
-        kept.engine, kept.session, kept.fetched_rows = self.engine, self.session, self.fetched_rows
-        kept._full = None if self._full is None else self._full[keep]
-        kept.top_probs = None if self.top_probs is None else self.top_probs[keep]
-        kept.top_ids = None if self.top_ids is None else self.top_ids[keep]
+        pick = [None if x is None else x[keep] for x in (self.out.logits, self.out.top_probs, self.out.top_ids)]
+        kept = TeacherNext(self.engine, self.session, NextToken(logits=pick[0], top_probs=pick[1], top_ids=pick[2]))
+        kept.fetched_rows = self.fetched_rows
         return kept
 
 
