@@ -1,8 +1,9 @@
 """Generate α-labels: `python -m jobs.label_alpha --config configs/demo.yaml --out runs/demo`.
 
-For every example, decodes every α of the grid (config section `labels`) with the
-prefix-tree engine and writes `OUT/labels/` (Parquet), `OUT/label_summary.json`
-and `OUT/labels_manifest.json`. Runs locally and under `ray job submit`.
+For every example, decodes every α of the grid, for every N of `labels.n_grid` (config
+section `labels`), with one prefix tree grown to max(N), and writes `OUT/labels/`
+(Parquet), `OUT/label_summary.json` and `OUT/labels_manifest.json`. Runs locally and
+under `ray job submit`.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ def train_settings(args) -> TrainSettings:
         if not path.is_file():
             raise UserError(f"config file not found: {args.config}")
         raw = yaml.safe_load(path.read_text()) or {}
-    for key in ("model", "folds", "seed", "features"):
+    for key in ("model", "folds", "seed", "features", "n_tokens"):
         if getattr(args, key) is not None:
             raw[key] = getattr(args, key)
     return settings_from(TrainSettings, raw, "predictor config")
@@ -35,11 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.train_predictor", description=__doc__)
     parser.add_argument("--labels", action="append", required=True, help="label dataset (repeat to train on the union)")
     parser.add_argument("--out", required=True, help="new artifact directory")
-    parser.add_argument("--config", help="YAML: model, params, folds, seed, features, decision_margin")
+    parser.add_argument("--config", help="YAML: model, params, folds, seed, features, decision_margin, n_tokens")
     parser.add_argument("--model", choices=["sklearn_logreg", "torch_mlp"])
     parser.add_argument("--features", choices=["student", "two_model"],
                         help="student: hidden state + the student's first-token statistics (teacher asked only where α ≠ 0); "
                              "two_model: also the teacher's first-token statistics and both top-k (teacher asked for every example)")
+    parser.add_argument("--n-tokens", type=int, dest="n_tokens",
+                        help="N whose labels to train on (labels of an N grid hold several); the artifact decodes with it. "
+                             "Default: the labels' n_tokens")
     parser.add_argument("--folds", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--init-from", help="previous artifact: same features required; an MLP warm-starts from it")
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if Path(args.out).exists():
         raise UserError(f"artifact directory {args.out} already exists: choose a new --out (artifacts are versions)")
     init = Predictor.load(args.init_from) if args.init_from else None
-    table = read_labels(args.labels)
+    table = read_labels(args.labels, settings.n_tokens)
     predictor = train_predictor(table, settings, args.labels, init)
     predictor.save(args.out)
     print(format_metrics(predictor.meta))

@@ -21,6 +21,7 @@ from predictor.features import FEATURE_SETS, FeatureSpec, feature_matrix
 from predictor.models import MODELS
 
 LABEL_COLUMNS = ["example_id", "student", "n_tokens", "alpha_grid", "correct", "features", "feature_layers", "feature_pool"]
+N_GRID_COLUMNS = ["n_grid", "correct_per_n"]  # labels of an N grid (absent from older label datasets)
 MIN_EXAMPLES = 100  # fewer: a warning, held-out metrics are noise
 STAT_COLUMNS = sorted({s for stats in FEATURE_SETS.values() for s in stats})
 
@@ -35,6 +36,8 @@ class TrainSettings:
     # α = 0 (no teacher call) is kept unless another α is predicted right more often by more
     # than this: where every α is (nearly) as good, asking the teacher buys nothing
     decision_margin: float = 0.05
+    # which N's labels to train on, for label datasets of an N grid; default: their n_tokens
+    n_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -46,10 +49,31 @@ class TrainSettings:
         margin = self.decision_margin
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
             raise UserError(f"decision_margin must be a number in [0, 1), got {margin!r}")
+        n = self.n_tokens
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise UserError(f"n_tokens must be an integer ≥ 1, got {n!r}")
 
 
-def read_labels(paths: list[str]) -> pa.Table:
-    """Union of label datasets; they must agree on grid, N, student and feature layout."""
+def labels_for_n(table: pa.Table, n: int, path: str) -> pa.Table:
+    """The rows with N = n's labels in the single-N columns (`correct`, `n_tokens`), read off
+    the per-N columns of a label dataset of an N grid."""
+    if "n_grid" not in table.column_names:
+        held = sorted(set(table.column("n_tokens").to_pylist()))
+        if held != [n]:
+            raise UserError(f"{path} holds labels for N = {held} only, not N = {n}: relabel with labels.n_grid including {n}")
+        return table
+    grids, per_n = table.column("n_grid").to_pylist(), table.column("correct_per_n").to_pylist()
+    missing = sorted({tuple(g) for g in grids if n not in g})
+    if missing:
+        raise UserError(f"{path} has no labels for N = {n} (its n_grid: {[list(g) for g in missing][0]})")
+    correct = pa.array([rows[grid.index(n)] for grid, rows in zip(grids, per_n)], type=pa.list_(pa.bool_()))
+    table = table.set_column(table.schema.get_field_index("correct"), "correct", correct)
+    return table.set_column(table.schema.get_field_index("n_tokens"), "n_tokens", pa.array([n] * table.num_rows, pa.int64()))
+
+
+def read_labels(paths: list[str], n_tokens: int | None = None) -> pa.Table:
+    """Union of label datasets; they must agree on grid, N, student and feature layout.
+    `n_tokens` picks that N's labels out of datasets labelled over an N grid."""
     tables = []
     for path in paths:
         try:
@@ -61,7 +85,10 @@ def read_labels(paths: list[str]) -> pa.Table:
         missing = [c for c in LABEL_COLUMNS if c not in present]
         if missing:
             raise UserError(f"{path} is not a label dataset of jobs.label_alpha (no column(s) {missing})")
-        tables.append(read_table(path, LABEL_COLUMNS + [c for c in STAT_COLUMNS if c in present]))
+        table = read_table(path, LABEL_COLUMNS + [c for c in STAT_COLUMNS + N_GRID_COLUMNS if c in present])
+        if n_tokens is not None:
+            table = labels_for_n(table, n_tokens, path)
+        tables.append(table.drop_columns([c for c in N_GRID_COLUMNS if c in table.column_names]))
     table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
     if table.num_rows == 0:
         raise UserError(f"label dataset is empty: {', '.join(paths)}")
@@ -102,6 +129,8 @@ def cross_validate(X, Y, grid, settings: TrainSettings, example_ids: list[str], 
 
 
 def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[str], init: Predictor | None = None) -> Predictor:
+    if settings.n_tokens is not None:  # the artifact records this N and decodes with it
+        table = labels_for_n(table, settings.n_tokens, ", ".join(label_paths))
     spec = FeatureSpec.of_labels(table, settings.features)
     if init is not None:
         init.feature_spec.check_matches(spec, "these labels")
@@ -150,7 +179,7 @@ def format_metrics(meta: dict) -> str:
         ("predicted α", m["predicted_alpha_acc"]),
         ("oracle (any α correct)", m["oracle_acc"]),
     ]
-    lines = [f"held-out accuracy over {m['n']} examples ({m['folds']} folds, by example; {meta.get('feature_set', 'student')} features):"]
+    lines = [f"held-out accuracy over {m['n']} examples ({m['folds']} folds, by example; N={meta['n_tokens']}; {meta.get('feature_set', 'student')} features):"]
     lines += [f"  {name:<52} {'n/a' if acc is None else f'{acc:.3f}'}" for name, acc in rows]
     lines.append(f"  no teacher call (predicted α = 0): {m['no_teacher_share']:.1%} of examples; "
                  f"teacher consulted at all: {m.get('teacher_call_share', 1 - m['no_teacher_share']):.1%}")

@@ -6,7 +6,7 @@
     (student and teacher `HFEngine`s, all of this machine's threads);
 (b) on Ray: the job's own actors (a teacher actor and its student workers, resources as
     configured) and scheduler over the same units; Ray's start-up (cluster, actors, models
-    loaded, each worker's first unit of each strategy: imports and first kernels) is timed
+    loaded, each worker's first unit: imports and first kernels) is timed
     apart and printed as ray_startup_s. The in-process path gets the same warm-up, untimed.
 The rows must be the same (checked: text, correctness, token counts). Prints
 ray_vs_inprocess = (b) / (a), excluding start-up.
@@ -49,7 +49,7 @@ def main() -> None:
     vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))
     template = load_template(config.prompt)
 
-    warm_up = list({u.strategy.label: u for u in units}.values())  # one unit per strategy, untimed on both paths
+    warm_up = units[: config.ray.num_students]  # a unit per worker (every strategy), untimed on both paths
     student, teacher = load_model(config.student), load_model(config.teacher)
     decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, run_stop_rule(config))
     for unit in warm_up:
@@ -61,13 +61,13 @@ def main() -> None:
 
     start = time.perf_counter()
     connect()
-    teachers, workers = start_decoders(config, vocab)
-    ray.get([a.placement.remote() for a in teachers + workers])  # models loaded, actors ready
-    schedule(workers, warm_up, lambda unit, rows: None, config.ray.max_attempts, log=print)  # imports, first kernels
+    fleet = start_decoders(config, vocab)
+    ray.get([a.placement.remote() for a in fleet.teachers + fleet.workers])  # models loaded, actors ready
+    schedule(fleet.workers, warm_up, lambda unit, rows: None, config.ray.max_attempts, log=print)  # imports, first kernels
     t_startup = time.perf_counter() - start
     remote: list[dict] = []
     start = time.perf_counter()
-    schedule(workers, units, lambda unit, rows: remote.extend(rows), config.ray.max_attempts, log=print)
+    schedule(fleet.workers, units, lambda unit, rows: remote.extend(rows), config.ray.max_attempts, log=print)
     t_ray = time.perf_counter() - start
     ray.shutdown()
 

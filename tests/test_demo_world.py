@@ -239,7 +239,8 @@ def shipped_labels():
     """α-labels (default grid, N = 1) of the first 60 test problems of each family, in
     process, plus the student's and the teacher's own greedy answers."""
     from pipeline.config import LabelSettings, ModelSpec
-    from pipeline.data.answers import score_answer
+    from pipeline.data.answer_types import score
+    from pipeline.data.example import Example
     from pipeline.decoding.alpha_tree import label_batch
     from pipeline.decoding.decoder import Decoder
     from pipeline.decoding.strategies import Student, Teacher
@@ -266,8 +267,8 @@ def shipped_labels():
     alone = {}
     for name, strategy in (("student", Student()), ("teacher", Teacher())):
         gens = decoder.generate(strategy, prompts)
-        alone[name] = np.array([score_answer(g.text, y)[1] for g, y in zip(gens, gold)])
-    correct = np.array([[score_answer(lab.leaves[i].gen.text, y)[1] for i in lab.leaf_of_alpha]
+        alone[name] = np.array([score(g.text, Example("", 0, "", y)).correct for g, y in zip(gens, gold)])
+    correct = np.array([[score(lab.leaves[i].gen.text, Example("", 0, "", y)).correct for i in lab.leaf_of_alpha]
                         for lab, y in zip(labels, gold)])
     return {"rows": rows, "labels": labels, "correct": correct, "grid": list(settings.alpha_grid), "alone": alone,
             "family": np.array([r["family"] for r in rows])}

@@ -162,7 +162,7 @@ def test_predicted_alpha_online_uses_label_features(tiny_pair, tmp_path):
 
     examples = tuple(Example(f"t/{i}", i, f"what is {i}+{i}?", str(2 * i)) for i in range(4))
     for spec in (StrategySpec("predicted_alpha", {"artifact": artifact}), StrategySpec("entropy_gate", {"artifact": artifact})):
-        rows = decode_unit(decoder, template, EvalUnit(0, 0, spec, examples, "t", "test"))
+        rows = decode_unit(decoder, template, EvalUnit(0, (spec,), examples, "t", "test"))
         assert {r["n_tokens"] for r in rows} == {2}
         assert all(json.loads(r["params"])["artifact"] == artifact for r in rows)
         if spec.name == "entropy_gate":

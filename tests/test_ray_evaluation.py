@@ -94,8 +94,8 @@ def keyed(rows, fields=("generated_text", "correct", "teacher_tokens", "student_
 
 def test_actors_get_distinct_logical_gpus_and_fall_back_to_cpu(ray_with_two_gpus, config_file):
     config = load_config(str(config_file), ["ray.num_students=1", "ray.students_per_teacher=1"])
-    teachers, workers = start_decoders(config, shared_vocab_size(model_facts(config.student), model_facts(config.teacher)))
-    t_place, s_place = ray.get([teachers[0].placement.remote(), workers[0].placement.remote()])
+    fleet = start_decoders(config, shared_vocab_size(model_facts(config.student), model_facts(config.teacher)))
+    t_place, s_place = ray.get([fleet.teachers[0].placement.remote(), fleet.workers[0].placement.remote()])
     assert len(t_place["gpu_ids"]) == 1 and len(s_place["gpu_ids"]) == 1
     assert t_place["gpu_ids"] != s_place["gpu_ids"]
     assert t_place["device"] == s_place["device"] == "cpu"  # logical GPUs, no CUDA device here
@@ -116,8 +116,8 @@ def test_teacher_and_student_land_on_different_gpu_nodes(config_file):
     ray.init(address=cluster.address, log_to_driver=True)
     try:
         config = load_config(str(config_file), ["ray.num_students=1", "ray.student.num_cpus=1", "ray.teacher.num_cpus=1"])
-        teachers, workers = start_decoders(config, shared_vocab_size(model_facts(config.student), model_facts(config.teacher)))
-        t_place, s_place = ray.get([teachers[0].placement.remote(), workers[0].placement.remote()])
+        fleet = start_decoders(config, shared_vocab_size(model_facts(config.student), model_facts(config.teacher)))
+        t_place, s_place = ray.get([fleet.teachers[0].placement.remote(), fleet.workers[0].placement.remote()])
         assert t_place["node_id"] != s_place["node_id"]
         assert t_place["gpu_ids"] and s_place["gpu_ids"]
     finally:
@@ -174,12 +174,13 @@ def test_rerun_after_killed_driver_finishes_without_recomputing(config_file, tmp
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
     driver.wait()
     before = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("part-*")}
-    assert 3 <= len(before) < N_EXAMPLES // 2 * len(STRATEGIES), "the run was not interrupted mid-way"
+    units = N_EXAMPLES // 2  # batches of 2, every strategy in each
+    assert 3 <= len(before) < units, "the run was not interrupted mid-way"
     assert json.loads((out / "manifest.json").read_text())["status"] == "running"
 
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"{len(before)} of {N_EXAMPLES // 2 * len(STRATEGIES)} work units already done" in done.stdout
+    assert f"{len(before)} of {units} work units already done" in done.stdout
     after = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("part-*")}
     assert {k: after[k] for k in before} == before  # finished parts untouched
     rows = read_rows(out)
@@ -220,3 +221,19 @@ def test_ray_job_submit_end_to_end(config_file, tmp_path):
         assert relative.returncode != 0 and "is relative" in relative.stdout + relative.stderr
     finally:
         subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_students_sharing_a_teacher_have_their_steps_batched(ray_without_gpus, config_file, tmp_path):
+    """Two students on one teacher: the teacher runs fewer forwards than the steps it is sent,
+    and every row equals the single-process decode; one teacher per student batches nothing."""
+    shared = load_config(str(config_file))  # 2 students, 1 teacher
+    run_evaluation(shared, str(tmp_path / "shared"))
+    steps = json.loads((tmp_path / "shared" / "manifest.json").read_text())["sessions"][-1]["teacher_steps"]
+    assert 0 < steps["forwards"] < steps["calls"]
+    assert keyed(read_rows(tmp_path / "shared")) == keyed(single_process_rows(shared))
+
+    alone = load_config(str(config_file), ["ray.students_per_teacher=1"])
+    run_evaluation(alone, str(tmp_path / "alone"))
+    steps = json.loads((tmp_path / "alone" / "manifest.json").read_text())["sessions"][-1]["teacher_steps"]
+    assert steps["forwards"] == steps["calls"] > 0
+    assert keyed(read_rows(tmp_path / "alone")) == keyed(read_rows(tmp_path / "shared"))

@@ -30,12 +30,17 @@ class RunConfig:
     teacher: ModelSpec | None = None
     dataset: DatasetSpec | None = None
     strategies: tuple[StrategySpec, ...] = ()
-    prompt: str = "gsm8k_cot_8shot"
+    prompt: str | None = None  # default: the dataset's benchmark's template, else gsm8k_cot_8shot
     decoding: DecodingConfig = DecodingConfig()
     ray: RayConfig = RayConfig()
     labels: LabelSettings = LabelSettings()
     signals: SignalSettings = SignalSettings()
     export: ExportSettings = ExportSettings()
+
+    def __post_init__(self) -> None:
+        if self.prompt is None:
+            benchmark = self.dataset.benchmark_prompt if self.dataset is not None else None
+            object.__setattr__(self, "prompt", benchmark or "gsm8k_cot_8shot")
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -98,7 +103,7 @@ def parse_config(raw: dict, needs: tuple[str, ...] = EVALUATION) -> RunConfig:
     missing = [k for k in needs if k not in raw]
     if missing:
         raise UserError(f"config: this job needs the section(s) {missing}")
-    prompt = raw.get("prompt", "gsm8k_cot_8shot")
+    prompt = raw.get("prompt")  # None: RunConfig picks the benchmark's
 
     def optional(key: str, cls, path_keys: tuple[str, ...]):
         return _section(raw, key, cls, path_keys) if key in raw else None
@@ -108,7 +113,7 @@ def parse_config(raw: dict, needs: tuple[str, ...] = EVALUATION) -> RunConfig:
         teacher=optional("teacher", ModelSpec, ("path",)),
         dataset=optional("dataset", DatasetSpec, ("source",)),
         strategies=_strategy_specs(raw["strategies"]) if "strategies" in raw else (),
-        prompt=resolve_path(prompt) if str(prompt).endswith((".yaml", ".yml")) else prompt,
+        prompt=resolve_path(prompt) if prompt is not None and str(prompt).endswith((".yaml", ".yml")) else prompt,
         decoding=settings_from(DecodingConfig, raw.get("decoding"), "config: 'decoding'"),
         ray=settings_from(RayConfig, raw.get("ray"), "config: 'ray'"),
         labels=settings_from(LabelSettings, raw.get("labels"), "config: 'labels'"),

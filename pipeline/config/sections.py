@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.config.benchmark_spec import BenchmarkSpec, read_benchmark
 from pipeline.errors import UserError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -48,11 +49,19 @@ SPLIT_NAMES = ("train", "test", "validation", "dev", "val")
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    source: str  # a local JSONL path, or a Hub dataset id such as "openai/gsm8k"
-    # short name used in example ids; default: a Hub id's last part, a local file's folder
-    # when the file is named for its split (gsm8k/test.jsonl -> gsm8k), else its stem
+    # a local JSONL or Parquet path, or a Hub dataset id such as "openai/gsm8k"; with a
+    # benchmark, default: the benchmark's own Hub source (a local copy may replace it)
+    source: str | None = None
+    # a benchmark file, by built-in name ("arc_challenge") or YAML path: it names the fields,
+    # the answer type and the prompt (see pipeline/data/benchmarks/); without one, the
+    # fields below say what to read and the answers are numbers
+    benchmark: str | None = None
+    # short name used in example ids; default: the benchmark's name, else a Hub id's last
+    # part, a local file's folder when the file is named for its split (gsm8k/test.jsonl ->
+    # gsm8k), else its stem
     name: str | None = None
-    # default: a local file named for its split (train.jsonl -> train); "test" for a Hub id
+    # default: the benchmark's split when its own source is read; a local file named for its
+    # split (train.jsonl -> train); "test" for a Hub id
     split: str | None = None
     config: str | None = None  # Hub config, e.g. "main"
     question_field: str = "question"
@@ -65,8 +74,9 @@ class DatasetSpec:
     inferred: str = field(default="", init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._apply_benchmark()
         if not isinstance(self.source, str) or not self.source.strip():
-            raise UserError("dataset source must be a JSONL path or a Hub dataset id")
+            raise UserError("dataset source must be a JSONL or Parquet path or a Hub dataset id (or set dataset.benchmark)")
         if self.answer_format not in ANSWER_FORMATS:
             raise UserError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
         if self.limit is not None and (not is_int(self.limit) or self.limit < 1):
@@ -81,6 +91,27 @@ class DatasetSpec:
         object.__setattr__(self, "split", split)
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "inferred", said)
+
+    def _apply_benchmark(self) -> BenchmarkSpec | None:
+        """Fill source, config, split and name from the benchmark file, where not given."""
+        if self.benchmark is None:
+            return None
+        bench = read_benchmark(self.benchmark)
+        for key, default in (("question_field", "question"), ("answer_field", "answer"), ("answer_format", "gsm8k")):
+            if getattr(self, key) != default:
+                raise UserError(f"dataset.{key} cannot be set with dataset.benchmark: benchmark '{bench.name}' names its fields")
+        if self.source is None:
+            object.__setattr__(self, "source", bench.hub)
+            object.__setattr__(self, "config", self.config if self.config is not None else bench.config)
+            object.__setattr__(self, "split", self.split if self.split is not None else bench.split)
+        if self.name is None:
+            object.__setattr__(self, "name", bench.name)
+        return bench
+
+    @property
+    def benchmark_prompt(self) -> str | None:
+        """The prompt template the benchmark names (None without a benchmark)."""
+        return None if self.benchmark is None else read_benchmark(self.benchmark).prompt_ref
 
     def _split_and_name(self) -> tuple[str, str, str]:
         """Split and name as given, or inferred from the source; the inference in words.
@@ -117,7 +148,7 @@ class DatasetSpec:
 
     @property
     def is_local(self) -> bool:
-        return self.source.endswith((".jsonl", ".json")) or Path(self.source).expanduser().exists()
+        return self.source.endswith((".jsonl", ".json", ".parquet")) or Path(self.source).expanduser().exists()
 
 
 @dataclass(frozen=True)
@@ -145,7 +176,10 @@ class DecodingConfig:
 @dataclass(frozen=True)
 class LabelSettings:
     alpha_grid: tuple[float, ...] = tuple(3.0 - 0.25 * i for i in range(17))
-    n_tokens: int = 3
+    # N of the single-N label columns (correct, answers, ...); default: n_grid's first, else 3
+    n_tokens: int | None = None
+    # every N to label in one tree grown to max(N) (columns *_per_n); default: (n_tokens,)
+    n_grid: tuple[int, ...] | None = None
     feature_layers: tuple[int, ...] = (-1,)
     feature_pool: str = "concat"  # concat | mean
 
@@ -159,18 +193,38 @@ class LabelSettings:
         if duplicates:
             raise UserError(f"alpha grid has duplicate values {duplicates}")
         object.__setattr__(self, "alpha_grid", tuple(float(a) for a in grid))
-        if not is_int(self.n_tokens) or self.n_tokens < 1:
-            raise UserError(f"n_tokens (N) must be an integer ≥ 1 for α-labels, got {self.n_tokens!r}")
+        self._resolve_n()
         if not self.feature_layers or not all(is_int(i) for i in self.feature_layers):
             raise UserError(f"feature_layers must be a non-empty list of integers, got {self.feature_layers!r}")
         object.__setattr__(self, "feature_layers", tuple(self.feature_layers))
         if self.feature_pool not in FEATURE_POOLS:
             raise UserError(f"feature_pool must be 'concat' or 'mean', got {self.feature_pool!r}")
 
+    def _resolve_n(self) -> None:
+        """n_tokens and n_grid, each filled from the other: a single N is a one-element grid."""
+        n, grid = self.n_tokens, self.n_grid
+        if n is not None and (not is_int(n) or n < 1):
+            raise UserError(f"n_tokens (N) must be an integer ≥ 1 for α-labels, got {n!r}")
+        if grid is None:
+            grid = (3 if n is None else n,)
+        if not isinstance(grid, (list, tuple)) or not grid:
+            raise UserError(f"labels.n_grid must be a non-empty list of integers N ≥ 1, got {grid!r}")
+        if not all(is_int(v) and v >= 1 for v in grid):
+            raise UserError(f"labels.n_grid must hold integers N ≥ 1, got {list(grid)}")
+        duplicates = sorted({v for v in grid if list(grid).count(v) > 1})
+        if duplicates:
+            raise UserError(f"labels.n_grid has duplicate values {duplicates}")
+        n = grid[0] if n is None else n
+        if n not in grid:
+            raise UserError(f"labels.n_tokens ({n}) must be one of labels.n_grid {list(grid)}: it names the N of the single-N columns")
+        object.__setattr__(self, "n_grid", tuple(grid))
+        object.__setattr__(self, "n_tokens", n)
+
     def check_against(self, max_new_tokens: int, num_layers: int) -> None:
         """Errors that need the decoding budget and the student's depth (known before any model work)."""
-        if self.n_tokens > max_new_tokens:
-            raise UserError(f"n_tokens ({self.n_tokens}) is larger than decoding.max_new_tokens ({max_new_tokens})")
+        if max(self.n_grid) > max_new_tokens:
+            what = f"n_tokens ({self.n_tokens})" if len(self.n_grid) == 1 else f"labels.n_grid's largest N ({max(self.n_grid)})"
+            raise UserError(f"{what} is larger than decoding.max_new_tokens ({max_new_tokens})")
         bad = [i for i in self.feature_layers if not -(num_layers + 1) <= i <= num_layers]
         if bad:
             raise UserError(

@@ -83,6 +83,21 @@ class PredictedAlphaParams:
             raise UserError("predicted_alpha: give the predictor artifact directory as 'artifact'")
 
 
+@dataclass(frozen=True)
+class CotDecodingParams:
+    """CoT-decoding: branch on the top-k first tokens (of p_s, or of the mixed distribution
+    p_s + α(p_t − p_s) when α ≠ 0), continue each greedily, keep the most confident answer."""
+
+    k: int = 10
+    alpha: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not is_int(self.k) or self.k < 1:
+            raise UserError(f"cot_decoding: k must be an integer ≥ 1, got {self.k!r}")
+        if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or not math.isfinite(self.alpha):
+            raise UserError(f"cot_decoding: alpha must be a finite number, got {self.alpha!r}")
+
+
 STRATEGY_PARAMS: dict[str, type] = {
     "student": NoParams,
     "teacher": NoParams,
@@ -90,6 +105,7 @@ STRATEGY_PARAMS: dict[str, type] = {
     "entropy_gate": EntropyGateParams,
     "switch": SwitchParams,
     "predicted_alpha": PredictedAlphaParams,
+    "cot_decoding": CotDecodingParams,
 }
 
 

@@ -23,9 +23,17 @@ def extract_answer(text: str) -> str | None:
 
     Matches without a digit (e.g. "..." or "$.") are skipped rather than returned.
     """
-    for m in _STRICT.finditer(text):
-        if _DIGIT.search(m.group(1)):
-            return m.group(1)
+    strict = extract_strict(text)
+    return strict if strict is not None else extract_flexible(text)
+
+
+def extract_strict(text: str) -> str | None:
+    """The first "The answer is N" with a digit in N, as matched; None if there is none."""
+    return next((m.group(1) for m in _STRICT.finditer(text) if _DIGIT.search(m.group(1))), None)
+
+
+def extract_flexible(text: str) -> str | None:
+    """The last number in `text` (with a digit), as matched; None if there is none."""
     numbers = [m for m in _NUMBER.findall(text) if _DIGIT.search(m)]
     return numbers[-1] if numbers else None
 
@@ -68,9 +76,3 @@ def gold_from_gsm8k(answer: str) -> str:
     if gold is None:
         raise ValueError(f"GSM8K answer after '{marker}' is not a number: {raw.strip()[:80]!r}")
     return gold
-
-
-def score_answer(text: str, gold: str) -> tuple[str | None, bool]:
-    """The one scoring rule of every job: extract → normalize → match against the gold."""
-    answer = normalize_number(extract_answer(text))
-    return answer, answers_match(answer, gold)

@@ -1,58 +1,56 @@
-"""Loading a benchmark's rows as `Example`s: the config's `DatasetSpec` names where they are and which fields to read.
+"""Loading a benchmark's rows as `Example`s: the config's `DatasetSpec` names where they are
+and which fields to read (its benchmark file's, or its own question/answer fields).
 
 Local JSONL files are checked line by line before `datasets` loads them, so a bad row is
-reported with its file and line number instead of an Arrow traceback. Hub datasets (e.g.
-`openai/gsm8k`, config `main`) load through `datasets.load_dataset`.
+reported with its file and line number instead of an Arrow traceback; every row of a local
+Parquet file is checked too, reported by row number (from 0, as example ids count). Hub
+datasets (e.g. `openai/gsm8k`, config `main`) load through `datasets.load_dataset`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import datasets
 
 from pipeline.config.sections import DatasetSpec
-from pipeline.data.answers import gold_from_gsm8k, normalize_number
+from pipeline.data.example import Example
+from pipeline.data.rows import RowProblem, RowReader
 from pipeline.errors import UserError
 from pipeline.hub import check_hub_dataset
 
 _MAX_LISTED = 5
 
 
-@dataclass(frozen=True)
-class Example:
-    id: str  # stable: f"{name}/{split}/{index:06d}" — same row, same id, across runs
-    index: int  # row position in the whole dataset (offset included)
-    question: str
-    gold: str  # normalized gold answer
-    group: str | None = None  # the row's `group_field` value, when the dataset names one
+__all__ = ["Example", "dataset_fingerprint", "load_examples"]
 
 
 def load_examples(spec: DatasetSpec) -> list[Example]:
     """The rows `spec` selects, as `Example`s; `UserError` for missing, empty or malformed data."""
     if spec.inferred:
         print(spec.inferred, flush=True)
-    if spec.is_local:
-        path = Path(spec.source).expanduser()
-        total = _check_jsonl(path, spec)
-        ds = _load_local(path)
+    reader = RowReader.for_spec(spec)
+    path = Path(spec.source).expanduser()
+    if spec.is_local and path.suffix.lower() != ".parquet":
+        total = _check_jsonl(path, reader)
+        ds = _load_local(path, "json")
         where = str(path)
         if len(ds) != total:
             raise UserError(f"{path}: datasets read {len(ds)} rows, but the file has {total} non-blank lines")
     else:
-        ds = _load_hub(spec)
+        ds = _load_local(_readable(path), "parquet") if spec.is_local else _load_hub(spec)
         total = len(ds)
-        where = spec.source
-        missing = [f for f in (spec.question_field, spec.answer_field, spec.group_field) if f and f not in ds.column_names]
+        where = str(path) if spec.is_local else spec.source
+        missing = [f for f in reader.fields if f not in ds.column_names]
         if missing:
             raise UserError(
                 f"{where}: no field(s) {', '.join(repr(f) for f in missing)}"
                 f" (fields: {', '.join(ds.column_names)})"
             )
+        if spec.is_local:
+            _check_rows(ds, reader, where)
     if total == 0 or len(ds) == 0:
         raise UserError(f"dataset is empty: {where}")
 
@@ -67,20 +65,24 @@ def load_examples(spec: DatasetSpec) -> list[Example]:
     examples: list[Example] = []
     problems: dict[str, list[int]] = {}
     for index, row in zip(indices, rows):
-        problem = _row_problem(row, spec)
-        if problem:
-            problems.setdefault(problem, []).append(index)
+        try:
+            read = reader.read(row)
+        except RowProblem as problem:
+            problems.setdefault(str(problem), []).append(index)
             continue
         examples.append(
             Example(
                 id=f"{spec.name}/{spec.split}/{index:06d}",
                 index=index,
-                question=row[spec.question_field],
-                gold=_gold(row[spec.answer_field], spec.answer_format),
-                group=None if spec.group_field is None else str(row.get(spec.group_field)),
+                question=read.question,
+                gold=read.gold,
+                group=read.group,
+                answer_type=reader.kind.name,
+                choices=read.choices,
+                benchmark=reader.benchmark,
             )
         )
-    if problems:  # only reachable for Hub data: local files were checked line by line
+    if problems:  # only reachable for Hub data: local files were checked row by row
         raise UserError(f"{where}: bad rows: {_describe(problems, 'row')}")
     return examples
 
@@ -94,39 +96,6 @@ def dataset_fingerprint(examples: Sequence[Example]) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def _gold(answer: Any, answer_format: str) -> str:
-    """Normalized gold answer; ValueError when the field holds no usable number."""
-    if answer_format == "gsm8k":
-        if not isinstance(answer, str):
-            raise ValueError("answer is not a string")
-        return gold_from_gsm8k(answer)
-    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
-        raise ValueError("answer is not a number")
-    gold = normalize_number(str(answer))
-    if gold is None:
-        raise ValueError("answer is not a number")
-    return gold
-
-
-def _row_problem(row: Any, spec: DatasetSpec) -> str | None:
-    """Why `row` cannot become an Example, in a few words; None if it can."""
-    if not isinstance(row, dict):
-        return "not a JSON object"
-    for field in (spec.question_field, spec.answer_field, spec.group_field):
-        if field and (field not in row or row[field] is None):
-            return f"missing field '{field}'"
-    if not isinstance(row[spec.question_field], str):
-        return f"field '{spec.question_field}' is not a string"
-    try:
-        _gold(row[spec.answer_field], spec.answer_format)
-    except ValueError:
-        answer = row[spec.answer_field]
-        if spec.answer_format == "gsm8k" and not (isinstance(answer, str) and "#### " in answer):
-            return f"'{spec.answer_field}' has no '#### ' before the answer"
-        return f"'{spec.answer_field}' is not a number" + (" after '#### '" if spec.answer_format == "gsm8k" else "")
-    return None
-
-
 def _describe(problems: dict[str, list[int]], unit: str) -> str:
     """"missing field 'q' (lines 2, 4); not valid JSON (line 7)" with at most 5 numbers per reason."""
     parts = []
@@ -137,16 +106,35 @@ def _describe(problems: dict[str, list[int]], unit: str) -> str:
     return "; ".join(parts)
 
 
-def _check_jsonl(path: Path, spec: DatasetSpec) -> int:
-    """Validate every line of a local JSONL file; return the number of (non-blank) rows."""
+def _readable(path: Path) -> Path:
+    """`path`, if it is a file this process may read; UserError otherwise."""
     if path.is_dir():
-        raise UserError(f"dataset path is a directory, expected a JSONL file: {path}")
+        raise UserError(f"dataset path is a directory, expected a JSONL or Parquet file: {path}")
     try:
-        data = path.read_bytes()
+        with path.open("rb"):
+            return path
     except FileNotFoundError:
         raise UserError(f"dataset file not found: {path}") from None
     except OSError as e:
         raise UserError(f"dataset file not readable: {path} ({e.strerror or e})") from None
+
+
+def _check_rows(ds: datasets.Dataset, reader: RowReader, where: str) -> None:
+    """Validate every row of a local Parquet file (rows counted from 0)."""
+    problems: dict[str, list[int]] = {}
+    for index, row in enumerate(ds):
+        try:
+            reader.read(row)
+        except RowProblem as problem:
+            problems.setdefault(str(problem), []).append(index)
+    if problems:
+        count = sum(len(v) for v in problems.values())
+        raise UserError(f"{where}: {count} bad row{'s' if count > 1 else ''} (counted from 0): {_describe(problems, 'row')}")
+
+
+def _check_jsonl(path: Path, reader: RowReader) -> int:
+    """Validate every line of a local JSONL file; return the number of (non-blank) rows."""
+    data = _readable(path).read_bytes()
 
     problems: dict[str, list[int]] = {}
     rows = 0
@@ -170,9 +158,10 @@ def _check_jsonl(path: Path, spec: DatasetSpec) -> int:
             continue
         if lineno == 1 and isinstance(row, list) and raw.strip() == data.strip():  # the whole file is one array
             raise UserError(f"{path}: expected JSON Lines (one JSON object per line), found a JSON array")
-        problem = _row_problem(row, spec)
-        if problem:
-            problems.setdefault(problem, []).append(lineno)
+        try:
+            reader.read(row)
+        except RowProblem as problem:
+            problems.setdefault(str(problem), []).append(lineno)
     if problems:
         count = sum(len(v) for v in problems.values())
         raise UserError(f"{path}: {count} bad line{'s' if count > 1 else ''}: {_describe(problems, 'line')}")
@@ -187,12 +176,13 @@ def _one_line(e: BaseException) -> str:
     return first if len(first) <= 300 else first[:297] + "..."
 
 
-def _load_local(path: Path) -> datasets.Dataset:
+def _load_local(path: Path, builder: str) -> datasets.Dataset:
+    """A local file through `datasets`' "json" or "parquet" builder."""
     quiet = datasets.utils.are_progress_bars_disabled()
-    datasets.disable_progress_bars()  # "Generating train split" for a file already checked line by line
+    datasets.disable_progress_bars()  # "Generating train split" for one local file
     try:
-        return datasets.load_dataset("json", data_files=str(path), split="train")
-    except Exception as e:  # checked line by line already; what is left is e.g. mixed column types
+        return datasets.load_dataset(builder, data_files=str(path), split="train")
+    except Exception as e:  # JSONL was checked line by line already: what is left is e.g. mixed column types
         raise UserError(f"{path}: datasets could not load it: {_one_line(e)}") from e
     finally:
         if not quiet:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.config.benchmark_spec import read_benchmark
 from pipeline.errors import UserError
 
 TEMPLATE_DIR = Path(__file__).parent / "prompt_templates"
+BENCHMARK_PREFIX = "benchmark:"  # a benchmark file's own template (see BenchmarkSpec.prompt_ref)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,13 @@ def answer_lead(template: PromptTemplate) -> str:
 
 
 def load_template(name_or_path: str) -> PromptTemplate:
-    """Load a template by built-in name (e.g. `gsm8k_cot_8shot`) or from a YAML path."""
+    """Load a template by built-in name (e.g. `gsm8k_cot_8shot`), from a YAML path, or the
+    one a benchmark file holds inline (`benchmark:arc_challenge`, `benchmark:path/to/b.yaml`)."""
+    if name_or_path.startswith(BENCHMARK_PREFIX):
+        bench = read_benchmark(name_or_path[len(BENCHMARK_PREFIX):])
+        if isinstance(bench.prompt, str):
+            return load_template(bench.prompt)
+        return template_from_mapping(dict(bench.prompt), bench.name, f"benchmark {bench.name}: prompt")
     path = Path(name_or_path)
     if not path.suffix:
         path = TEMPLATE_DIR / f"{name_or_path}.yaml"
@@ -63,13 +71,19 @@ def load_template(name_or_path: str) -> PromptTemplate:
         known = sorted(p.stem for p in TEMPLATE_DIR.glob("*.yaml"))
         raise UserError(f"prompt template '{name_or_path}' not found (built-in: {', '.join(known)})")
     raw = yaml.safe_load(path.read_text()) or {}
+    return template_from_mapping(raw, path.stem, f"prompt template {path}")
+
+
+def template_from_mapping(raw: dict, default_name: str, where: str) -> PromptTemplate:
+    """A template from its YAML mapping (name, instruction, prefixes, exemplars, ...)."""
     try:
+        raw = dict(raw)
         exemplars = tuple(Exemplar(str(e["question"]), str(e["answer"])) for e in raw.pop("exemplars", []))
         if "stop_strings" in raw:
             raw["stop_strings"] = tuple(raw["stop_strings"])
-        return PromptTemplate(name=raw.pop("name", path.stem), exemplars=exemplars, **raw)
-    except (KeyError, TypeError) as exc:
-        raise UserError(f"prompt template {path}: malformed ({exc})") from None
+        return PromptTemplate(name=raw.pop("name", default_name), exemplars=exemplars, **raw)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise UserError(f"{where}: malformed ({exc})") from None
 
 
 def encode_prompt(tokenizer, template: PromptTemplate, question: str) -> tuple[list[int], list[int]]:

@@ -4,7 +4,8 @@ Read it like gpt-fast's generate.py: `prefill` the student, let the strategy dec
 rows consult the teacher, then `decode_steps` (the engine's one step loop) with the
 teacher phase hooked in until every row stopped. The teacher is asked once per step per
 batch, only for the rows and steps the strategy needs; finished rows leave the batch.
-A strategy whose generator is the teacher is handed whole to the teacher's engine.
+A strategy whose generator is the teacher is handed whole to the teacher's engine;
+CoT-decoding branches the student's first token (`pipeline.decoding.cot`).
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pipeline.decoding import cot
 from pipeline.decoding.distributions import entropy
-from pipeline.decoding.strategies import Strategy
+from pipeline.decoding.strategies import CotDecoding, Strategy
 from pipeline.decoding.teacher_next import TeacherNext
 from pipeline.engine.interface import Completion, Generator, Prompt, Sampler, StepEngine
 from pipeline.engine.steps import decode_steps, record_token
@@ -33,6 +35,9 @@ class Generation(Completion):
     teacher_positions: list[int] = field(default_factory=list)  # indices of those tokens in token_ids
     teacher_tokens_processed: int = 0
     student_first_entropy: float | None = None
+    cot_k: int | None = None  # CoT-decoding: branches, the kept one's rank among the top-k first tokens, its confidence
+    cot_branch: int | None = None
+    cot_confidence: float | None = None
 
     @property
     def student_tokens_processed(self) -> int:
@@ -51,9 +56,13 @@ class TeacherPhase:
     """
 
     def __init__(self, strategy: Strategy, teacher: StepEngine, session: str, rows: list[int], gens: list[Generation],
-                 top_k: int | None):
+                 top_k: int | None, reference: list[Generation] | None = None):
         self.strategy, self.teacher, self.session = strategy, teacher, session
         self.rows, self.gens = rows, gens
+        # the student-greedy rows of the same prompts, when known: a row whose mixed prefix
+        # turned out to be the student's own continues exactly like them (greedy is a
+        # function of the prefix), so it takes their tokens instead of decoding them again
+        self.reference = reference
         self.top_k = None if strategy.full_teacher_rows else top_k
         self.alphas = torch.zeros(len(gens))
         self.next: TeacherNext | None = None
@@ -109,16 +118,17 @@ class TeacherPhase:
             gen.teacher_tokens += int(took)
             gen.teacher_changed_tokens += int(took and diff)
 
-    def send(self, t: int, still: list[int], token_of: dict[int, int]) -> None:
-        """Start the teacher's step t for the rows still decoding, or leave the teacher once it is not needed."""
+    def send(self, t: int, still: list[int], token_of: dict[int, int]) -> list[int]:
+        """Start the teacher's step t for the rows still decoding, or leave the teacher once it
+        is not needed; the rows the student still steps."""
         if self.next is None:
-            return
+            return still
         steps = self.strategy.teacher_steps
         alive = set(still)
         remaining = [r for r in self.rows if r in alive]
         if not remaining or (steps is not None and t >= steps):
             self.close()
-            return
+            return self._settle(still)
         keep = [self.rows.index(r) for r in remaining]
         fed = torch.tensor([token_of[r] for r in remaining])
         self._pending = self.teacher.step_async(self.session, fed, rows=keep if len(keep) < len(self.rows) else None,
@@ -126,6 +136,20 @@ class TeacherPhase:
         self.rows = remaining
         for r in remaining:
             self.gens[r].teacher_tokens_processed += 1
+        return still
+
+    def _settle(self, still: list[int]) -> list[int]:
+        """Finish the rows whose tokens so far are their reference's; the others still decode."""
+        if self.reference is None:
+            return still
+        left = []
+        for r in still:
+            gen, ref = self.gens[r], self.reference[r]
+            if ref.token_ids[: len(gen.token_ids)] == gen.token_ids:
+                gen.token_ids, gen.finish_reason, gen.tokens_processed = list(ref.token_ids), ref.finish_reason, ref.tokens_processed
+            else:
+                left.append(r)
+        return left
 
     def receive(self) -> None:
         if self._pending is not None:
@@ -149,6 +173,8 @@ class Decoder:
         """Decode a batch with `strategy`; greedy unless a `sampler` picks the student's tokens."""
         if strategy.generator == "teacher":
             return self._teacher_alone(prompts)
+        if strategy.generator == "branches":
+            return self._branched(strategy, prompts)
         session = uuid.uuid4().hex
         gens = [Generation(tokens_processed=self.student.prompt_cost(p)) for p in prompts]
         phase = None
@@ -190,6 +216,40 @@ class Decoder:
                 teacher_tokens=n, teacher_positions=list(range(n)),
             ))
             gens[-1].text = self.finish_text(gens[-1])
+        return gens
+
+    def _branched(self, strategy: CotDecoding, prompts: list[Prompt]) -> list[Generation]:
+        """CoT-decoding: each row's top-k first tokens continued greedily in one batch, the
+        most confident path kept. With α ≠ 0 the teacher is prefilled alongside the student
+        and left after it: it shapes the branching token only (full rows, so that the mixed
+        top-k is exact: one row per example, once)."""
+        if strategy.answer_span is None:
+            raise ValueError("cot_decoding needs the benchmark's answer_span (see pipeline.tasks.evaluate.built_strategy)")
+        session = uuid.uuid4().hex
+        gens = [Generation(tokens_processed=self.student.prompt_cost(p), alpha=strategy.alpha) for p in prompts]
+        phase = TeacherPhase(strategy, self.teacher, session, list(range(len(prompts))), gens, self.teacher_top_k) if strategy.alpha else None
+        try:
+            if phase is not None:
+                phase.send_prefill(prompts, full=True)
+            p, p_teacher = self.student.prefill(session, prompts).probs, None
+            if phase is not None:
+                phase.receive()
+                p_teacher = phase.next.full()
+                phase.close()
+            first = cot.first_distribution(p, p_teacher, strategy.alpha)
+            paths = cot.decode_branches(self.student, session, first, strategy.k, self.stop, self.tokenizer)
+        finally:
+            self.student.close(session)
+            if phase is not None:  # also after a failure before the teacher's prefill was read
+                self.teacher.close(session)
+        for gen, row, h, own in zip(gens, paths, entropy(p).tolist(), p.argmax(dim=-1).tolist()):
+            best = cot.most_confident(row, [self.finish_text(b) for b in row], strategy.answer_span, self.tokenizer)
+            gen.token_ids, gen.finish_reason, gen.student_first_entropy = best.token_ids, best.finish_reason, h
+            gen.tokens_processed += sum(b.tokens_processed for b in row)  # every branch was decoded for it
+            gen.cot_k, gen.cot_branch, gen.cot_confidence = len(row), best.rank, best.confidence
+            if phase is not None:
+                gen.teacher_tokens, gen.teacher_positions, gen.teacher_changed_tokens = 1, [0], int(best.token_ids[0] != own)
+            gen.text = self.finish_text(gen)
         return gens
 
     def _early_phase(self, session, strategy, prompts, gens) -> TeacherPhase | None:

@@ -8,13 +8,14 @@ run is built and handed in (`predictor.online`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
 
 from pipeline.config.strategies import (
-    EntropyGateParams, FixedAlphaParams, NoParams, PredictedAlphaParams, SwitchParams, strategy_params,
+    CotDecodingParams, EntropyGateParams, FixedAlphaParams, NoParams, PredictedAlphaParams, SwitchParams, strategy_params,
 )
 from pipeline.decoding.distributions import entropy, jsd
 from pipeline.decoding.teacher_next import TeacherNext, mixed_argmax
@@ -40,7 +41,9 @@ class AlphaPolicy(Protocol):
 class Strategy:
     """Base: the student decodes greedily alone."""
 
-    generator = "student"  # which model's KV cache drives generation
+    # which loop generates: "student" (the shared step loop, over the student's cache),
+    # "teacher" (the teacher's engine alone), "branches" (CoT-decoding, pipeline.decoding.cot)
+    generator = "student"
 
     @property
     def teacher_steps(self) -> int | None:
@@ -226,6 +229,29 @@ class PredictedAlpha(Strategy):
         return self.policy.alphas(features, p_first, p_teacher).float().to(p_first.device)
 
 
+@dataclass(frozen=True)
+class CotDecoding(Strategy):
+    """CoT-decoding (Wang and Zhou, 2024): branch on the k best first tokens, of p_s or (α ≠ 0)
+    of p_s + α(p_t − p_s), continue each greedily, keep the path whose answer is decoded most
+    confidently. `answer_span` finds the answer in a path's text (the benchmark's extraction,
+    handed in by the task: decoding does not read benchmarks)."""
+
+    generator = "branches"
+    k: int = 10
+    alpha: float = 0.0
+    answer_span: Callable[[str], tuple[int, int] | None] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        CotDecodingParams(self.k, self.alpha)
+
+    @property
+    def teacher_steps(self) -> int:
+        return 1 if self.alpha != 0 else 0  # the teacher shapes the branching token only
+
+    def params(self) -> dict:
+        return {"k": self.k, "alpha": self.alpha, "n_tokens": self.teacher_steps}
+
+
 STRATEGIES: dict[str, type[Strategy]] = {
     "student": Student,
     "teacher": Teacher,
@@ -233,6 +259,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "entropy_gate": EntropyGate,
     "switch": Switch,
     "predicted_alpha": PredictedAlpha,
+    "cot_decoding": CotDecoding,
 }
 STRATEGY_NAMES = {cls: name for name, cls in STRATEGIES.items()}
 
@@ -254,7 +281,7 @@ def strategy_from_params(name: str, params, policy: AlphaPolicy | None = None) -
         return PredictedAlpha(policy)
     if isinstance(params, EntropyGateParams):
         return EntropyGate(params.alpha, params.n_tokens, params.lo, params.hi)
-    if isinstance(params, (FixedAlphaParams, SwitchParams)):
+    if isinstance(params, (FixedAlphaParams, SwitchParams, CotDecodingParams)):
         return STRATEGIES[name](**vars(params))
     assert isinstance(params, NoParams)
     return STRATEGIES[name]()

@@ -39,10 +39,11 @@ class TeacherNext:
         self.fetched_rows += len(rows)
         return self.engine.full_probs(self.session, rows)
 
-    def select(self, keep: list[int]) -> "TeacherNext":
-        """The same distribution for a subset of rows, after the engine's session was forked to them."""
+    def select(self, keep: list[int], session: str | None = None) -> "TeacherNext":
+        """The same distribution for a subset of rows, after the engine's session was forked to
+        them (or cloned to `session`)."""
         pick = [None if x is None else x[keep] for x in (self.out.logits, self.out.top_probs, self.out.top_ids)]
-        kept = TeacherNext(self.engine, self.session, NextToken(logits=pick[0], top_probs=pick[1], top_ids=pick[2]))
+        kept = TeacherNext(self.engine, session or self.session, NextToken(logits=pick[0], top_probs=pick[1], top_ids=pick[2]))
         kept.fetched_rows = self.fetched_rows
         return kept
 

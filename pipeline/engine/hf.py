@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 from pipeline.engine.interface import Completion, FeatureRequest, NextToken, Prompt, Ready, Sampler, prompt_cost
 from pipeline.engine.sessions import SessionStore
@@ -27,6 +28,43 @@ class _Session:
     attention_mask: torch.Tensor  # [B, L]: 1 for real tokens, 0 for padding
     next_position: torch.Tensor  # [B]: position id of the next token
     last_logits: torch.Tensor | None = None  # [B, V] of the last call, for full_probs
+
+
+def stackable(state: _Session) -> bool:
+    """Whether a session's cache is a plain per-layer key/value cache that padding and
+    stacking keep exact (not a sliding-window or quantized one)."""
+    return all(type(layer) is DynamicLayer for layer in state.cache.layers)
+
+
+def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    missing = width - t.shape[dim]
+    if missing == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+def stack_states(states: Sequence[_Session]) -> tuple[object, torch.Tensor, torch.Tensor]:
+    """One batch out of several sessions: (cache, attention mask, next positions). Shorter
+    sessions are padded on the left, where their masks are 0."""
+    width = max(s.attention_mask.shape[1] for s in states)
+    cache = copy.copy(states[0].cache)
+    cache.layers = [copy.copy(layer) for layer in states[0].cache.layers]
+    for i, layer in enumerate(cache.layers):
+        layer.keys = torch.cat([_left_pad(s.cache.layers[i].keys, width, 2) for s in states])
+        layer.values = torch.cat([_left_pad(s.cache.layers[i].values, width, 2) for s in states])
+    mask = torch.cat([_left_pad(s.attention_mask, width, 1) for s in states])
+    return cache, mask, torch.cat([s.next_position for s in states])
+
+
+def slice_cache(cache, rows: slice):
+    """The rows of a stacked cache, as views (the next step's concatenation copies them)."""
+    part = copy.copy(cache)
+    part.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in part.layers:
+        layer.keys, layer.values = layer.keys[rows], layer.values[rows]
+    return part
 
 
 class HFEngine:
@@ -48,6 +86,7 @@ class HFEngine:
         self.reuse_preamble = reuse_preamble
         self.pad_id = lm.tokenizer.pad_token_id or 0
         self.tokens_processed = 0
+        self.step_forwards = 0  # model forwards of `step` and `step_many`
         self.sessions: SessionStore[_Session] = sessions if sessions is not None else SessionStore()
         self._preamble: tuple[tuple[int, ...], object] | None = None
 
@@ -90,10 +129,48 @@ class HFEngine:
         state.next_position = state.next_position + 1
         state.last_logits = self._last_logits(out.logits)
         self.tokens_processed += tokens.shape[0]
+        self.step_forwards += 1
         return NextToken(state.last_logits)
+
+    @torch.inference_mode()
+    def step_many(self, calls: Sequence[tuple[str, torch.Tensor, list[int] | None]]) -> list[NextToken]:
+        """`step` for several sessions (session, tokens, rows) in one forward: their caches are
+        left-padded to one length and stacked (the padding masked, each row keeping its own
+        positions), then split back. Caches that cannot be stacked step one by one."""
+        states = [self.sessions.get(session) for session, _, _ in calls]
+        if len(calls) == 1 or len({s for s, _, _ in calls}) < len(calls) or not all(map(stackable, states)):
+            return [self.step(*call) for call in calls]
+        for state, (_, _, rows) in zip(states, calls):
+            if rows is not None:
+                self._select(state, rows)
+        cache, mask, positions = stack_states(states)
+        tokens = torch.cat([t.to(self.device).view(-1, 1) for _, t, _ in calls])
+        mask = torch.cat([mask, torch.ones_like(tokens)], dim=1)
+        out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions.view(-1, 1), cache=cache, use_cache=True)
+        logits = self._last_logits(out.logits)
+        self.tokens_processed += tokens.shape[0]
+        self.step_forwards += 1
+        results, start = [], 0
+        for state in states:
+            rows = slice(start, start + state.next_position.shape[0])
+            start = rows.stop
+            state.cache = slice_cache(out.cache, rows)
+            state.attention_mask, state.last_logits = mask[rows], logits[rows]
+            state.next_position = state.next_position + 1
+            results.append(NextToken(state.last_logits))
+        return results
 
     def fork(self, session: str, rows: list[int]) -> None:
         self._select(self.sessions.get(session), rows)
+
+    def clone(self, session: str, new_session: str, rows: list[int]) -> None:
+        state = self.sessions.get(session)
+        # new tensors come from index_select only: the source's cache is shared, not copied first
+        cache = copy.copy(state.cache)
+        cache.layers = [copy.copy(layer) for layer in state.cache.layers]
+        twin = _Session(cache, state.attention_mask, state.next_position, state.last_logits)
+        self._select(twin, rows)
+        self.sessions.put(new_session, twin)
 
     def close(self, session: str) -> None:
         self.sessions.pop(session)

@@ -41,6 +41,17 @@ class FeatureRequest:
     layers: tuple[int, ...] = (-1,)
     pool: str = "concat"  # concat | mean
 
+    @staticmethod
+    def merged(requests: Sequence["FeatureRequest | None"]) -> "FeatureRequest | None":
+        """One request covering every layer of `requests` (concatenated), for a prefill shared by them."""
+        layers = tuple(dict.fromkeys(i for r in requests if r is not None for i in r.layers))
+        return FeatureRequest(layers, "concat") if layers else None
+
+    def take(self, features: torch.Tensor, merged: "FeatureRequest") -> torch.Tensor:
+        """This request's features [B, D'] out of those a `merged` request returned [B, L·D]."""
+        states = features.view(features.shape[0], len(merged.layers), -1)[:, [merged.layers.index(i) for i in self.layers]]
+        return states.mean(dim=1) if self.pool == "mean" else states.flatten(1)
+
 
 @dataclass
 class NextToken:
@@ -125,6 +136,10 @@ class StepEngine(Protocol):
 
     def fork(self, session: str, rows: list[int]) -> None:
         """Re-index the session's batch: drop rows, or repeat a row to branch it."""
+
+    def clone(self, session: str, new_session: str, rows: list[int]) -> None:
+        """A new session holding a copy of `rows` of this one (its cache and last distribution),
+        e.g. one prefill shared by several strategies; both go on independently."""
 
     def close(self, session: str) -> None:
         """Free the session's cache (a no-op for unknown sessions)."""

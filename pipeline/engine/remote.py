@@ -8,6 +8,7 @@ its own model while this one computes.
 """
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import numpy as np
@@ -41,9 +42,16 @@ class RemoteEngine:
     def __init__(self, handle, reuse_preamble: bool):
         self.handle = handle
         self.reuse_preamble = reuse_preamble
+        self.caller, self.sent = uuid.uuid4().hex, 0  # the actor runs this caller's calls in the order sent
         self.bytes_received = 0
         self.calls = 0
         self.rows_fetched = 0
+
+    def _send(self, method: str, *args):
+        """One call to the actor's engine, numbered so that it runs after this caller's earlier ones."""
+        ref = self.handle.call.remote(self.caller, self.sent, method, *args)
+        self.sent += 1
+        return ref
 
     @property
     def tokens_processed(self) -> int:
@@ -56,36 +64,39 @@ class RemoteEngine:
 
     def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
                       top_k: int | None = None) -> RemoteStep:
-        return RemoteStep(self, self.handle.prefill.remote(session, list(prompts), features, top_k))
+        return RemoteStep(self, self._send("prefill", session, list(prompts), features, top_k))
 
     def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
                 top_k: int | None = None) -> NextToken:
         return self.prefill_async(session, prompts, features, top_k).result()
 
     def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> RemoteStep:
-        return RemoteStep(self, self.handle.step.remote(session, tokens.cpu().numpy(), rows, top_k))
+        return RemoteStep(self, self._send("step", session, tokens.cpu().numpy(), rows, top_k))
 
     def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> NextToken:
         return self.step_async(session, tokens, rows, top_k).result()
 
     def full_probs(self, session: str, rows: list[int]) -> torch.Tensor:
-        array = ray.get(self.handle.full_probs.remote(session, rows))
+        array = ray.get(self._send("full_probs", session, rows))
         self.calls += 1
         self.rows_fetched += len(rows)
         self.bytes_received += array.nbytes
         return _tensor(array)
 
     def fork(self, session: str, rows: list[int]) -> None:
-        ray.get(self.handle.fork.remote(session, rows))
+        ray.get(self._send("fork", session, rows))
+
+    def clone(self, session: str, new_session: str, rows: list[int]) -> None:
+        self._send("clone", session, new_session, rows)  # runs before this caller's later calls
 
     def close(self, session: str) -> None:
-        self.handle.close.remote(session)  # fire and forget: frees the remote cache
+        self._send("close", session)  # fire and forget: frees the remote cache
 
     def prompt_cost(self, prompt: Prompt) -> int:
         return prompt_cost(prompt, self.reuse_preamble)
 
     def generate(self, prompts: Sequence[Prompt], stop: StopRule, sampler: Sampler | None = None) -> list[Completion]:
-        return ray.get(self.handle.generate.remote(list(prompts), stop, sampler))
+        return ray.get(self._send("generate", list(prompts), stop, sampler))
 
     def completion_logprobs(self, prompts: Sequence[Prompt], completions: Sequence[list[int]]) -> list[list[float]]:
-        return ray.get(self.handle.completion_logprobs.remote(list(prompts), list(completions)))
+        return ray.get(self._send("completion_logprobs", list(prompts), list(completions)))

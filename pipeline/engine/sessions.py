@@ -46,5 +46,8 @@ class SessionStore(Generic[S]):
         for session in [s for s, (used, _) in self._items.items() if used < cutoff]:
             del self._items[session]
 
+    def __contains__(self, session: str) -> bool:
+        return session in self._items
+
     def __len__(self) -> int:
         return len(self._items)

@@ -18,8 +18,10 @@ class StepHook(Protocol):
     def apply(self, t: int, p: torch.Tensor, active: list[int], tokens: torch.Tensor) -> None:
         """May overwrite `tokens` (one per active row) before they are recorded, at step t."""
 
-    def send(self, t: int, still: list[int], token_of: dict[int, int]) -> None:
-        """Called before the engine's step with the rows still decoding (start the other model's step)."""
+    def send(self, t: int, still: list[int], token_of: dict[int, int]) -> list[int]:
+        """Called before the engine's step with the rows still decoding (start the other model's
+        step); returns those the engine still steps (the hook may have settled some: finished
+        them with a continuation it already knows)."""
 
     def receive(self) -> None:
         """Called after the engine's step (wait for what `send` started)."""
@@ -49,9 +51,11 @@ def decode_steps(
         still = [r for r in active if not record_token(rows[r], token_of[r], stop, tokenizer)]
         if not still:
             return
-        keep = [active.index(r) for r in still]
         if hook is not None:  # the teacher's step runs while the engine's does
-            hook.send(len(rows[still[0]].token_ids), still, token_of)
+            still = hook.send(len(rows[still[0]].token_ids), still, token_of)
+            if not still:
+                return
+        keep = [active.index(r) for r in still]
         p = engine.step(session, tokens[keep], rows=keep if len(keep) < len(active) else None).probs
         for r in still:
             rows[r].tokens_processed += 1

@@ -24,8 +24,9 @@ from predictor.files import HELDOUT_FILE
 RESULT_COLUMNS = ["example_id", "group", "strategy", "strategy_name", "alpha", "n_tokens", "entropy_lo", "entropy_hi",
                   "correct", "teacher_tokens", "latency_s", "student_first_entropy"]
 LABEL_COLUMNS = ["example_id", "group", "n_tokens", "alpha_grid", "correct", "student_entropy",
-                 "interval_lo", "interval_hi", "interval_correct"]
-OPTIONAL_COLUMNS = {"group"}
+                 "interval_lo", "interval_hi", "interval_correct", "n_grid", "correct_per_n"]
+# absent from runs written before datasets had a group_field, or labels had an N grid: read as null
+OPTIONAL_COLUMNS = {"group", "n_grid", "correct_per_n"}
 MANIFESTS = {"evaluate": "manifest.json", "label_alpha": "labels_manifest.json",
              "score_signals": "signals_manifest.json"}
 SIGNALS_SUMMARY = "signals_summary.json"

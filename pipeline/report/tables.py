@@ -22,11 +22,15 @@ def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 NO_GROUP = "(no group)"
 
 
-def label_outcomes(labels: pd.DataFrame) -> pd.DataFrame:
-    """One row per (example, grid α): example_id, group, n_tokens, alpha, correct, student_entropy."""
+def label_outcomes(labels: pd.DataFrame, every_n: bool = False) -> pd.DataFrame:
+    """One row per (example, grid α): example_id, group, n_tokens, alpha, correct, student_entropy,
+    for the labels' single N; `every_n`: one row per (example, N, grid α) of labels over an N grid."""
     cols = ["example_id", "group", "n_tokens", "alpha_grid", "correct", "student_entropy"]
+    if every_n and "correct_per_n" in labels and len(labels) and labels["correct_per_n"].notna().all():
+        per_n = labels.drop(columns=["n_tokens", "correct"]).rename(columns={"n_grid": "n_tokens", "correct_per_n": "correct"})
+        labels = per_n[cols].explode(["n_tokens", "correct"])
     long = labels[cols].explode(["alpha_grid", "correct"]).rename(columns={"alpha_grid": "alpha"})
-    return long.astype({"alpha": float, "correct": bool})
+    return long.astype({"alpha": float, "correct": bool, "n_tokens": int})
 
 
 def has_groups(runs: list[Run]) -> bool:
@@ -54,8 +58,8 @@ def _alpha_outcomes(runs: list[Run]) -> list[pd.DataFrame]:
         if run.results is not None:
             fixed = run.results[run.results["strategy_name"] == "fixed_alpha"]
             parts.append(fixed.assign(run=run.name, source="evaluation", group=_group(fixed)))
-        if run.labels is not None:
-            long = label_outcomes(run.labels)
+        if run.labels is not None:  # every N of an N grid: one line per N
+            long = label_outcomes(run.labels, every_n=True)
             parts.append(long.assign(run=run.name, source="labels", group=_group(long)))
     return parts
 

@@ -20,6 +20,7 @@ from pipeline.engine.interface import Completion, FeatureRequest, NextToken, Pro
 from pipeline.engine.remote import RemoteEngine
 from pipeline.engine.stop import StopRule
 from pipeline.models.loading import load_model, pick_device
+from pipeline.runtime.engine_queue import EngineQueue
 
 
 def _limit_threads() -> None:
@@ -50,41 +51,46 @@ def wire(out: NextToken, top_k: int | None) -> dict:
                                 ("top_probs", out.top_probs), ("top_ids", out.top_ids))}
 
 
+# what a caller may ask of the engine behind a ModelActor, besides `step` (batched apart)
+ENGINE_CALLS = {
+    "prefill": lambda engine, session, prompts, features, top_k: wire(engine.prefill(session, prompts, features), top_k),
+    "full_probs": lambda engine, session, rows: engine.full_probs(session, rows).cpu().numpy(),
+    "fork": lambda engine, session, rows: engine.fork(session, rows),
+    "clone": lambda engine, session, new_session, rows: engine.clone(session, new_session, rows),
+    "close": lambda engine, session: engine.close(session),
+    "generate": lambda engine, prompts, stop, sampler: engine.generate(prompts, stop, sampler),
+    "completion_logprobs": lambda engine, prompts, completions: engine.completion_logprobs(prompts, completions),
+}
+
+
 @ray.remote
 class ModelActor:
     """A model (the teacher, or a teaching assistant) behind the engine interface on its own
-    resources; sessions keep each caller's KV cache, so one actor serves several students."""
+    resources; sessions keep each caller's KV cache, so one actor serves several students.
+    An async actor: calls wait in an `EngineQueue`, which keeps each caller's order and runs
+    the steps of several students that wait together as one forward."""
 
     def __init__(self, spec: ModelSpec, vocab_size: int, reuse_preamble: bool):
         _limit_threads()
         self.engine = HFEngine(load_model(spec), vocab_size, reuse_preamble)
+        self.queue = EngineQueue(self.engine)
 
-    def prefill(self, session: str, prompts: list[Prompt], features: FeatureRequest | None, top_k: int | None) -> dict:
-        return wire(self.engine.prefill(session, prompts, features), top_k)
-
-    def step(self, session: str, tokens: np.ndarray, rows: list[int] | None, top_k: int | None) -> dict:
-        return wire(self.engine.step(session, torch.tensor(tokens), rows), top_k)
-
-    def full_probs(self, session: str, rows: list[int]) -> np.ndarray:
-        return self.engine.full_probs(session, rows).cpu().numpy()
-
-    def fork(self, session: str, rows: list[int]) -> None:
-        self.engine.fork(session, rows)
-
-    def close(self, session: str) -> None:
-        self.engine.close(session)
-
-    def generate(self, prompts: list[Prompt], stop: StopRule, sampler: Sampler | None) -> list[Completion]:
-        return self.engine.generate(prompts, stop, sampler)
-
-    def completion_logprobs(self, prompts: list[Prompt], completions: list[list[int]]) -> list[list[float]]:
-        return self.engine.completion_logprobs(prompts, completions)
+    async def call(self, caller: str, seq: int, method: str, *args):
+        """The engine's `method(*args)` (see ENGINE_CALLS), as the caller's `seq`-th call."""
+        if method == "step":
+            session, tokens, rows, top_k = args
+            return await self.queue.step(caller, seq, session, torch.tensor(tokens), rows, lambda out: wire(out, top_k))
+        return await self.queue.call(caller, seq, lambda engine: ENGINE_CALLS[method](engine, *args))
 
     def placement(self) -> dict:
         return placement_info(self.engine)
 
     def tokens_processed(self) -> int:
         return self.engine.tokens_processed
+
+    def batching(self) -> dict:
+        """Steps received and model forwards run for them (fewer when steps were batched)."""
+        return {"step_calls": self.queue.step_calls, "step_forwards": self.engine.step_forwards}
 
 
 @ray.remote(concurrency_groups={"progress": 1})

@@ -26,7 +26,7 @@ from pipeline.runtime.scheduler import schedule
 from pipeline.store import lock
 from pipeline.store.manifest import check_compatible, code_version, config_hash, now, package_versions, resume_key
 from pipeline.store.parts import (
-    check_output_location, create_root, existing_parts, filesystem, join, read_dataset, read_json, write_json, write_part,
+    PartDataset, check_output_location, create_root, existing_parts, filesystem, join, read_json, write_json, write_part,
 )
 
 
@@ -63,8 +63,9 @@ class Job:
     tally: Callable[[list], Callable[[object, list[dict]], str | None]] | None = None
 
 
-def run_units(config: RunConfig, out: str, job: Job, examples: list) -> tuple[pa.Table, dict]:
-    """Run every unit not already in `out` on Ray actors; returns the whole dataset and the manifest.
+def run_units(config: RunConfig, out: str, job: Job, examples: list) -> tuple[PartDataset, dict]:
+    """Run every unit not already in `out` on Ray actors; returns the dataset (read as far as
+    the caller asks) and the manifest.
 
     Reruns resume: finished parts are kept, missing ones are computed. Rows of another
     configuration, dataset or checkpoint into the same `out` are refused; one run at a
@@ -87,12 +88,16 @@ def run_units(config: RunConfig, out: str, job: Job, examples: list) -> tuple[pa
         raise
 
 
-def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) -> tuple[pa.Table, dict]:
+def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) -> tuple[PartDataset, dict]:
     data_dir, manifest_path = join(root, job.dataset_dir), join(root, job.manifest_name)
     key = resume_key(config_hash(config.results_key(job.ignored_config)), dataset_fingerprint(examples), identities)
     previous = read_json(fs, manifest_path)
     done = existing_parts(fs, data_dir)
     check_compatible(previous, key, out, has_rows=bool(done))
+    foreign = sorted(done - {u.part_name for u in job.units})
+    if foreign:
+        raise UserError(f"{out}: {job.dataset_dir} holds parts this run does not write ({foreign[0]}, {len(foreign)} in all), "
+                        "e.g. from another version of the pipeline; write into a new --out")
     manifest = {
         "job": job.name,
         "status": "running",
@@ -118,49 +123,64 @@ def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) ->
     started, retries = time.time(), 0
     if todo:
         connect()
-        # the driver holds every handle until the end: Ray ends an actor when no handle is left
-        teachers, workers = start_decoders(config, vocab_size)
-        actors = actor_facts(teachers, workers)
-        check_same_dtypes((previous or {}).get("actors"), actors, out, has_rows=bool(done))
-        manifest["actors"] = actors or manifest["actors"]
-        extras = job.extra_actors(vocab_size) if job.extra_actors is not None else None
-        tally = job.tally(todo) if job.tally is not None else None
-        with tqdm(total=sum(len(u.examples) for u in todo), unit="ex", desc=job.name) as bar:
-            live = LiveTokens(workers, bar)
+        fleet = start_decoders(config, vocab_size)
+        extras = None
+        try:
+            teachers, workers = fleet.teachers, fleet.workers
+            actors = actor_facts(teachers, workers)
+            check_same_dtypes((previous or {}).get("actors"), actors, out, has_rows=bool(done))
+            manifest["actors"] = actors or manifest["actors"]
+            extras = job.extra_actors(vocab_size) if job.extra_actors is not None else None
+            retries = write_units(job, todo, workers, config.ray.max_attempts, lambda unit, rows: write_part(
+                fs, data_dir, unit.part_name, rows, job.schema))
+            session["teacher_steps"] = teacher_batching(teachers)
+        finally:
+            fleet.release()
+            if extras is not None:
+                ray.kill(extras)
 
-            def write(unit, rows):
-                write_part(fs, data_dir, unit.part_name, rows, job.schema)
-                bar.update(len(unit.examples))
-                live.poll()
-                line = tally(unit, rows) if tally is not None else None
-                if line:
-                    tqdm.write(line)
-            retries = schedule(workers, todo, write, config.ray.max_attempts, log=tqdm.write, on_wait=live.poll)
-        del teachers, workers, extras
-
-    table = read_dataset(fs, data_dir)
-    if table.num_rows != job.expected_rows:
-        raise UserError(f"{out}: {job.dataset_dir} holds {table.num_rows} rows, expected {job.expected_rows}; rerun to finish")
+    data = PartDataset(fs, data_dir)
+    rows = data.count_rows()
+    if rows != job.expected_rows:
+        raise UserError(f"{out}: {job.dataset_dir} holds {rows} rows, expected {job.expected_rows}; rerun to finish")
     session.update(finished_at=now(), wall_s=round(time.time() - started, 3), units_run=len(todo), retried_units=retries)
     manifest["sessions"].append(session)
     manifest.setdefault("finished_at", session["finished_at"])
     manifest.setdefault("wall_s", session["wall_s"])
-    manifest.update(counts={"rows": table.num_rows, "examples": len(examples)},
+    manifest.update(counts={"rows": rows, "examples": len(examples)},
                     retried_units=sum(s.get("retried_units", 0) for s in manifest["sessions"]))
-    return table, manifest
+    return data, manifest
+
+
+def write_units(job: Job, todo: list, workers: list, max_attempts: int, write: Callable[[object, list], None]) -> int:
+    """Runs `todo` on the workers, writing each unit's rows as they come back, under a progress
+    bar with the job's running tally; the number of retried units."""
+    tally = job.tally(todo) if job.tally is not None else None
+    with tqdm(total=sum(len(u.examples) for u in todo), unit="ex", desc=job.name) as bar:
+        live = LiveTokens(workers, bar)
+
+        def written(unit, rows):
+            write(unit, rows)
+            bar.update(len(unit.examples))
+            live.poll()
+            line = tally(unit, rows) if tally is not None else None
+            if line:
+                tqdm.write(line)
+        retries = schedule(workers, todo, written, max_attempts, log=tqdm.write, on_wait=live.poll)
+        live.poll(every_s=0)  # the bar's last figure counts every unit
+    return retries
 
 
 class LiveTokens:
     """The progress bar's count of tokens the students were fed, read from the workers while
-    their units run (at most once a second). A restarted worker counts from zero again: its
-    count restarts from its new value."""
+    their units run (at most once a second). Workers start at zero, and a restarted worker
+    counts from zero again."""
 
     def __init__(self, workers: list, bar: tqdm):
         self.workers, self.bar = workers, bar
         self.t0 = self.last = time.monotonic()
-        self.seen: list[int | None] = [None] * len(workers)
+        self.seen = [0] * len(workers)
         self.done = 0
-        self._read()
 
     def _read(self) -> bool:
         try:
@@ -168,18 +188,26 @@ class LiveTokens:
         except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):  # a worker restarting: next time
             return False
         for i, count in enumerate(counts):
-            before = self.seen[i]
-            if before is not None and count >= before:
-                self.done += count - before
+            self.done += count - self.seen[i] if count >= self.seen[i] else count
             self.seen[i] = count
         return True
 
-    def poll(self) -> None:
-        if time.monotonic() - self.last < 1.0:
+    def poll(self, every_s: float = 1.0) -> None:
+        if time.monotonic() - self.last < every_s:
             return
         self.last = time.monotonic()
         if self._read():
             self.bar.set_postfix_str(f"{self.done:,} student tokens, {self.done / max(self.last - self.t0, 1e-9):,.0f} tok/s")
+
+
+def teacher_batching(teachers: list) -> dict | None:
+    """Steps the teachers received this run and the forwards they ran for them: fewer forwards
+    than steps when students sharing a teacher had their steps batched."""
+    try:
+        counts = ray.get([t.batching.remote() for t in teachers], timeout=30)
+    except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):  # a teacher restarted: its counts are gone
+        return None
+    return {"calls": sum(c["step_calls"] for c in counts), "forwards": sum(c["step_forwards"] for c in counts)}
 
 
 def actor_facts(teachers: list, workers: list) -> list[dict] | None:

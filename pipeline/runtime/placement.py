@@ -3,6 +3,7 @@ single model actors (a teaching assistant), each with a bounded wait for resourc
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -24,18 +25,41 @@ def restart_policy(max_attempts: int) -> dict:
     return {"max_restarts": max_attempts, "max_task_retries": 0}
 
 
-def start_decoders(config: RunConfig, vocab_size: int) -> tuple[list, list]:
+@dataclass
+class Fleet:
+    """The actors of a run and the placement groups that hold their resources. The driver
+    holds every handle until `release`: Ray ends an actor when no handle is left."""
+    teachers: list = field(default_factory=list)
+    workers: list = field(default_factory=list)
+    groups: list = field(default_factory=list)
+
+    def release(self) -> None:
+        """Ends the actors and frees their resources now, not when Ray collects the handles:
+        a second job in this process (a notebook, a test) finds the cluster's resources free."""
+        for actor in self.teachers + self.workers:
+            ray.kill(actor)
+        for group in self.groups:
+            ray.util.remove_placement_group(group)
+        self.teachers, self.workers, self.groups = [], [], []
+
+
+def start_decoders(config: RunConfig, vocab_size: int) -> Fleet:
     """Teachers and student workers, each teacher packed with its students on one node where possible."""
     has_gpus = cluster_has_gpus()
     rc, dec = config.ray, config.decoding
     stop = run_stop_rule(config)
-    teachers, workers = [], []
+    fleet = Fleet()
     for t in range(rc.num_teachers):
         n_students = min(rc.students_per_teacher, rc.num_students - t * rc.students_per_teacher)
         group = ray.util.placement_group(
             [bundle(rc.teacher, has_gpus)] + [bundle(rc.student, has_gpus)] * n_students, strategy="PACK"
         )
-        _wait_for_group(group, rc.placement_timeout_s)
+        try:
+            _wait_for_group(group, rc.placement_timeout_s)
+        except UserError:
+            fleet.release()
+            raise
+        fleet.groups.append(group)
 
         def place(i: int) -> PlacementGroupSchedulingStrategy:
             return PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)
@@ -43,16 +67,16 @@ def start_decoders(config: RunConfig, vocab_size: int) -> tuple[list, list]:
         # workers find their teacher by name: a handle passed as a constructor argument would
         # live in the object store, and a restarted worker could lose it
         teacher_name = f"teacher-{uuid.uuid4().hex[:12]}"
-        teachers.append(ModelActor.options(
+        fleet.teachers.append(ModelActor.options(
             **actor_options(rc.teacher, has_gpus), **restart_policy(rc.max_attempts), scheduling_strategy=place(0),
             name=teacher_name,
         ).remote(config.teacher, vocab_size, dec.reuse_preamble_cache))
         for s in range(n_students):
-            workers.append(DecodeWorker.options(
+            fleet.workers.append(DecodeWorker.options(
                 **actor_options(rc.student, has_gpus), **restart_policy(rc.max_attempts), scheduling_strategy=place(1 + s),
             ).remote(config.student, teacher_name, vocab_size, config.prompt, stop, dec.reuse_preamble_cache,
                      dec.teacher_top_k or None))
-    return teachers, workers
+    return fleet
 
 
 def run_stop_rule(config: RunConfig) -> StopRule:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -69,6 +70,22 @@ def existing_parts(fs: pafs.FileSystem, directory: str) -> set[str]:
 
 def read_dataset(fs: pafs.FileSystem, directory: str) -> pa.Table:
     return pq.read_table(directory, filesystem=fs)
+
+
+@dataclass(frozen=True)
+class PartDataset:
+    """A job's Parquet dataset, read only as far as asked: its row count from the parts'
+    footers, and the columns a summary needs (a driver never holds every row of a large run)."""
+
+    fs: pafs.FileSystem
+    directory: str
+
+    def count_rows(self) -> int:
+        return sum(pq.ParquetFile(self.fs.open_input_file(join(self.directory, name))).metadata.num_rows
+                   for name in existing_parts(self.fs, self.directory))
+
+    def read(self, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(self.directory, filesystem=self.fs, columns=columns)
 
 
 def write_json(fs: pafs.FileSystem, path: str, obj: dict) -> None:

@@ -25,7 +25,9 @@ RESULT_SCHEMA = pa.schema(
         pa.field("teacher_token_mask", pa.list_(pa.bool_())),  # per generated token: decided with the teacher
         pa.field("predicted_answer", pa.string()),
         pa.field("gold_answer", pa.string()),
-        pa.field("correct", pa.bool_()),
+        pa.field("correct", pa.bool_()),  # correct_strict where the text has a strict answer, else correct_flexible
+        pa.field("correct_strict", pa.bool_()),  # its "The answer is X" answer is right
+        pa.field("correct_flexible", pa.bool_()),  # its last answer-like text (number, yes/no, letter, boxed) is right
         pa.field("finish_reason", pa.string()),
         pa.field("generated_tokens", pa.int64()),
         pa.field("student_tokens_processed", pa.int64()),
@@ -33,6 +35,11 @@ RESULT_SCHEMA = pa.schema(
         pa.field("teacher_tokens", pa.int64()),
         pa.field("teacher_changed_tokens", pa.int64()),
         pa.field("student_first_entropy", pa.float64()),
+        # CoT-decoding only (null otherwise): branches, the kept path's rank among the top-k
+        # first tokens (0: the greedy one), its answer confidence (mean top-1 − top-2 gap)
+        pa.field("cot_k", pa.int64()),
+        pa.field("cot_branch", pa.int64()),
+        pa.field("cot_confidence", pa.float64()),
         pa.field("worker_id", pa.string()),
         pa.field("node_id", pa.string()),
         pa.field("latency_s", pa.float64()),  # this row's share of its batch's wall time
@@ -65,6 +72,17 @@ def label_schema(feature_dim: int) -> pa.Schema:
             pa.field("interval_first_tokens", pa.list_(ints)),
             pa.field("interval_answer", pa.list_(pa.string())),
             pa.field("interval_correct", pa.list_(pa.bool_())),
+            # the N grid (labels.n_grid; n_tokens above is one of them): per N, in n_grid order,
+            # the columns above for that N's leaves (one tree of depth max(N) gives them all)
+            pa.field("n_grid", ints),
+            pa.field("first_tokens_per_n", pa.list_(pa.list_(ints))),
+            pa.field("answers_per_n", pa.list_(pa.list_(pa.string()))),
+            pa.field("correct_per_n", pa.list_(pa.list_(pa.bool_()))),
+            pa.field("interval_of_alpha_per_n", pa.list_(ints)),
+            pa.field("interval_lo_per_n", pa.list_(floats)),
+            pa.field("interval_hi_per_n", pa.list_(floats)),
+            pa.field("interval_correct_per_n", pa.list_(pa.list_(pa.bool_()))),
+            pa.field("distinct_leaves_per_n", ints),
             # student features and first-token statistics
             pa.field("features", pa.list_(pa.float32(), feature_dim)),
             pa.field("feature_layers", ints),
@@ -80,6 +98,7 @@ def label_schema(feature_dim: int) -> pa.Schema:
             pa.field("teacher_topk_probs", floats),
             # cost
             pa.field("distinct_leaves", pa.int64()),
+            pa.field("distinct_continuations", pa.int64()),  # token sequences decoded, all N together
             pa.field("student_tokens_processed", pa.int64()),
             pa.field("teacher_tokens_processed", pa.int64()),
             pa.field("worker_id", pa.string()),

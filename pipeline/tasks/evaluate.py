@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
 from pipeline.config import RunConfig, StrategySpec
-from pipeline.data.answers import score_answer
+from pipeline.data.answer_span import answer_span
+from pipeline.data.answer_types import score
 from pipeline.data.datasets import Example, load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt, load_template, prompt_hash
 from pipeline.decoding.decoder import Decoder, Generation
-from pipeline.decoding.strategies import Strategy
+from pipeline.decoding.shared_batch import decode_strategies
+from pipeline.decoding.strategies import CotDecoding, Strategy
 from pipeline.errors import UserError
 from pipeline.models.facts import model_facts
 from pipeline.runtime.job import Job, batches, finish, run_units
@@ -27,49 +28,53 @@ _BUILT: dict[str, Strategy] = {}
 
 def built_strategy(spec: StrategySpec) -> Strategy:
     """The strategy of a config entry, built once per process (an α-predictor artifact is
-    loaded once, by `predictor.online.build_strategy`)."""
+    loaded once, by `predictor.online.build_strategy`; CoT-decoding is handed the answer
+    extraction it measures confidence on)."""
     if spec.label not in _BUILT:
-        _BUILT[spec.label] = build_strategy(spec.name, spec.params)
+        strategy = build_strategy(spec.name, spec.params)
+        _BUILT[spec.label] = replace(strategy, answer_span=answer_span) if isinstance(strategy, CotDecoding) else strategy
     return _BUILT[spec.label]
 
 
 @dataclass(frozen=True)
 class EvalUnit:
-    """One batch of examples under one strategy: the unit of scheduling, output and resume."""
+    """One batch of examples under every strategy of the run: the unit of scheduling, output
+    and resume. The strategies share the batch's prefills and its student-greedy decode."""
 
-    strategy_index: int
     batch_index: int
-    strategy: StrategySpec
+    strategies: tuple[StrategySpec, ...]
     examples: tuple[Example, ...]
     dataset: str
     split: str
 
     @property
     def part_name(self) -> str:
-        return f"part-s{self.strategy_index:03d}-b{self.batch_index:06d}.parquet"
+        return f"part-b{self.batch_index:06d}.parquet"
 
     def run(self, decoder: Decoder, template: PromptTemplate, worker_id: str = "", node_id: str = "") -> list[dict]:
         return decode_unit(decoder, template, self, worker_id, node_id)
 
 
-def make_units(strategies: Sequence[StrategySpec], examples: Sequence[Example], batch_size: int, dataset: str, split: str) -> Iterator[EvalUnit]:
+def make_units(strategies: Sequence[StrategySpec], examples: Iterable[Example], batch_size: int, dataset: str, split: str) -> Iterator[EvalUnit]:
     """Deterministic for a config, so a rerun finds the units already written."""
-    for si, spec in enumerate(strategies):
-        for bi, batch in batches(examples, batch_size):
-            yield EvalUnit(si, bi, spec, batch, dataset, split)
+    for bi, batch in batches(examples, batch_size):
+        yield EvalUnit(bi, tuple(strategies), batch, dataset, split)
 
 
 def decode_unit(decoder: Decoder, template: PromptTemplate, unit: EvalUnit, worker_id: str = "", node_id: str = "") -> list[dict]:
-    """Decode one unit and turn each generation into a result row (RESULT_SCHEMA)."""
-    strategy = built_strategy(unit.strategy)
+    """Decode one unit under every strategy and turn each generation into a result row
+    (RESULT_SCHEMA). A row's latency is its strategy's own time plus an equal share of the
+    work the strategies shared, per example."""
+    strategies = [built_strategy(spec) for spec in unit.strategies]
     prompts = [encode_prompt(decoder.tokenizer, template, ex.question) for ex in unit.examples]
-    start = time.perf_counter()
-    gens = decoder.generate(strategy, prompts)
-    share = (time.perf_counter() - start) / len(prompts)
-    return [
-        result_row(unit, strategy, ex, gen, prompt_hash(template, ex.question), worker_id, node_id, share)
-        for ex, gen in zip(unit.examples, gens)
-    ]
+    per_strategy, shared_s = decode_strategies(decoder, strategies, prompts)
+    hashes = [prompt_hash(template, ex.question) for ex in unit.examples]
+    rows = []
+    for spec, strategy, done in zip(unit.strategies, strategies, per_strategy):
+        share = (done.own_s + shared_s / len(strategies)) / len(prompts)
+        rows += [result_row(unit, spec, strategy, ex, gen, h, worker_id, node_id, share)
+                 for ex, gen, h in zip(unit.examples, done.gens, hashes)]
+    return rows
 
 
 def teacher_mask(gen: Generation) -> list[bool]:
@@ -77,16 +82,16 @@ def teacher_mask(gen: Generation) -> list[bool]:
     return [i in taken for i in range(len(gen.token_ids))]
 
 
-def result_row(unit: EvalUnit, strategy: Strategy, ex: Example, gen: Generation, p_hash: str, worker_id: str, node_id: str, latency: float) -> dict:
+def result_row(unit: EvalUnit, spec: StrategySpec, strategy: Strategy, ex: Example, gen: Generation, p_hash: str, worker_id: str, node_id: str, latency: float) -> dict:
     params = strategy.params()  # resolved: an artifact's N and band, not only what the YAML said
-    predicted, correct = score_answer(gen.text, ex.gold)
+    scored = score(gen.text, ex)
     return {
         "example_id": ex.id,
         "dataset": unit.dataset,
         "split": unit.split,
         "group": ex.group,
-        "strategy": unit.strategy.label,
-        "strategy_name": unit.strategy.name,
+        "strategy": spec.label,
+        "strategy_name": spec.name,
         "params": json.dumps(params, sort_keys=True),
         "alpha": gen.alpha,
         "n_tokens": params.get("n_tokens"),
@@ -98,9 +103,11 @@ def result_row(unit: EvalUnit, strategy: Strategy, ex: Example, gen: Generation,
         "generated_text": gen.text,
         "generated_token_ids": gen.token_ids,
         "teacher_token_mask": teacher_mask(gen),
-        "predicted_answer": predicted,
+        "predicted_answer": scored.answer,
         "gold_answer": ex.gold,
-        "correct": correct,
+        "correct": scored.correct,
+        "correct_strict": scored.correct_strict,
+        "correct_flexible": scored.correct_flexible,
         "finish_reason": gen.finish_reason,
         "generated_tokens": len(gen.token_ids),
         "student_tokens_processed": gen.student_tokens_processed,
@@ -108,6 +115,9 @@ def result_row(unit: EvalUnit, strategy: Strategy, ex: Example, gen: Generation,
         "teacher_tokens": gen.teacher_tokens,
         "teacher_changed_tokens": gen.teacher_changed_tokens,
         "student_first_entropy": gen.student_first_entropy,
+        "cot_k": gen.cot_k,
+        "cot_branch": gen.cot_branch,
+        "cot_confidence": gen.cot_confidence,
         "worker_id": worker_id,
         "node_id": node_id,
         "latency_s": latency,
@@ -116,15 +126,21 @@ def result_row(unit: EvalUnit, strategy: Strategy, ex: Example, gen: Generation,
 
 def strategy_stats(correct: Sequence[bool], teacher_tokens: Sequence[int], latency_s: Sequence[float]) -> dict:
     """Accuracy, teacher tokens per example and examples per busy worker-second of some rows."""
-    n, busy = len(correct), float(sum(latency_s))
-    return {"accuracy": float(sum(correct)) / n if n else 0.0, "n": n,
-            "teacher_tokens_per_example": float(sum(teacher_tokens)) / n if n else 0.0,
-            "examples_per_s": n / busy if busy > 0 else 0.0}
+    return stats_of_sums(len(correct), sum(correct), sum(teacher_tokens), sum(latency_s))
+
+
+def stats_of_sums(n: int, correct: int, teacher_tokens: int, busy_s: float) -> dict:
+    return {"accuracy": correct / n if n else 0.0, "n": n,
+            "teacher_tokens_per_example": teacher_tokens / n if n else 0.0,
+            "examples_per_s": n / busy_s if busy_s > 0 else 0.0}
+
+
+SUMMARY_COLUMNS = ["strategy", "correct", "teacher_tokens", "latency_s"]
 
 
 def summarize(table: pa.Table, strategies: Sequence[StrategySpec]) -> list[dict]:
     """One entry per configured strategy, in config order."""
-    df = table.select(["strategy", "correct", "teacher_tokens", "latency_s"]).to_pandas()
+    df = table.select(SUMMARY_COLUMNS).to_pandas()
     out = []
     for spec in strategies:
         rows = df[df["strategy"] == spec.label]
@@ -150,25 +166,29 @@ def format_table(summary: list[dict]) -> str:
 
 
 class StrategyTally:
-    """A line per strategy as its last unit of this run arrives: accuracy, examples/s and
-    teacher tokens per example over the rows this run decoded for it (so a long job shows
-    where it stands; the summary at the end covers every row)."""
+    """Where a long evaluation stands: at each quarter of this run's units, a line per strategy
+    with its accuracy, examples/s and teacher tokens per example over the rows decoded so far
+    (the summary at the end covers every row, resumed ones included)."""
 
     def __init__(self, units: list[EvalUnit]):
-        self.left = Counter(u.strategy.label for u in units)
-        self.rows: dict[str, list[dict]] = {}
+        self.total, self.seen = len(units), 0
+        self.sums: dict[str, list] = {}  # per strategy: rows, correct, teacher tokens, busy seconds
         self.started = time.monotonic()
 
     def __call__(self, unit: EvalUnit, rows: list[dict]) -> str | None:
-        label = unit.strategy.label
-        self.rows.setdefault(label, []).extend(rows)
-        self.left[label] -= 1
-        if self.left[label]:
+        for row in rows:
+            sums = self.sums.setdefault(row["strategy"], [0, 0, 0, 0.0])
+            for i, value in enumerate((1, row["correct"], row["teacher_tokens"], row["latency_s"])):
+                sums[i] += value
+        self.seen += 1
+        if 4 * self.seen // self.total == 4 * (self.seen - 1) // self.total:
             return None
-        done = self.rows.pop(label)
-        st = strategy_stats([r["correct"] for r in done], [r["teacher_tokens"] for r in done], [r["latency_s"] for r in done])
-        return (f"{label}: accuracy {st['accuracy']:.3f} on {st['n']} examples, {st['examples_per_s']:.1f} ex/s, "
-                f"{st['teacher_tokens_per_example']:.2f} teacher tokens/example ({time.monotonic() - self.started:.0f} s into this run)")
+        lines = [f"{self.seen} of {self.total} units ({time.monotonic() - self.started:.0f} s into this run):"]
+        for label, sums in self.sums.items():
+            st = stats_of_sums(*sums)
+            lines.append(f"  {label}: accuracy {st['accuracy']:.3f} on {st['n']} examples, {st['examples_per_s']:.1f} ex/s, "
+                         f"{st['teacher_tokens_per_example']:.2f} teacher tokens/example")
+        return "\n".join(lines)
 
 
 def run_evaluation(config: RunConfig, out: str) -> list[dict]:
@@ -183,7 +203,7 @@ def run_evaluation(config: RunConfig, out: str) -> list[dict]:
     units = list(make_units(config.strategies, examples, config.decoding.batch_size, config.dataset.name, config.dataset.split))
     job = Job("evaluate", "results", RESULT_SCHEMA, units, len(examples) * len(config.strategies),
               ignored_config=("labels", "signals", "export"), tally=StrategyTally)
-    table, manifest = run_units(config, out, job, examples)
-    summary = summarize(table, config.strategies)
+    data, manifest = run_units(config, out, job, examples)
+    summary = summarize(data.read(SUMMARY_COLUMNS), config.strategies)
     finish(out, job, manifest, "summary.json", {"strategies": summary})
     return summary

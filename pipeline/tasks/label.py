@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from pipeline.config import LabelSettings, RunConfig
-from pipeline.data.answers import score_answer
+from pipeline.data.answer_types import score
 from pipeline.data.datasets import Example, load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt, load_template, prompt_hash
-from pipeline.decoding.alpha_tree import ExampleLabels, label_batch
+from pipeline.decoding.alpha_tree import ExampleLabels, NLabels, label_batch
 from pipeline.decoding.decoder import Decoder
 from pipeline.models.facts import ModelFacts, model_facts
 from pipeline.runtime.job import Job, batches, finish, run_units
@@ -42,8 +42,15 @@ class LabelUnit:
         ]
 
     def row(self, ex: Example, lab: ExampleLabels, p_hash: str, worker_id: str, node_id: str, latency: float) -> dict:
-        n = self.settings.n_tokens
-        answers, correct = map(list, zip(*(score_answer(leaf.gen.text, ex.gold) for leaf in lab.leaves)))
+        leaves = [leaf for part in lab.per_n for leaf in part.leaves]  # every N's leaves, scored in one pass
+        scores = [score(leaf.gen.text, ex) for leaf in leaves]
+        answers, correct = [s.answer for s in scores], [s.correct for s in scores]
+        per_n, at = [], 0
+        for part in lab.per_n:
+            size = len(part.leaves)
+            per_n.append(n_columns(part, answers[at:at + size], correct[at:at + size]))
+            at += size
+        main = per_n[self.settings.n_grid.index(self.settings.n_tokens)]
         return {
             "example_id": ex.id,
             "dataset": self.dataset,
@@ -51,24 +58,18 @@ class LabelUnit:
             "group": ex.group,
             "student": self.student,
             "teacher": self.teacher,
-            "n_tokens": n,
+            "n_tokens": self.settings.n_tokens,
             "prompt_hash": p_hash,
             "gold_answer": ex.gold,
             "alpha_grid": list(self.settings.alpha_grid),
-            "first_tokens": [lab.leaves[i].gen.token_ids[:n] for i in lab.leaf_of_alpha],
-            "answers": [answers[i] for i in lab.leaf_of_alpha],
-            "correct": [correct[i] for i in lab.leaf_of_alpha],
-            "interval_of_alpha": lab.leaf_of_alpha,
-            "interval_lo": [leaf.lo for leaf in lab.leaves],
-            "interval_hi": [leaf.hi for leaf in lab.leaves],
-            "interval_first_tokens": [leaf.gen.token_ids[:n] for leaf in lab.leaves],
-            "interval_answer": answers,
-            "interval_correct": correct,
+            **main,
+            "n_grid": list(self.settings.n_grid),
+            **{f"{key}_per_n": [part[key] for part in per_n] for key in PER_N_COLUMNS},
             "features": lab.features,
             "feature_layers": list(self.settings.feature_layers),
             "feature_pool": self.settings.feature_pool,
             **lab.first_token,
-            "distinct_leaves": len(lab.leaves),
+            "distinct_continuations": lab.continuations,
             "student_tokens_processed": lab.student_tokens_processed,
             "teacher_tokens_processed": lab.teacher_tokens_processed,
             "worker_id": worker_id,
@@ -77,34 +78,88 @@ class LabelUnit:
         }
 
 
+# the columns of one N that the label rows repeat per N of the grid (as KEY_per_n)
+PER_N_COLUMNS = ("first_tokens", "answers", "correct", "interval_of_alpha", "interval_lo", "interval_hi",
+                 "interval_correct", "distinct_leaves")
+
+
+def n_columns(part: NLabels, answers: list, correct: list) -> dict:
+    """The label columns of one N: per grid α, then per distinct leaf (the exact α interval)."""
+    n, leaves = part.n_tokens, part.leaves
+    return {
+        "first_tokens": [leaves[i].gen.token_ids[:n] for i in part.leaf_of_alpha],
+        "answers": [answers[i] for i in part.leaf_of_alpha],
+        "correct": [correct[i] for i in part.leaf_of_alpha],
+        "interval_of_alpha": part.leaf_of_alpha,
+        "interval_lo": [leaf.lo for leaf in leaves],
+        "interval_hi": [leaf.hi for leaf in leaves],
+        "interval_first_tokens": [leaf.gen.token_ids[:n] for leaf in leaves],
+        "interval_answer": answers,
+        "interval_correct": correct,
+        "distinct_leaves": len(leaves),
+    }
+
+
 def feature_dim(settings: LabelSettings, student: ModelFacts) -> int:
     return student.hidden_size if settings.feature_pool == "mean" else student.hidden_size * len(settings.feature_layers)
 
 
 def summarize_labels(table: pa.Table) -> dict:
-    """Accuracy per grid α, the oracle (any α correct), and the work done."""
-    df = table.select(["alpha_grid", "correct", "distinct_leaves", "student_tokens_processed", "teacher_tokens_processed"]).to_pandas()
+    """Accuracy per grid α, the oracle (any α correct), and the work done; per (α, N) and
+    the oracle per N over the N grid (labels of older versions: their single N)."""
+    columns = ["alpha_grid", "n_tokens", "correct", "distinct_leaves", "student_tokens_processed", "teacher_tokens_processed"]
+    with_grid = "correct_per_n" in table.column_names
+    df = table.select(columns + (["n_grid", "correct_per_n", "distinct_continuations"] if with_grid else [])).to_pandas()
     grid = list(df["alpha_grid"].iloc[0])
     correct = [list(c) for c in df["correct"]]
     per_alpha = [sum(c[i] for c in correct) / len(correct) for i in range(len(grid))]
+    n_grid = [int(n) for n in df["n_grid"].iloc[0]] if with_grid else [int(df["n_tokens"].iloc[0])]
+    per_n = [[list(c) for c in rows] for rows in df["correct_per_n"]] if with_grid else [[c] for c in correct]
+    cell = {(ni, ai): sum(row[ni][ai] for row in per_n) / len(per_n) for ni in range(len(n_grid)) for ai in range(len(grid))}
     return {
         "n": len(df),
+        "n_tokens": int(df["n_tokens"].iloc[0]),
         "accuracy_per_alpha": [{"alpha": a, "accuracy": acc} for a, acc in zip(grid, per_alpha)],
         "oracle_accuracy": sum(any(c) for c in correct) / len(correct),
+        "n_grid": n_grid,
+        "accuracy_per_alpha_n": [{"alpha": a, "n_tokens": n, "accuracy": cell[ni, ai]}
+                                 for ni, n in enumerate(n_grid) for ai, a in enumerate(grid)],
+        "oracle_accuracy_per_n": [{"n_tokens": n, "accuracy": sum(any(row[ni]) for row in per_n) / len(per_n)}
+                                  for ni, n in enumerate(n_grid)],
         "leaves_per_example": float(df["distinct_leaves"].mean()),
+        "continuations_per_example": float(df["distinct_continuations"].mean()) if with_grid else float(df["distinct_leaves"].mean()),
         "student_tokens_processed": int(df["student_tokens_processed"].sum()),
         "teacher_tokens_processed": int(df["teacher_tokens_processed"].sum()),
     }
 
 
 def format_label_summary(summary: dict) -> str:
-    lines = [f"{'alpha':>7} {'accuracy':>9}", "-" * 17]
-    lines += [f"{row['alpha']:>7.2f} {row['accuracy']:>9.3f}" for row in summary["accuracy_per_alpha"]]
-    lines.append(f"oracle (any α correct): {summary['oracle_accuracy']:.3f}   examples: {summary['n']}")
+    n_grid = summary.get("n_grid", [summary.get("n_tokens")])
+    if len(n_grid) > 1:
+        lines = [alpha_n_table(summary)]
+    else:
+        lines = [f"{'alpha':>7} {'accuracy':>9}", "-" * 17]
+        lines += [f"{row['alpha']:>7.2f} {row['accuracy']:>9.3f}" for row in summary["accuracy_per_alpha"]]
+        lines.append(f"oracle (any α correct): {summary['oracle_accuracy']:.3f}   examples: {summary['n']}")
     lines.append(
         f"distinct leaves per example: {summary['leaves_per_example']:.2f}   tokens processed: "
         f"student {summary['student_tokens_processed']}, teacher {summary['teacher_tokens_processed']}"
     )
+    return "\n".join(lines)
+
+
+def alpha_n_table(summary: dict) -> str:
+    """Accuracy per α (rows) and N (columns), the oracle per N below."""
+    n_grid = summary["n_grid"]
+    acc = {(row["alpha"], row["n_tokens"]): row["accuracy"] for row in summary["accuracy_per_alpha_n"]}
+    alphas = list(dict.fromkeys(row["alpha"] for row in summary["accuracy_per_alpha_n"]))
+    head = f"{'alpha':>7} " + " ".join(f"{f'N={n}':>7}" for n in n_grid)
+    lines = [f"accuracy per (α, N) over {summary['n']} examples", head, "-" * len(head)]
+    lines += [f"{a:>7.2f} " + " ".join(f"{acc[a, n]:>7.3f}" for n in n_grid) for a in alphas]
+    oracle = {row["n_tokens"]: row["accuracy"] for row in summary["oracle_accuracy_per_n"]}
+    lines.append(f"{'oracle':>7} " + " ".join(f"{oracle[n]:>7.3f}" for n in n_grid))
+    lines.append(f"(single-N columns: N={summary['n_tokens']}; distinct continuations per example, all N: "
+                 f"{summary['continuations_per_example']:.2f})")
     return "\n".join(lines)
 
 
@@ -121,7 +176,7 @@ def run_labels(config: RunConfig, out: str) -> dict:
     ]
     job = Job("label_alpha", "labels", label_schema(feature_dim(settings, student)), units, len(examples),
               manifest_name="labels_manifest.json", ignored_config=("strategies", "signals", "export"))
-    table, manifest = run_units(config, out, job, examples)
-    summary = summarize_labels(table)
+    data, manifest = run_units(config, out, job, examples)
+    summary = summarize_labels(data.read())
     finish(out, job, manifest, "label_summary.json", summary)
     return summary

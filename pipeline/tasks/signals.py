@@ -11,7 +11,7 @@ import pyarrow as pa
 import ray
 
 from pipeline.config import RunConfig, SignalSettings
-from pipeline.data.answers import score_answer
+from pipeline.data.answer_types import score
 from pipeline.data.datasets import Example, load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt
 from pipeline.decoding.decoder import Decoder
@@ -69,9 +69,9 @@ class SignalUnit:
         t_scores = ta.completion_logprobs(prompts, kept(teacher))
         rows = []
         for i, ex in enumerate(self.examples):
-            answers = [score_answer(g.text, ex.gold)[0] for g in samples[i * k : (i + 1) * k]]
+            answers = [score(g.text, ex).answer for g in samples[i * k : (i + 1) * k]]
             top, agreement = majority(answers)
-            (s_ans, s_ok), (t_ans, t_ok) = (score_answer(g.text, ex.gold) for g in (student[i], teacher[i]))
+            (s_ans, s_ok), (t_ans, t_ok) = ((s.answer, s.correct) for s in (score(g.text, ex) for g in (student[i], teacher[i])))
             s_mean, s_min = ta_confidence(s_scores[i])
             t_mean, t_min = ta_confidence(t_scores[i])
             rows.append({
@@ -108,7 +108,8 @@ def run_signals(config: RunConfig, results_path: str, out: str) -> dict:
     units = [SignalUnit(b, batch, settings, ta_name) for b, batch in batches(examples, config.decoding.batch_size)]
     job = Job("score_signals", "signals", SIGNAL_SCHEMA, units, len(examples), manifest_name="signals_manifest.json",
               ignored_config=("strategies", "labels", "export"), extra_actors=start_ta)
-    signals, manifest = run_units(config, out, job, examples)
+    data, manifest = run_units(config, out, job, examples)
+    signals = data.read()
     joined = join_by_example(source, signals)
     fs, root = filesystem(out)
     write_part(fs, join(root, "with_signals"), "part-000000.parquet", joined.to_pylist(), joined.schema)

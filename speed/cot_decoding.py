@@ -1,0 +1,96 @@
+"""CoT-decoding on the demo world: does branching on the first token find the right path, and
+do teacher mixing and branching add up?
+
+    python -m speed.cot_decoding [--config configs/demo.yaml] [--examples 600]
+
+In process, on the same examples: student greedy, fixed α = 1 (N = 1), cot_decoding with
+k = 3 (the demo's first token has three meaningful choices: Add, Subtract, Multiply) and
+k = 10 (the paper's default), and cot_decoding branching on the mixed first-token
+distribution with α = 1 and α = 0.5 (at k = 3 and k = 10). Prints `name=value` lines: accuracy overall and per
+family, how often a branch other than the greedy one was kept, seconds per run, and the
+share of problems where some student branch is right (a perfect choice among the paths).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from collections import defaultdict
+
+import torch
+
+from pipeline.config import load_config
+from pipeline.data.answer_span import answer_span
+from pipeline.data.answer_types import score
+from pipeline.data.datasets import load_examples
+from pipeline.data.prompts import encode_prompt, load_template
+from pipeline.decoding.cot import decode_branches
+from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.strategies import CotDecoding, FixedAlpha, Student
+from pipeline.engine.hf import HFEngine
+from pipeline.models.facts import model_facts, shared_vocab_size
+from pipeline.models.loading import load_model
+from pipeline.runtime.placement import run_stop_rule
+
+STRATEGIES = {
+    "student": Student(),
+    "fixed_alpha_1": FixedAlpha(1.0, 1),
+    "cot_k3": CotDecoding(k=3, answer_span=answer_span),
+    "cot_k10": CotDecoding(k=10, answer_span=answer_span),
+    "cot_k3_alpha1": CotDecoding(k=3, alpha=1.0, answer_span=answer_span),
+    "cot_k3_alpha0.5": CotDecoding(k=3, alpha=0.5, answer_span=answer_span),
+    "cot_k10_alpha1": CotDecoding(k=10, alpha=1.0, answer_span=answer_span),
+    "cot_k10_alpha0.5": CotDecoding(k=10, alpha=0.5, answer_span=answer_span),
+}
+
+
+def branch_oracle(decoder: Decoder, prompts: list, examples: list, k: int, size: int) -> float:
+    """Share of problems where some student branch is right: what a perfect choice among the
+    k paths would score (the confidence's ceiling)."""
+    hits = 0
+    for i in range(0, len(prompts), size):
+        session = uuid.uuid4().hex
+        p = decoder.student.prefill(session, prompts[i : i + size]).probs
+        rows = decode_branches(decoder.student, session, p, k, decoder.stop, decoder.tokenizer)
+        decoder.student.close(session)
+        hits += sum(any(score(decoder.finish_text(b), ex).correct for b in row) for row, ex in zip(rows, examples[i : i + size]))
+    return hits / len(prompts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--examples", type=int, default=600)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    config = load_config(args.config, [f"dataset.limit={args.examples}"])
+    student, teacher = load_model(config.student), load_model(config.teacher)
+    vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))
+    decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, run_stop_rule(config))
+    template = load_template(config.prompt)
+    examples = load_examples(config.dataset)
+    prompts = [encode_prompt(student.tokenizer, template, ex.question) for ex in examples]
+    size = config.decoding.batch_size
+    print(f"examples={len(examples)} batch={size}")
+    for name, strategy in STRATEGIES.items():
+        start = time.perf_counter()
+        gens = [g for i in range(0, len(prompts), size) for g in decoder.generate(strategy, prompts[i : i + size])]
+        seconds = time.perf_counter() - start
+        correct = [score(g.text, ex).correct for g, ex in zip(gens, examples)]
+        by_family = defaultdict(list)
+        for ok, ex in zip(correct, examples):
+            by_family[ex.group].append(ok)
+        print(f"accuracy_{name}={sum(correct) / len(correct):.3f}")
+        for family, oks in sorted(by_family.items()):
+            print(f"accuracy_{name}_{family}={sum(oks) / len(oks):.3f}")
+        if isinstance(strategy, CotDecoding):
+            print(f"non_greedy_branch_{name}={sum(g.cot_branch != 0 for g in gens) / len(gens):.3f}")
+        print(f"teacher_tokens_per_example_{name}={sum(g.teacher_tokens for g in gens) / len(gens):.2f}")
+        print(f"seconds_{name}={seconds:.2f}")
+    for k in (3, 10):
+        print(f"branch_oracle_k{k}={branch_oracle(decoder, prompts, examples, k, size):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Work shared inside a batch: one prefill and one student-greedy decode for every strategy,
+several students' teacher steps in one forward, and a driver that reads only what it needs."""
+import asyncio
+
+import pyarrow as pa
+import pytest
+import torch
+
+from pipeline.config import ModelSpec
+from pipeline.config.strategies import strategy_params
+from pipeline.data.prompts import encode_prompt, load_template
+from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.shared_batch import decode_strategies
+from pipeline.decoding.strategies import EntropyGate, FixedAlpha, Student, Switch, Teacher
+from pipeline.engine.hf import HFEngine
+from pipeline.engine.interface import SessionLost
+from pipeline.engine.stop import StopRule
+from pipeline.models.facts import model_facts, shared_vocab_size
+from pipeline.models.loading import load_model
+from pipeline.runtime.engine_queue import EngineQueue
+from pipeline.store.parts import PartDataset, filesystem, write_part
+
+QUESTIONS = [f"Tom has {i} apples and buys {i + 3} more. How many apples does he have?" for i in range(7)]
+
+
+@pytest.fixture(scope="module")
+def decoder(tiny_pair):
+    s_spec, t_spec = ModelSpec(str(tiny_pair[0]), "float32"), ModelSpec(str(tiny_pair[1]), "float32")
+    student, teacher = load_model(s_spec), load_model(t_spec)
+    vocab = shared_vocab_size(model_facts(s_spec), model_facts(t_spec))
+    stop = StopRule(frozenset(model_facts(s_spec).eos_ids), ("\nQ:",), 12)
+    return Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, stop)
+
+
+@pytest.fixture(scope="module")
+def prompts(decoder):
+    template = load_template("gsm8k_cot_8shot")
+    return [encode_prompt(decoder.tokenizer, template, q) for q in QUESTIONS]
+
+
+def _gate_around_median(decoder, prompts) -> EntropyGate:
+    """A gate whose band holds about half the rows, so some rows consult and some do not."""
+    first = decoder.student.prefill("probe", prompts)
+    decoder.student.close("probe")
+    h = -(first.probs * first.probs.clamp_min(1e-30).log()).sum(-1)
+    return EntropyGate(alpha=1.5, n_tokens=2, lo=float(h.median()), hi=float(h.max()))
+
+
+def test_every_strategy_on_one_batch_equals_each_strategy_alone(decoder, prompts):
+    strategies = [Student(), Teacher(), FixedAlpha(1.0, 1), FixedAlpha(-0.5, 2), FixedAlpha(0.0, 2),
+                  _gate_around_median(decoder, prompts), Switch(0.3, 0.1)]
+    alone = [decoder.generate(s, prompts) for s in strategies]
+    before = decoder.student.tokens_processed
+    together, _ = decode_strategies(decoder, strategies, prompts)
+    shared_work = decoder.student.tokens_processed - before
+    for s, expected, got in zip(strategies, alone, together):
+        assert [vars(g) for g in got.gens] == [vars(g) for g in expected], s
+    gate_rows = together[5].gens
+    assert {g.alpha for g in gate_rows} == {0.0, 1.5}, "the gate should split the batch"
+    # the rows still count what each strategy costs alone; the batch processed less than that
+    assert shared_work < sum(g.student_tokens_processed for rows in together for g in rows.gens)
+
+
+def test_mixed_rows_whose_prefix_is_the_students_own_take_the_greedy_decode(decoder, prompts):
+    """α = 0.01 barely moves the first token: those rows copy the student-greedy continuation
+    instead of decoding it (the student is fed the mixed prefix only)."""
+    strategies = [Student(), FixedAlpha(0.01, 1)]
+    greedy, mixed = (decoder.generate(s, prompts) for s in strategies)
+    assert [g.token_ids for g in greedy] == [g.token_ids for g in mixed]
+    before = decoder.student.tokens_processed
+    together, _ = decode_strategies(decoder, strategies, prompts)
+    fed = decoder.student.tokens_processed - before
+    prompt_tokens = sum(decoder.student.prompt_cost(p) for p in prompts)
+    greedy_steps = sum(len(g.token_ids) - 1 for g in greedy)
+    assert fed == prompt_tokens + greedy_steps  # one prefill, one greedy decode, nothing else
+    assert [vars(g) for g in together[1].gens] == [vars(g) for g in mixed]
+
+
+def test_features_of_a_merged_request_are_each_requests_own(decoder, prompts):
+    from pipeline.engine.interface import FeatureRequest
+
+    a, b = FeatureRequest((-1,), "concat"), FeatureRequest((0, -1), "mean")
+    merged = FeatureRequest.merged([a, None, b])
+    assert merged.layers == (-1, 0)
+    both = decoder.student.prefill("m", prompts, merged).features
+    for request in (a, b):
+        own = decoder.student.prefill("o", prompts, request).features
+        assert torch.equal(request.take(both, merged), own)
+    for session in ("m", "o"):
+        decoder.student.close(session)
+
+
+def test_steps_of_several_sessions_in_one_forward_match_stepping_each(decoder, prompts):
+    engine = decoder.teacher
+    batched = HFEngine(engine.lm, engine.vocab_size)
+    sessions = {"a": prompts[:3], "b": prompts[3:4], "c": prompts[4:]}  # different lengths and batch sizes
+    for e in (engine, batched):
+        for name, ps in sessions.items():
+            e.prefill(name, ps)
+    tokens = {name: torch.arange(len(ps)) + 5 for name, ps in sessions.items()}
+    forwards = batched.step_forwards
+    for t in range(4):
+        rows = {"a": [0, 2] if t == 1 else None, "b": None, "c": None}  # a drops its middle row
+        if t == 1:
+            tokens["a"] = tokens["a"][[0, 2]]
+        one = {n: engine.step(n, tokens[n], rows[n]) for n in sessions}
+        many = dict(zip(sessions, batched.step_many([(n, tokens[n], rows[n]) for n in sessions])))
+        for n in sessions:
+            torch.testing.assert_close(many[n].logits, one[n].logits, rtol=0, atol=1e-4)
+            assert torch.equal(many[n].logits.argmax(-1), one[n].logits.argmax(-1))
+            tokens[n] = one[n].logits.argmax(-1)
+    assert batched.step_forwards - forwards == 4  # one forward per round, for three sessions
+    for e in (engine, batched):
+        for name in sessions:
+            e.close(name)
+
+
+def test_engine_queue_keeps_each_callers_order_and_batches_waiting_steps(decoder, prompts):
+    engine = HFEngine(decoder.teacher.lm, decoder.teacher.vocab_size)
+
+    async def scenario():
+        queue = EngineQueue(engine)
+        # seq 1 (a step) arrives before seq 0 (the prefill it needs): it waits for it
+        step_a = queue.step("A", 1, "sa", torch.tensor([5, 6]), None, lambda out: out.logits.argmax(-1).tolist())
+        pre_a = queue.call("A", 0, lambda e: e.prefill("sa", prompts[:2]) and "prefilled")
+        pre_b = queue.call("B", 0, lambda e: e.prefill("sb", prompts[2:3]) and "prefilled")
+        step_b = queue.step("B", 1, "sb", torch.tensor([7]), None, lambda out: out.logits.argmax(-1).tolist())
+        lost = queue.step("C", 0, "nowhere", torch.tensor([1]), None, lambda out: out)
+        results = await asyncio.gather(pre_a, step_a, pre_b, step_b, lost, return_exceptions=True)
+        return queue, results
+
+    forwards = engine.step_forwards
+    queue, (pre_a, step_a, pre_b, step_b, lost) = asyncio.run(scenario())
+    assert (pre_a, pre_b) == ("prefilled", "prefilled")
+    assert isinstance(lost, SessionLost)
+    assert queue.step_calls == 3 and engine.step_forwards - forwards == 1  # A's and B's steps in one forward
+    reference = HFEngine(engine.lm, engine.vocab_size)
+    reference.prefill("sa", prompts[:2])
+    reference.prefill("sb", prompts[2:3])
+    assert step_a == reference.step("sa", torch.tensor([5, 6])).logits.argmax(-1).tolist()
+    assert step_b == reference.step("sb", torch.tensor([7])).logits.argmax(-1).tolist()
+
+
+def test_engine_queue_waits_a_window_for_stepping_callers_then_stops_waiting_for_gone_ones(decoder, prompts):
+    engine = HFEngine(decoder.teacher.lm, decoder.teacher.vocab_size)
+    argmax = lambda out: out.logits.argmax(-1).tolist()  # noqa: E731
+
+    async def scenario():
+        queue = EngineQueue(engine, batch_wait_s=5.0)
+        await asyncio.gather(queue.call("A", 0, lambda e: e.prefill("sa", prompts[:2])),
+                             queue.call("B", 0, lambda e: e.prefill("sb", prompts[2:3])))
+        await asyncio.gather(queue.step("A", 1, "sa", torch.tensor([5, 6]), None, argmax),
+                             queue.step("B", 1, "sb", torch.tensor([7]), None, argmax))
+        before = engine.step_forwards
+        asyncio.get_running_loop().call_later(0.05, lambda: queue.step("B", 2, "sb", torch.tensor([8]), None, argmax))
+        await queue.step("A", 2, "sa", torch.tensor([1, 2]), None, argmax)  # B's step, 50 ms late, joins it
+        joined = engine.step_forwards - before
+        queue.batch_wait_s = 0.05
+        await queue.step("A", 3, "sa", torch.tensor([3, 4]), None, argmax)  # B sends none: one window
+        return joined, set(queue.stepping)
+
+    joined, stepping = asyncio.run(scenario())
+    assert joined == 1
+    assert stepping == {"A"}  # B no longer holds A's steps back
+
+
+def test_part_dataset_counts_rows_from_footers_and_reads_only_asked_columns(tmp_path):
+    fs, root = filesystem(str(tmp_path))
+    schema = pa.schema([("strategy", pa.string()), ("generated_text", pa.string())])
+    for i in range(3):
+        write_part(fs, f"{root}/results", f"part-b{i:06d}.parquet", [{"strategy": "s", "generated_text": "x" * 100}] * (i + 1), schema)
+    data = PartDataset(fs, f"{root}/results")
+    assert data.count_rows() == 6
+    assert data.read(["strategy"]).column_names == ["strategy"]
