@@ -141,6 +141,13 @@ CASES = {
     "name_not_derivable": (lambda w, name: ("jobs.evaluate", ["--config", config_file(w, name, changed(w["base"], "dataset", source="test.jsonl")),
                                                               "--out", str(w["root"] / f"out-{name}")]), "dataset.name is required"),
     "hub_dataset_unreachable": (dataset(source="someone/some-dataset", split="test"), "the Hub is unreachable from this machine"),
+    "dataset_and_datasets": (evaluate(lambda w: {**w["base"], "datasets": [w["base"]["dataset"]]}), "not both"),
+    "datasets_same_name": (evaluate(lambda w: {**{k: v for k, v in w["base"].items() if k != "dataset"},
+                                               "datasets": [w["base"]["dataset"]] * 2}), "has two entries named"),
+    "datasets_not_a_list": (evaluate(lambda w: {**{k: v for k, v in w["base"].items() if k != "dataset"},
+                                                "datasets": w["base"]["dataset"]}), "'datasets' must be a non-empty list"),
+    "datasets_for_labels": (label(lambda w: {**{k: v for k, v in w["base"].items() if k != "dataset"},
+                                             "datasets": [w["base"]["dataset"]]}), "this job reads one dataset"),
     # decoding and strategies
     "negative_max_new_tokens": (section("decoding", max_new_tokens=-1), "max_new_tokens must be an integer ≥ 1, got -1"),
     "batch_size_zero": (section("decoding", max_new_tokens=4, batch_size=0), "batch_size"),

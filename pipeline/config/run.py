@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,13 @@ from pipeline.errors import UserError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+# in a job's `needs`, "dataset" is exactly one `dataset` section; "datasets" is a `dataset`
+# section or a `datasets` list (a run over several benchmarks, evaluation only)
 MODEL_AND_DATA = ("student", "teacher", "dataset")
-EVALUATION = (*MODEL_AND_DATA, "strategies")
+EVALUATION = ("student", "teacher", "datasets", "strategies")
+DEFAULT_PROMPT = "gsm8k_cot_8shot"
+# a `datasets` entry's name is a directory of the results (results/benchmark=<name>/)
+PARTITION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 @dataclass(frozen=True)
@@ -29,8 +35,12 @@ class RunConfig:
     student: ModelSpec | None = None
     teacher: ModelSpec | None = None
     dataset: DatasetSpec | None = None
+    # a run over several benchmarks: the `datasets` list (then `dataset` is None); empty otherwise
+    datasets: tuple[DatasetSpec, ...] = ()
     strategies: tuple[StrategySpec, ...] = ()
-    prompt: str | None = None  # default: the dataset's benchmark's template, else gsm8k_cot_8shot
+    # default: the dataset's benchmark's template, else gsm8k_cot_8shot; with `datasets`, when
+    # not given it stays None and each entry is encoded with its own benchmark's template
+    prompt: str | None = None
     decoding: DecodingConfig = DecodingConfig()
     ray: RayConfig = RayConfig()
     labels: LabelSettings = LabelSettings()
@@ -38,14 +48,36 @@ class RunConfig:
     export: ExportSettings = ExportSettings()
 
     def __post_init__(self) -> None:
-        if self.prompt is None:
+        if self.dataset is not None and self.datasets:
+            raise UserError("config: give either 'dataset' (one) or 'datasets' (a list), not both")
+        object.__setattr__(self, "datasets", tuple(self.datasets))
+        check_dataset_list(self.datasets)
+        if self.prompt is None and not self.datasets:
             benchmark = self.dataset.benchmark_prompt if self.dataset is not None else None
-            object.__setattr__(self, "prompt", benchmark or "gsm8k_cot_8shot")
+            object.__setattr__(self, "prompt", benchmark or DEFAULT_PROMPT)
+
+    @property
+    def all_datasets(self) -> tuple[DatasetSpec, ...]:
+        """Every dataset of the run, in config order: the `datasets` list, or the one `dataset`."""
+        return self.datasets or ((self.dataset,) if self.dataset is not None else ())
+
+    def prompt_for(self, spec: DatasetSpec) -> str:
+        """The template `spec`'s rows are encoded with: the run's `prompt` when set (it applies
+        to every dataset), else the dataset's benchmark's."""
+        return self.prompt or spec.benchmark_prompt or DEFAULT_PROMPT
+
+    @property
+    def default_prompt(self) -> str:
+        """The template a worker starts with (a unit naming none is encoded with it)."""
+        return self.prompt or self.prompt_for(self.datasets[0])
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        if out["dataset"] is not None:
-            out["dataset"].pop("inferred")  # how split and name were found, not what they are
+        for data in [out["dataset"], *out["datasets"]]:
+            if data is not None:
+                data.pop("inferred")  # how split and name were found, not what they are
+        if not out["datasets"]:  # a run over one dataset keeps the config hash it always had (it resumes)
+            out.pop("datasets")
         return out
 
     def results_key(self, ignore: tuple[str, ...] = ()) -> dict:
@@ -58,6 +90,18 @@ class RunConfig:
         return key
 
 
+def check_dataset_list(specs: tuple[DatasetSpec, ...]) -> None:
+    """Each entry of a `datasets` list names its own results partition and example ids."""
+    names = [spec.name for spec in specs]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise UserError(f"config: 'datasets' has two entries named '{twice}': give each its own name (datasets.N.name)")
+    bad = next((n for n in names if not PARTITION_NAME.fullmatch(n)), None)
+    if bad is not None:
+        raise UserError(f"config: dataset name {bad!r} cannot name a results directory (benchmark={bad}): "
+                        "use letters, digits, '_', '-' and '.' (set datasets.N.name)")
+
+
 def resolve_path(path: str) -> str:
     """Relative paths are tried against the working directory, then the repository root,
     so configs work from anywhere and under `ray job submit --working-dir .`."""
@@ -68,11 +112,28 @@ def resolve_path(path: str) -> str:
 
 
 def _section(raw: dict, key: str, cls, path_keys: tuple[str, ...] = ()):
-    value = raw.get(key)
+    return _mapping_section(raw.get(key), key, cls, path_keys)
+
+
+def _mapping_section(value: Any, key: str, cls, path_keys: tuple[str, ...] = ()):
     if not isinstance(value, dict):
         raise UserError(f"config: '{key}' must be a mapping with fields of {cls.__name__}")
     value = {k: (resolve_path(v) if k in path_keys and isinstance(v, str) else v) for k, v in value.items()}
     return settings_from(cls, value, f"config: '{key}'")
+
+
+def _dataset_list(raw: Any) -> tuple[DatasetSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise UserError("config: 'datasets' must be a non-empty list of dataset sections ({benchmark: ..., source: ...})")
+    return tuple(_mapping_section(item, f"datasets.{i}", DatasetSpec, ("source",)) for i, item in enumerate(raw))
+
+
+def _missing_sections(raw: dict, needs: tuple[str, ...]) -> list[str]:
+    """The sections of `needs` the config lacks ("datasets": a `dataset` or a `datasets` list)."""
+    if "dataset" in needs and "datasets" in raw:
+        raise UserError("config: this job reads one dataset: give a 'dataset' section, not a 'datasets' list")
+    given = set(raw) | ({"datasets"} if "dataset" in raw else set())
+    return ["dataset" if k == "datasets" else k for k in needs if k not in given]
 
 
 def _strategy_specs(raw: Any) -> tuple[StrategySpec, ...]:
@@ -100,7 +161,7 @@ def parse_config(raw: dict, needs: tuple[str, ...] = EVALUATION) -> RunConfig:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise UserError(f"config: unknown key(s) {unknown} (known: {sorted(known)})")
-    missing = [k for k in needs if k not in raw]
+    missing = _missing_sections(raw, needs)
     if missing:
         raise UserError(f"config: this job needs the section(s) {missing}")
     prompt = raw.get("prompt")  # None: RunConfig picks the benchmark's
@@ -112,6 +173,7 @@ def parse_config(raw: dict, needs: tuple[str, ...] = EVALUATION) -> RunConfig:
         student=optional("student", ModelSpec, ("path",)),
         teacher=optional("teacher", ModelSpec, ("path",)),
         dataset=optional("dataset", DatasetSpec, ("source",)),
+        datasets=_dataset_list(raw["datasets"]) if "datasets" in raw else (),
         strategies=_strategy_specs(raw["strategies"]) if "strategies" in raw else (),
         prompt=resolve_path(prompt) if prompt is not None and str(prompt).endswith((".yaml", ".yml")) else prompt,
         decoding=settings_from(DecodingConfig, raw.get("decoding"), "config: 'decoding'"),

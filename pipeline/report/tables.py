@@ -211,10 +211,10 @@ def run_facts(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
         for job, m in run.manifests.items():
-            data = m.get("dataset", {})
+            data = m.get("datasets") or [m.get("dataset", {})]  # a run over several benchmarks lists each
             rows.append({"run": run.name, "job": job, "status": m.get("status"),
                          "student": m.get("models", {}).get("student"), "teacher": m.get("models", {}).get("teacher"),
-                         "dataset": f"{data.get('source')} ({data.get('split')}, {data.get('n_examples')} examples)",
+                         "dataset": "; ".join(f"{d.get('source')} ({d.get('split')}, {d.get('n_examples')} examples)" for d in data),
                          "commit": (m.get("git_commit") or "unknown")[:12],
                          "finished_at": m.get("finished_at"), "fingerprint": m.get("config_hash")})
         if run.predictor is not None:

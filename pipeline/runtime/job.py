@@ -15,7 +15,7 @@ import pyarrow as pa
 import ray
 from tqdm import tqdm
 
-from pipeline.config import RunConfig
+from pipeline.config import DatasetSpec, RunConfig
 from pipeline.data.datasets import Example, dataset_fingerprint
 from pipeline.data.prompts import PromptTemplate
 from pipeline.errors import UserError
@@ -31,7 +31,10 @@ from pipeline.store.parts import (
 
 
 class WorkUnit(Protocol):
-    """One batch of a job: the unit of scheduling, output (one Parquet part) and resume."""
+    """One batch of a job: the unit of scheduling, output (one Parquet part) and resume.
+
+    A unit may also have a `prompt` (a template name): the worker then encodes it with that
+    template and its stop strings instead of the run's (a run over several benchmarks)."""
 
     examples: tuple[Example, ...]
 
@@ -63,9 +66,11 @@ class Job:
     tally: Callable[[list], Callable[[object, list[dict]], str | None]] | None = None
 
 
-def run_units(config: RunConfig, out: str, job: Job, examples: list) -> tuple[PartDataset, dict]:
+def run_units(config: RunConfig, out: str, job: Job, examples: list,
+              per_dataset: Sequence[tuple[DatasetSpec, Sequence[Example]]] = ()) -> tuple[PartDataset, dict]:
     """Run every unit not already in `out` on Ray actors; returns the dataset (read as far as
-    the caller asks) and the manifest.
+    the caller asks) and the manifest. `examples` are every dataset's; `per_dataset` says which
+    came from which (default: all from `config.dataset`), for the manifest.
 
     Reruns resume: finished parts are kept, missing ones are computed. Rows of another
     configuration, dataset or checkpoint into the same `out` are refused; one run at a
@@ -82,13 +87,26 @@ def run_units(config: RunConfig, out: str, job: Job, examples: list) -> tuple[Pa
     create_root(fs, root, out)
     lock.acquire(fs, root, out)
     try:
-        return _run_locked(config, out, job, examples, fs, root, vocab_size, {"student": student.identity, "teacher": teacher.identity})
+        return _run_locked(config, out, job, examples, per_dataset or [(config.dataset, examples)], fs, root, vocab_size,
+                           {"student": student.identity, "teacher": teacher.identity})
     except BaseException:
         lock.release(fs, root)
         raise
 
 
-def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) -> tuple[PartDataset, dict]:
+def dataset_facts(spec: DatasetSpec, examples: Sequence[Example]) -> dict:
+    return {"source": spec.source, "split": spec.split, "n_examples": len(examples), "fingerprint": dataset_fingerprint(examples)}
+
+
+def manifest_datasets(config: RunConfig, per_dataset: Sequence[tuple[DatasetSpec, Sequence[Example]]]) -> dict:
+    """`dataset` for a run over one (as runs always recorded it), `datasets` for a `datasets` list."""
+    if not config.datasets:
+        [(spec, examples)] = per_dataset
+        return {"dataset": dataset_facts(spec, examples)}
+    return {"datasets": [{"name": spec.name, **dataset_facts(spec, examples)} for spec, examples in per_dataset]}
+
+
+def _run_locked(config, out, job, examples, per_dataset, fs, root, vocab_size, identities) -> tuple[PartDataset, dict]:
     data_dir, manifest_path = join(root, job.dataset_dir), join(root, job.manifest_name)
     key = resume_key(config_hash(config.results_key(job.ignored_config)), dataset_fingerprint(examples), identities)
     previous = read_json(fs, manifest_path)
@@ -104,8 +122,7 @@ def _run_locked(config, out, job, examples, fs, root, vocab_size, identities) ->
         "config": config.to_dict(),
         **key,
         "models": {"student": config.student.path, "teacher": config.teacher.path},
-        "dataset": {"source": config.dataset.source, "split": config.dataset.split, "n_examples": len(examples),
-                    "fingerprint": key["dataset_fingerprint"]},
+        **manifest_datasets(config, per_dataset),
         "versions": package_versions(),
         **code_version(),
         "started_at": (previous or {}).get("started_at", now()),

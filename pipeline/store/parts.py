@@ -55,6 +55,9 @@ def join(base: str, *parts: str) -> str:
 
 
 def write_part(fs: pafs.FileSystem, directory: str, name: str, rows: list[dict], schema: pa.Schema) -> None:
+    """`name` may lie in a partition directory ("benchmark=gsm8k/part-b000000.parquet")."""
+    folder, _, name = name.rpartition("/")
+    directory = join(directory, folder) if folder else directory
     fs.create_dir(directory, recursive=True)
     tmp, final = join(directory, f".tmp-{uuid.uuid4().hex[:8]}-{name}"), join(directory, name)
     table = pa.Table.from_pylist(rows, schema=schema)
@@ -64,8 +67,17 @@ def write_part(fs: pafs.FileSystem, directory: str, name: str, rows: list[dict],
 
 
 def existing_parts(fs: pafs.FileSystem, directory: str) -> set[str]:
-    info = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
-    return {i.base_name for i in info if i.type == pafs.FileType.File and not i.base_name.startswith((".", "_"))}
+    """Finished parts, as paths under `directory` ("part-b000000.parquet", or in a partition
+    "benchmark=gsm8k/part-b000000.parquet"); hidden names (temporary parts) are skipped at any
+    depth, as pyarrow skips them."""
+    info = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True, recursive=True))
+    base = directory.rstrip("/") + "/"
+    parts = set()
+    for i in info:
+        relative = i.path[len(base):] if i.path.startswith(base) else i.base_name
+        if i.type == pafs.FileType.File and not any(p.startswith((".", "_")) for p in relative.split("/")):
+            parts.add(relative)
+    return parts
 
 
 def read_dataset(fs: pafs.FileSystem, directory: str) -> pa.Table:

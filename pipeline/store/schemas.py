@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# A run over several benchmarks (a `datasets` list) writes its results hive-partitioned,
+# results/benchmark=<dataset name>/part-*.parquet; readers (pyarrow, pandas, Ray Data) see the
+# key as a column. It is no column of RESULT_SCHEMA on purpose: a partition key that is also a
+# file column reads as one column in pyarrow.dataset but fails in pandas (string vs
+# dictionary), so the rows' own copy of the name is `dataset`.
+BENCHMARK_KEY = "benchmark"
+
 RESULT_SCHEMA = pa.schema(
     [
         pa.field("example_id", pa.string(), nullable=False),

@@ -1,5 +1,5 @@
 """Evaluation: (strategy × examples) split into units, each decoded into result rows, and
-the per-strategy summary."""
+the per-strategy summary (per benchmark and strategy, in a run over several benchmarks)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
-from pipeline.config import RunConfig, StrategySpec
+from pipeline.config import DatasetSpec, RunConfig, StrategySpec
 from pipeline.data.answer_span import answer_span
 from pipeline.data.answer_types import score
 from pipeline.data.datasets import Example, load_examples
@@ -20,7 +20,7 @@ from pipeline.decoding.strategies import CotDecoding, Strategy
 from pipeline.errors import UserError
 from pipeline.models.facts import model_facts
 from pipeline.runtime.job import Job, batches, finish, run_units
-from pipeline.store.schemas import RESULT_SCHEMA
+from pipeline.store.schemas import BENCHMARK_KEY, RESULT_SCHEMA
 from predictor.online import build_strategy
 
 _BUILT: dict[str, Strategy] = {}
@@ -41,24 +41,41 @@ class EvalUnit:
     """One batch of examples under every strategy of the run: the unit of scheduling, output
     and resume. The strategies share the batch's prefills and its student-greedy decode."""
 
-    batch_index: int
+    batch_index: int  # counts within the unit's dataset
     strategies: tuple[StrategySpec, ...]
     examples: tuple[Example, ...]
     dataset: str
     split: str
+    # the template to encode with, in a run over several benchmarks (each entry's own, unless
+    # the run's `prompt` is set); None: the worker's, the run's one template
+    prompt: str | None = None
+    partitioned: bool = False  # written under results/benchmark=<dataset>/ (a `datasets` run)
 
     @property
     def part_name(self) -> str:
-        return f"part-b{self.batch_index:06d}.parquet"
+        name = f"part-b{self.batch_index:06d}.parquet"
+        return f"{BENCHMARK_KEY}={self.dataset}/{name}" if self.partitioned else name
 
     def run(self, decoder: Decoder, template: PromptTemplate, worker_id: str = "", node_id: str = "") -> list[dict]:
         return decode_unit(decoder, template, self, worker_id, node_id)
 
 
-def make_units(strategies: Sequence[StrategySpec], examples: Iterable[Example], batch_size: int, dataset: str, split: str) -> Iterator[EvalUnit]:
+def make_units(strategies: Sequence[StrategySpec], examples: Iterable[Example], batch_size: int, dataset: str, split: str,
+               prompt: str | None = None, partitioned: bool = False) -> Iterator[EvalUnit]:
     """Deterministic for a config, so a rerun finds the units already written."""
     for bi, batch in batches(examples, batch_size):
-        yield EvalUnit(bi, tuple(strategies), batch, dataset, split)
+        yield EvalUnit(bi, tuple(strategies), batch, dataset, split, prompt, partitioned)
+
+
+def evaluation_units(config: RunConfig, per_dataset: Sequence[tuple[DatasetSpec, list[Example]]]) -> list[EvalUnit]:
+    """A run over one `dataset` writes flat parts, as it always did (its earlier runs resume);
+    each entry of a `datasets` list fills its own partition, encoded with its own template."""
+    size = config.decoding.batch_size
+    if not config.datasets:
+        [(spec, examples)] = per_dataset
+        return list(make_units(config.strategies, examples, size, spec.name, spec.split))
+    return [unit for spec, examples in per_dataset
+            for unit in make_units(config.strategies, examples, size, spec.name, spec.split, config.prompt_for(spec), True)]
 
 
 def decode_unit(decoder: Decoder, template: PromptTemplate, unit: EvalUnit, worker_id: str = "", node_id: str = "") -> list[dict]:
@@ -135,32 +152,41 @@ def stats_of_sums(n: int, correct: int, teacher_tokens: int, busy_s: float) -> d
             "examples_per_s": n / busy_s if busy_s > 0 else 0.0}
 
 
-SUMMARY_COLUMNS = ["strategy", "correct", "teacher_tokens", "latency_s"]
+SUMMARY_COLUMNS = ["dataset", "strategy", "correct", "teacher_tokens", "latency_s"]
 
 
-def summarize(table: pa.Table, strategies: Sequence[StrategySpec]) -> list[dict]:
-    """One entry per configured strategy, in config order."""
-    df = table.select(SUMMARY_COLUMNS).to_pandas()
-    out = []
-    for spec in strategies:
-        rows = df[df["strategy"] == spec.label]
-        out.append({
-            "name": spec.name,
-            "label": spec.label,
-            "params": spec.params,
-            "resolved_params": built_strategy(spec).params(),  # what it ran with: an artifact's α, N and band
-            **strategy_stats(rows["correct"].tolist(), rows["teacher_tokens"].tolist(), rows["latency_s"].tolist()),
-        })
-    return out
+def summarize(table: pa.Table, strategies: Sequence[StrategySpec], benchmarks: Sequence[str] = ()) -> list[dict]:
+    """One entry per configured strategy, in config order; given `benchmarks` (the dataset
+    names of a `datasets` run), one per (benchmark, strategy), benchmarks in config order."""
+    df = table.select([c for c in SUMMARY_COLUMNS if c != "dataset" or benchmarks]).to_pandas()
+    if not benchmarks:
+        return [strategy_entry(spec, df[df["strategy"] == spec.label]) for spec in strategies]
+    return [{BENCHMARK_KEY: name, **strategy_entry(spec, df[(df["dataset"] == name) & (df["strategy"] == spec.label)])}
+            for name in benchmarks for spec in strategies]
+
+
+def strategy_entry(spec: StrategySpec, rows) -> dict:
+    """A summary entry: the strategy as configured and as it ran, and its stats over `rows`."""
+    return {
+        "name": spec.name,
+        "label": spec.label,
+        "params": spec.params,
+        "resolved_params": built_strategy(spec).params(),  # what it ran with: an artifact's α, N and band
+        **strategy_stats(rows["correct"].tolist(), rows["teacher_tokens"].tolist(), rows["latency_s"].tolist()),
+    }
 
 
 def format_table(summary: list[dict]) -> str:
-    width = max([len("strategy"), *(len(s["label"]) for s in summary)])
-    header = f"{'strategy':<{width}} {'accuracy':>8} {'n':>6} {'teacher tok/ex':>14} {'ex/s':>8}"
+    """The summary as a text table; a benchmark column first when entries have one."""
+    keys = [k for k in (BENCHMARK_KEY, "label") if summary and k in summary[0]]
+    widths = {k: max([len(k if k != "label" else "strategy"), *(len(s[k]) for s in summary)]) for k in keys}
+    names = " ".join(f"{k if k != 'label' else 'strategy':<{widths[k]}}" for k in keys)
+    header = f"{names} {'accuracy':>8} {'n':>6} {'teacher tok/ex':>14} {'ex/s':>8}"
     lines = [header, "-" * len(header)]
     for s in summary:
         lines.append(
-            f"{s['label']:<{width}} {s['accuracy']:>8.3f} {s['n']:>6d} {s['teacher_tokens_per_example']:>14.2f} {s['examples_per_s']:>8.2f}"
+            " ".join(f"{s[k]:<{widths[k]}}" for k in keys)
+            + f" {s['accuracy']:>8.3f} {s['n']:>6d} {s['teacher_tokens_per_example']:>14.2f} {s['examples_per_s']:>8.2f}"
         )
     return "\n".join(lines)
 
@@ -172,12 +198,15 @@ class StrategyTally:
 
     def __init__(self, units: list[EvalUnit]):
         self.total, self.seen = len(units), 0
-        self.sums: dict[str, list] = {}  # per strategy: rows, correct, teacher tokens, busy seconds
+        # per strategy (per benchmark and strategy, in a `datasets` run): rows, correct, teacher tokens, busy seconds
+        self.sums: dict[str, list] = {}
+        self.by_benchmark = any(u.partitioned for u in units)
         self.started = time.monotonic()
 
     def __call__(self, unit: EvalUnit, rows: list[dict]) -> str | None:
         for row in rows:
-            sums = self.sums.setdefault(row["strategy"], [0, 0, 0, 0.0])
+            label = f"{row['dataset']} {row['strategy']}" if self.by_benchmark else row["strategy"]
+            sums = self.sums.setdefault(label, [0, 0, 0, 0.0])
             for i, value in enumerate((1, row["correct"], row["teacher_tokens"], row["latency_s"])):
                 sums[i] += value
         self.seen += 1
@@ -192,18 +221,24 @@ class StrategyTally:
 
 
 def run_evaluation(config: RunConfig, out: str) -> list[dict]:
-    """Evaluate every configured strategy on the dataset into `out/results`; returns the summary."""
+    """Evaluate every configured strategy on the dataset(s) into `out/results` (partitioned by
+    benchmark for a `datasets` list); returns the summary."""
     if not config.strategies:
         raise UserError("config: 'strategies' is empty: list at least one strategy to evaluate")
-    load_template(config.prompt)  # a bad template fails before anything starts
+    if not config.all_datasets:
+        raise UserError("config: this job needs the section(s) ['dataset']")
+    for spec in config.all_datasets:
+        load_template(config.prompt_for(spec))  # a bad template fails before anything starts
     student = model_facts(config.student).identity
     for spec in config.strategies:
         built_strategy(spec).check_student(student)
-    examples = load_examples(config.dataset)
-    units = list(make_units(config.strategies, examples, config.decoding.batch_size, config.dataset.name, config.dataset.split))
+    per_dataset = [(spec, load_examples(spec)) for spec in config.all_datasets]
+    examples = [ex for _, exs in per_dataset for ex in exs]
+    units = evaluation_units(config, per_dataset)
     job = Job("evaluate", "results", RESULT_SCHEMA, units, len(examples) * len(config.strategies),
               ignored_config=("labels", "signals", "export"), tally=StrategyTally)
-    data, manifest = run_units(config, out, job, examples)
-    summary = summarize(data.read(SUMMARY_COLUMNS), config.strategies)
+    data, manifest = run_units(config, out, job, examples, per_dataset)
+    benchmarks = [spec.name for spec in config.datasets]
+    summary = summarize(data.read(SUMMARY_COLUMNS), config.strategies, benchmarks)
     finish(out, job, manifest, "summary.json", {"strategies": summary})
     return summary
