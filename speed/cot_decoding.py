@@ -22,15 +22,10 @@ import torch
 from pipeline.config import load_config
 from pipeline.data.answer_span import answer_span
 from pipeline.data.answer_types import score
-from pipeline.data.datasets import load_examples
-from pipeline.data.prompts import encode_prompt, load_template
 from pipeline.decoding.cot import decode_branches
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.strategies import CotDecoding, FixedAlpha, Student
-from pipeline.engine.hf import HFEngine
-from pipeline.models.facts import model_facts, shared_vocab_size
-from pipeline.models.loading import load_model
-from pipeline.runtime.placement import run_stop_rule
+from speed.in_process import encoded_examples, in_process_decoder
 
 STRATEGIES = {
     "student": Student(),
@@ -65,12 +60,8 @@ def main() -> None:
     torch.set_num_threads(1)
 
     config = load_config(args.config, [f"dataset.limit={args.examples}"])
-    student, teacher = load_model(config.student), load_model(config.teacher)
-    vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))
-    decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, run_stop_rule(config))
-    template = load_template(config.prompt)
-    examples = load_examples(config.dataset)
-    prompts = [encode_prompt(student.tokenizer, template, ex.question) for ex in examples]
+    decoder = in_process_decoder(config)
+    examples, prompts, _ = encoded_examples(config, decoder)
     size = config.decoding.batch_size
     print(f"examples={len(examples)} batch={size}")
     for name, strategy in STRATEGIES.items():

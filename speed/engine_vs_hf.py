@@ -14,14 +14,8 @@ import time
 import torch
 
 from pipeline.config import load_config
-from pipeline.data.datasets import load_examples
-from pipeline.data.prompts import encode_prompt, load_template
-from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.strategies import Student
-from pipeline.engine.hf import HFEngine
-from pipeline.models.facts import model_facts, shared_vocab_size
-from pipeline.models.loading import load_model
-from pipeline.runtime.placement import run_stop_rule
+from speed.in_process import encoded_examples, in_process_decoder
 
 
 def timed(fn):
@@ -52,16 +46,13 @@ def main() -> None:
     torch.set_num_threads(1)
 
     config = load_config(args.config, [f"dataset.limit={args.examples}"])
-    student, teacher = load_model(config.student), load_model(config.teacher)
-    vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))
-    template = load_template(config.prompt)
-    stop = run_stop_rule(config)
-    eos = sorted(stop.eos_ids)
-    prompts = [encode_prompt(student.tokenizer, template, ex.question) for ex in load_examples(config.dataset)]
+    # the engine reuses the few-shot preamble's cache; HF's generate re-encodes it: give both the full prompt
+    decoder = in_process_decoder(config, reuse_preamble=False)
+    student = decoder.student.lm
+    eos = sorted(decoder.stop.eos_ids)
+    _, prompts, template = encoded_examples(config, decoder)
     size = config.decoding.batch_size
     batches = [prompts[i : i + size] for i in range(0, len(prompts), size)]
-    # the engine reuses the few-shot preamble's cache; HF's generate re-encodes it: give both the full prompt
-    decoder = Decoder(HFEngine(student, vocab, reuse_preamble=False), HFEngine(teacher, vocab, reuse_preamble=False), student.tokenizer, stop)
 
     ours, t_ours = timed(lambda: [g.token_ids for b in batches for g in decoder.generate(Student(), b)])
     theirs, t_hf = timed(lambda: [t for b in batches for t in hf_generate(student, b, config.decoding.max_new_tokens, eos, template.stop_strings)])

@@ -22,14 +22,13 @@ import torch
 from pipeline.config import load_config
 from pipeline.data.datasets import load_examples
 from pipeline.data.prompts import load_template
-from pipeline.decoding.decoder import Decoder
-from pipeline.engine.hf import HFEngine
 from pipeline.models.facts import model_facts, shared_vocab_size
-from pipeline.models.loading import load_model
 from pipeline.runtime.cluster import connect
-from pipeline.runtime.placement import run_stop_rule, start_decoders
+from pipeline.runtime.job import teacher_batching
+from pipeline.runtime.placement import start_decoders
 from pipeline.runtime.scheduler import schedule
 from pipeline.tasks.evaluate import decode_unit, make_units
+from speed.in_process import in_process_decoder
 
 COMPARED = ("generated_text", "correct", "teacher_tokens", "student_tokens_processed", "teacher_tokens_processed")
 
@@ -50,8 +49,7 @@ def main() -> None:
     template = load_template(config.prompt)
 
     warm_up = units[: config.ray.num_students]  # a unit per worker (every strategy), untimed on both paths
-    student, teacher = load_model(config.student), load_model(config.teacher)
-    decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, run_stop_rule(config))
+    decoder = in_process_decoder(config)
     for unit in warm_up:
         decode_unit(decoder, template, unit)
     start = time.perf_counter()
@@ -69,6 +67,7 @@ def main() -> None:
     start = time.perf_counter()
     schedule(fleet.workers, units, lambda unit, rows: remote.extend(rows), config.ray.max_attempts, log=print)
     t_ray = time.perf_counter() - start
+    steps = teacher_batching(fleet.teachers)
     ray.shutdown()
 
     a, b = keyed(local), keyed(remote)
@@ -76,6 +75,7 @@ def main() -> None:
     print(f"{len(units)} units, {len(local)} rows; in one process ({threads} threads): {t_local:.2f} s; "
           f"on Ray ({config.ray.num_students} student workers, {config.ray.num_teachers} teacher): {t_ray:.2f} s")
     print(f"rows that differ between Ray and one process: {differing} of {len(a)}")
+    print(f"teacher steps received {steps['calls']:,}, forwards run {steps['forwards']:,} (warm-up included)")
     print(f"ray_vs_inprocess={t_ray / t_local:.2f} ray_startup_s={t_startup:.1f}")
     assert differing == 0 and len(a) == len(b), "the distributed path changed rows"
 

@@ -18,15 +18,10 @@ import time
 import torch
 
 from pipeline.config import load_config
-from pipeline.data.datasets import load_examples
-from pipeline.data.prompts import encode_prompt, load_template
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.shared_batch import decode_strategies
-from pipeline.engine.hf import HFEngine
-from pipeline.models.facts import model_facts, shared_vocab_size
-from pipeline.models.loading import load_model
-from pipeline.runtime.placement import run_stop_rule
 from pipeline.tasks.evaluate import built_strategy
+from speed.in_process import encoded_examples, in_process_decoder
 
 
 def fed(decoder: Decoder) -> tuple[int, int]:
@@ -40,12 +35,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = load_config(args.config, [f"dataset.limit={args.examples}"])
-    student, teacher = load_model(config.student), load_model(config.teacher)
-    vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))
-    decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, run_stop_rule(config))
-    template = load_template(config.prompt)
+    decoder = in_process_decoder(config)
     strategies = [built_strategy(spec) for spec in config.strategies]
-    prompts = [encode_prompt(student.tokenizer, template, ex.question) for ex in load_examples(config.dataset)]
+    _, prompts, _ = encoded_examples(config, decoder)
     size = config.decoding.batch_size
     batches = [prompts[i: i + size] for i in range(0, len(prompts), size)]
     decode_strategies(decoder, strategies, batches[0])  # warm-up, untimed

@@ -7,7 +7,7 @@ outputs: `speed/big_vocab.py`) decode the same batch with fixed α (0.5, 1, 2 an
 `--steps`) through a real Ray teacher actor, once with full float32 rows and once with
 the top-k; the tokens must agree (checked). Prints the bytes received per row and call,
 the full row's size, the share of rows that needed their full row, and SWITCH's bytes
-(it reads whole distributions at every step).
+(it reads whole distributions at every step, which cross as bfloat16).
 """
 from __future__ import annotations
 
@@ -62,8 +62,8 @@ def main() -> None:
     compact = measured[args.top_k][1]
     print(f"vocabulary {vocab:,}; {args.rows} rows, {args.steps} mixed steps, α in 0.5, 1, 2, −1; "
           f"strategies whose tokens differ between full and top-{args.top_k} rows: {mismatches} of {len(strategies)}")
-    print(f"SWITCH (full rows at every step): {switch_bytes:,.0f} bytes per row and call; "
-          f"{sum(len(g.token_ids) for g in switch_tokens)} tokens decoded")
+    print(f"SWITCH (whole rows at every step, sent as bfloat16): {switch_bytes:,.0f} bytes per row and call "
+          f"(float32 rows: {full_row:,}); {sum(len(g.token_ids) for g in switch_tokens)} tokens decoded")
     mixed_rows = len(strategies) * args.rows * args.steps
     print(f"rows whose full row was fetched (the certificate could not settle them): "
           f"{measured[args.top_k][2]} of {mixed_rows} mixed rows")

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from pipeline.config import ModelSpec
-from pipeline.config.strategies import strategy_params
 from pipeline.data.prompts import encode_prompt, load_template
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.shared_batch import decode_strategies

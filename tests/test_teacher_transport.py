@@ -89,7 +89,12 @@ def test_a_remote_teacher_sends_under_one_percent_of_a_full_row_and_the_same_tok
         assert tokens[32] == tokens[None]
         full_row = 4 * vocab
         assert sent[None] >= full_row and sent[32] <= 0.01 * full_row, (sent, full_row)
-        switch = Decoder(HFEngine(lm, vocab), RemoteEngine(actor, True), lm.tokenizer, stop, teacher_top_k=32)
-        assert switch.generate(Switch(0.1, 0.1), prompts)  # SWITCH asks for full rows: it still runs
+        # SWITCH reads whole rows: they cross as bfloat16, half a float32 row, and its tokens
+        # are those of an in-process teacher (which SWITCH reads at bfloat16 too)
+        remote = RemoteEngine(actor, True)
+        switched = Decoder(HFEngine(lm, vocab), remote, lm.tokenizer, stop, teacher_top_k=32).generate(Switch(0.1, 0.1), prompts)
+        local = Decoder(HFEngine(lm, vocab), HFEngine(load_model(t), vocab), lm.tokenizer, stop).generate(Switch(0.1, 0.1), prompts)
+        assert [g.token_ids for g in switched] == [g.token_ids for g in local]
+        assert remote.bytes_received / remote.calls / len(prompts) == 2 * vocab
     finally:
         ray.shutdown()

@@ -255,9 +255,13 @@ class RayConfig:
     teacher: RoleResources = RoleResources()
     max_attempts: int = 3  # tries per work unit when a worker dies, before the run fails
     placement_timeout_s: float = 600.0  # autoscaling clusters may need minutes to add GPU nodes
+    # how long a shared teacher waits for the other students' steps to batch them in one forward
+    teacher_batch_wait_s: float = 0.002
 
     def __post_init__(self) -> None:
         check_positive_ints("ray", self, "num_students", "students_per_teacher", "max_attempts")
+        if not isinstance(self.teacher_batch_wait_s, (int, float)) or not 0 <= self.teacher_batch_wait_s <= 1:
+            raise UserError(f"ray.teacher_batch_wait_s must be a number of seconds in [0, 1], got {self.teacher_batch_wait_s!r}")
 
     @property
     def num_teachers(self) -> int:

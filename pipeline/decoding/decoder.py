@@ -64,6 +64,7 @@ class TeacherPhase:
         # function of the prefix), so it takes their tokens instead of decoding them again
         self.reference = reference
         self.top_k = None if strategy.full_teacher_rows else top_k
+        self.full_dtype = strategy.full_rows_dtype
         self.alphas = torch.zeros(len(gens))
         self.next: TeacherNext | None = None
         self._pending = None
@@ -74,7 +75,8 @@ class TeacherPhase:
         for r in self.rows:
             self.gens[r].teacher_tokens_processed += self.teacher.prompt_cost(prompts[r])
         self._pending = self.teacher.prefill_async(self.session, [prompts[r] for r in self.rows],
-                                                   top_k=None if full else self.top_k)
+                                                   top_k=None if full else self.top_k,
+                                                   full_dtype=None if full else self.full_dtype)
 
     def start(self, prompts: list[Prompt], full: bool = False) -> TeacherNext:
         """Prefill the teacher for the phase's rows; their first-token distribution."""
@@ -132,7 +134,7 @@ class TeacherPhase:
         keep = [self.rows.index(r) for r in remaining]
         fed = torch.tensor([token_of[r] for r in remaining])
         self._pending = self.teacher.step_async(self.session, fed, rows=keep if len(keep) < len(self.rows) else None,
-                                                top_k=self.top_k)
+                                                top_k=self.top_k, full_dtype=self.full_dtype)
         self.rows = remaining
         for r in remaining:
             self.gens[r].teacher_tokens_processed += 1

@@ -31,6 +31,13 @@ def jsd(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return 0.5 * kl(p, m) + 0.5 * kl(q, m)
 
 
+def at_bfloat16(p: torch.Tensor) -> torch.Tensor:
+    """Probabilities rounded to bfloat16 and renormalized (float32): the same values whether
+    they were rounded here or crossed the wire as bfloat16 already (rounding is idempotent)."""
+    rounded = p.to(torch.bfloat16).float()
+    return rounded / rounded.sum(dim=-1, keepdim=True)
+
+
 def certified_mix_argmax(p_s: torch.Tensor, topk_probs: torch.Tensor, topk_ids: torch.Tensor, alpha: torch.Tensor,
                          margin: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
     """argmax of p_s + α(p_t − p_s) knowing only the teacher's k largest probabilities.

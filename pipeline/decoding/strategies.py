@@ -17,7 +17,7 @@ import torch
 from pipeline.config.strategies import (
     CotDecodingParams, EntropyGateParams, FixedAlphaParams, NoParams, PredictedAlphaParams, SwitchParams, strategy_params,
 )
-from pipeline.decoding.distributions import entropy, jsd
+from pipeline.decoding.distributions import at_bfloat16, entropy, jsd
 from pipeline.decoding.teacher_next import TeacherNext, mixed_argmax
 from pipeline.engine.interface import FeatureRequest
 from pipeline.errors import UserError
@@ -79,6 +79,11 @@ class Strategy:
     def full_teacher_rows(self) -> bool:
         """Whether every step needs the teacher's whole distribution (not only its top-k)."""
         return False
+
+    @property
+    def full_rows_dtype(self) -> str | None:
+        """The precision the strategy reads full teacher rows at (None: float32, exactly)."""
+        return None
 
     @property
     def consults_every_row(self) -> bool:
@@ -188,11 +193,15 @@ class Switch(Strategy):
         return True  # the divergence needs both whole distributions
 
     @property
+    def full_rows_dtype(self) -> str:
+        return "bfloat16"  # a remote teacher's rows cross at half the bytes; `pick` reads them so on every path
+
+    @property
     def consults_every_row(self) -> bool:
         return True
 
     def pick(self, t, p_student, teacher, alphas):
-        p_teacher = teacher.full().to(p_student.device)
+        p_teacher = at_bfloat16(teacher.full().to(p_student.device))
         take_teacher = jsd(p_teacher, p_student) > self.threshold(t)
         tokens = torch.where(take_teacher, p_teacher.argmax(dim=-1), p_student.argmax(dim=-1))
         return tokens, take_teacher

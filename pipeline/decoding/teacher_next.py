@@ -20,7 +20,7 @@ class TeacherNext:
 
     def __init__(self, engine: StepEngine, session: str, out: NextToken):
         self.engine, self.session, self.out = engine, session, out
-        self._full = out.probs if out.logits is not None else None
+        self._full = out.probs if out.logits is not None or out.full is not None else None
         self.fetched_rows = 0  # rows whose full distribution had to be fetched
 
     @property
@@ -42,8 +42,9 @@ class TeacherNext:
     def select(self, keep: list[int], session: str | None = None) -> "TeacherNext":
         """The same distribution for a subset of rows, after the engine's session was forked to
         them (or cloned to `session`)."""
-        pick = [None if x is None else x[keep] for x in (self.out.logits, self.out.top_probs, self.out.top_ids)]
-        kept = TeacherNext(self.engine, session or self.session, NextToken(logits=pick[0], top_probs=pick[1], top_ids=pick[2]))
+        pick = [None if x is None else x[keep] for x in (self.out.logits, self.out.top_probs, self.out.top_ids, self.out.full)]
+        kept = TeacherNext(self.engine, session or self.session,
+                           NextToken(logits=pick[0], top_probs=pick[1], top_ids=pick[2], full=pick[3]))
         kept.fetched_rows = self.fetched_rows
         return kept
 

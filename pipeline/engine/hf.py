@@ -93,7 +93,7 @@ class HFEngine:
     # -- StepEngine -------------------------------------------------------
     @torch.inference_mode()
     def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
-                top_k: int | None = None) -> NextToken:
+                top_k: int | None = None, full_dtype: str | None = None) -> NextToken:
         preambles = {tuple(p) for p, _ in prompts}
         if self.reuse_preamble and len(preambles) == 1 and next(iter(preambles)):
             out, state = self._prefill_after_preamble(list(next(iter(preambles))), [s for _, s in prompts], features)
@@ -104,18 +104,20 @@ class HFEngine:
         return NextToken(state.last_logits, self._features(out, features))
 
     def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
-                      top_k: int | None = None) -> Ready:
-        return Ready(self.prefill(session, prompts, features, top_k))
+                      top_k: int | None = None, full_dtype: str | None = None) -> Ready:
+        return Ready(self.prefill(session, prompts, features, top_k, full_dtype))
 
-    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> Ready:
-        return Ready(self.step(session, tokens, rows, top_k))
+    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None,
+                   full_dtype: str | None = None) -> Ready:
+        return Ready(self.step(session, tokens, rows, top_k, full_dtype))
 
     def full_probs(self, session: str, rows: list[int]) -> torch.Tensor:
         state = self.sessions.get(session)
         return torch.softmax(state.last_logits[rows].float(), dim=-1)
 
     @torch.inference_mode()
-    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> NextToken:
+    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None,
+             full_dtype: str | None = None) -> NextToken:
         state = self.sessions.get(session)
         if rows is not None:
             self._select(state, rows)

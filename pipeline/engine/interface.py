@@ -65,9 +65,12 @@ class NextToken:
     features: torch.Tensor | None = None
     top_probs: torch.Tensor | None = None
     top_ids: torch.Tensor | None = None
+    full: torch.Tensor | None = None  # the probabilities themselves, where they crossed the wire instead of logits
 
     @property
     def probs(self) -> torch.Tensor:
+        if self.full is not None:
+            return self.full
         if self.logits is None:
             raise ValueError("this NextToken holds the top-k only: ask the engine for full_probs")
         return torch.softmax(self.logits.float(), dim=-1)
@@ -116,18 +119,21 @@ class StepEngine(Protocol):
     lets an engine send only the top-k of each row (it may send full rows anyway)."""
 
     def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
-                top_k: int | None = None) -> NextToken:
+                top_k: int | None = None, full_dtype: str | None = None) -> NextToken:
         """Encode a batch of prompts under a new session; the distribution after each prompt."""
 
     def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
-                      top_k: int | None = None) -> PendingNext:
+                      top_k: int | None = None, full_dtype: str | None = None) -> PendingNext:
         """`prefill`, returning before the result is needed (see `step_async`)."""
 
-    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> NextToken:
-        """`fork(session, rows)` when rows are given, then feed one token per row."""
+    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None,
+             full_dtype: str | None = None) -> NextToken:
+        """`fork(session, rows)` when rows are given, then feed one token per row. A remote
+        engine asked for `full_dtype="bfloat16"` sends full rows as bfloat16 probabilities
+        (half the bytes): the caller reads them at that precision either way."""
 
     def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None,
-                   top_k: int | None = None) -> PendingNext:
+                   top_k: int | None = None, full_dtype: str | None = None) -> PendingNext:
         """`step`, returning before the result is needed: a remote engine computes it while
         the caller steps its own model."""
 

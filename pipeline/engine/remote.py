@@ -60,21 +60,25 @@ class RemoteEngine:
     def _received(self, payload: dict) -> NextToken:
         self.calls += 1
         self.bytes_received += sum(a.nbytes for name, a in payload.items() if a is not None and name != "features")
-        return NextToken(**{name: _tensor(a) for name, a in payload.items()})
+        bf16 = payload.pop("full_bf16", None)
+        full = None if bf16 is None else torch.from_numpy(np.array(bf16)).view(torch.bfloat16).float()
+        return NextToken(**{name: _tensor(a) for name, a in payload.items()}, full=full)
 
     def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
-                      top_k: int | None = None) -> RemoteStep:
-        return RemoteStep(self, self._send("prefill", session, list(prompts), features, top_k))
+                      top_k: int | None = None, full_dtype: str | None = None) -> RemoteStep:
+        return RemoteStep(self, self._send("prefill", session, list(prompts), features, top_k, full_dtype))
 
     def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
-                top_k: int | None = None) -> NextToken:
-        return self.prefill_async(session, prompts, features, top_k).result()
+                top_k: int | None = None, full_dtype: str | None = None) -> NextToken:
+        return self.prefill_async(session, prompts, features, top_k, full_dtype).result()
 
-    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> RemoteStep:
-        return RemoteStep(self, self._send("step", session, tokens.cpu().numpy(), rows, top_k))
+    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None,
+                   full_dtype: str | None = None) -> RemoteStep:
+        return RemoteStep(self, self._send("step", session, tokens.cpu().numpy(), rows, top_k, full_dtype))
 
-    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None) -> NextToken:
-        return self.step_async(session, tokens, rows, top_k).result()
+    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None,
+             full_dtype: str | None = None) -> NextToken:
+        return self.step_async(session, tokens, rows, top_k, full_dtype).result()
 
     def full_probs(self, session: str, rows: list[int]) -> torch.Tensor:
         array = ray.get(self._send("full_probs", session, rows))

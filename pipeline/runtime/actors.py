@@ -7,16 +7,16 @@ for the rows and steps the strategy consults it on.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
-import numpy as np
 import ray
 import torch
 
 from pipeline.config.sections import ModelSpec
-from pipeline.data.prompts import load_template
+from pipeline.data.prompts import PromptTemplate, load_template
 from pipeline.decoding.decoder import Decoder
 from pipeline.engine.hf import HFEngine
-from pipeline.engine.interface import Completion, FeatureRequest, NextToken, Prompt, Sampler
+from pipeline.engine.interface import NextToken
 from pipeline.engine.remote import RemoteEngine
 from pipeline.engine.stop import StopRule
 from pipeline.models.loading import load_model, pick_device
@@ -41,8 +41,12 @@ def placement_info(engine: HFEngine) -> dict:
     }
 
 
-def wire(out: NextToken, top_k: int | None) -> dict:
-    """What a NextToken sends back: the top-k only when asked (the full rows stay here)."""
+def wire(out: NextToken, top_k: int | None, full_dtype: str | None = None) -> dict:
+    """What a NextToken sends back: the top-k only when asked (the full rows stay here), or
+    full rows as bfloat16 probabilities (numpy has no bfloat16: they cross as int16 bits)."""
+    if full_dtype == "bfloat16" and not top_k:
+        return {"features": None if out.features is None else out.features.cpu().numpy(),
+                "full_bf16": out.probs.to(torch.bfloat16).view(torch.int16).cpu().numpy()}
     if top_k:
         out = out.compact(top_k)
         out.top_ids = out.top_ids.to(torch.int32)  # half the bytes; a vocabulary fits easily
@@ -53,7 +57,8 @@ def wire(out: NextToken, top_k: int | None) -> dict:
 
 # what a caller may ask of the engine behind a ModelActor, besides `step` (batched apart)
 ENGINE_CALLS = {
-    "prefill": lambda engine, session, prompts, features, top_k: wire(engine.prefill(session, prompts, features), top_k),
+    "prefill": lambda engine, session, prompts, features, top_k, full_dtype: wire(engine.prefill(session, prompts, features),
+                                                                                top_k, full_dtype),
     "full_probs": lambda engine, session, rows: engine.full_probs(session, rows).cpu().numpy(),
     "fork": lambda engine, session, rows: engine.fork(session, rows),
     "clone": lambda engine, session, new_session, rows: engine.clone(session, new_session, rows),
@@ -70,16 +75,17 @@ class ModelActor:
     An async actor: calls wait in an `EngineQueue`, which keeps each caller's order and runs
     the steps of several students that wait together as one forward."""
 
-    def __init__(self, spec: ModelSpec, vocab_size: int, reuse_preamble: bool):
+    def __init__(self, spec: ModelSpec, vocab_size: int, reuse_preamble: bool, batch_wait_s: float = 0.002):
         _limit_threads()
         self.engine = HFEngine(load_model(spec), vocab_size, reuse_preamble)
-        self.queue = EngineQueue(self.engine)
+        self.queue = EngineQueue(self.engine, batch_wait_s)
 
     async def call(self, caller: str, seq: int, method: str, *args):
         """The engine's `method(*args)` (see ENGINE_CALLS), as the caller's `seq`-th call."""
         if method == "step":
-            session, tokens, rows, top_k = args
-            return await self.queue.step(caller, seq, session, torch.tensor(tokens), rows, lambda out: wire(out, top_k))
+            session, tokens, rows, top_k, full_dtype = args
+            return await self.queue.step(caller, seq, session, torch.tensor(tokens), rows,
+                                         lambda out: wire(out, top_k, full_dtype))
         return await self.queue.call(caller, seq, lambda engine: ENGINE_CALLS[method](engine, *args))
 
     def placement(self) -> dict:
@@ -90,19 +96,22 @@ class ModelActor:
 
     def batching(self) -> dict:
         """Steps received and model forwards run for them (fewer when steps were batched)."""
-        return {"step_calls": self.queue.step_calls, "step_forwards": self.engine.step_forwards}
+        return {"step_calls": self.queue.step_calls, "step_forwards": self.queue.step_forwards}
 
 
 @ray.remote(concurrency_groups={"progress": 1})
 class DecodeWorker:
     """A student decoding worker, with a handle on its teacher: turns work units into rows.
-    Units run one at a time; `progress` answers from its own thread while one runs."""
+    Units run one at a time; `progress` answers from its own thread while one runs.
+    `prompt` is the run's template; a unit that names its own (a run over several
+    benchmarks) is encoded with that one and ends at its stop strings."""
 
     def __init__(self, student: ModelSpec, teacher_name: str, vocab_size: int, prompt: str, stop: StopRule, reuse_preamble: bool,
                  teacher_top_k: int | None = 32):
         _limit_threads()
         lm = load_model(student)
-        self.template = load_template(prompt)
+        self.template, self.stop = load_template(prompt), stop
+        self.templates: dict[str, PromptTemplate] = {prompt: self.template}
         teacher = RemoteEngine(ray.get_actor(teacher_name), reuse_preamble)
         self.decoder = Decoder(HFEngine(lm, vocab_size, reuse_preamble), teacher, lm.tokenizer, stop, teacher_top_k)
         self.worker_id = ray.get_runtime_context().get_actor_id()
@@ -110,7 +119,18 @@ class DecodeWorker:
 
     def run(self, unit) -> list[dict]:
         """Rows of one work unit (an evaluation batch, a label batch, ...)."""
-        return unit.run(self.decoder, self.template, self.worker_id, self.node_id)
+        template = self.template_for(getattr(unit, "prompt", None))
+        # the stop strings belong to the template: math's "\nProblem:" ends none of gsm8k's rows
+        self.decoder.stop = self.stop if template is self.template else replace(self.stop, stop_strings=template.stop_strings)
+        return unit.run(self.decoder, template, self.worker_id, self.node_id)
+
+    def template_for(self, prompt: str | None) -> PromptTemplate:
+        """The template a unit names, loaded once per worker; the run's when it names none."""
+        if prompt is None:
+            return self.template
+        if prompt not in self.templates:
+            self.templates[prompt] = load_template(prompt)
+        return self.templates[prompt]
 
     def placement(self) -> dict:
         return placement_info(self.decoder.student)

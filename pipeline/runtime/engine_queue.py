@@ -36,7 +36,7 @@ class _Call:
 
 
 class EngineQueue:
-    def __init__(self, engine, batch_wait_s: float = 0.005):
+    def __init__(self, engine, batch_wait_s: float = 0.002):
         self.engine = engine
         self.batch_wait_s = batch_wait_s
         self.stepping: set[str] = set()  # callers whose last call was a step
@@ -48,6 +48,7 @@ class EngineQueue:
         self.held: dict[str, dict[int, _Call]] = defaultdict(dict)
         self.draining = False
         self.step_calls = 0
+        self.step_forwards = 0  # model forwards run for those calls: fewer when steps were batched
 
     def call(self, caller: str, seq: int, run: Callable[[Any], Any]) -> asyncio.Future:
         """Run `run(engine)` in the caller's order; its result."""
@@ -92,7 +93,7 @@ class EngineQueue:
         """While only steps wait and some stepping caller has none queued, wait (up to the
         window) for it; callers still missing then stop counting as stepping."""
         deadline = time.monotonic() + self.batch_wait_s
-        while (missing := self._missing_steppers()) and (left := deadline - time.monotonic()) > 0:
+        while self._missing_steppers() and (left := deadline - time.monotonic()) > 0:
             self.arrival.clear()
             try:
                 await asyncio.wait_for(self.arrival.wait(), left)
@@ -127,6 +128,7 @@ class EngineQueue:
         if batch[0].step is None:
             return [_attempt(lambda: batch[0].run(self.engine))]
         live = [c for c in batch if c.step[0] in self.engine.sessions]
+        self.step_forwards += bool(live)
         try:
             outs = dict(zip(map(id, live), self.engine.step_many([c.step for c in live]))) if live else {}
         except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch

@@ -70,21 +70,22 @@ def start_decoders(config: RunConfig, vocab_size: int) -> Fleet:
         fleet.teachers.append(ModelActor.options(
             **actor_options(rc.teacher, has_gpus), **restart_policy(rc.max_attempts), scheduling_strategy=place(0),
             name=teacher_name,
-        ).remote(config.teacher, vocab_size, dec.reuse_preamble_cache))
+        ).remote(config.teacher, vocab_size, dec.reuse_preamble_cache, rc.teacher_batch_wait_s))
         for s in range(n_students):
             fleet.workers.append(DecodeWorker.options(
                 **actor_options(rc.student, has_gpus), **restart_policy(rc.max_attempts), scheduling_strategy=place(1 + s),
-            ).remote(config.student, teacher_name, vocab_size, config.prompt, stop, dec.reuse_preamble_cache,
+            ).remote(config.student, teacher_name, vocab_size, config.default_prompt, stop, dec.reuse_preamble_cache,
                      dec.teacher_top_k or None))
     return fleet
 
 
 def run_stop_rule(config: RunConfig) -> StopRule:
     """Rows end at either model's end ids or the config's extra stop ids, at the template's
-    stop strings, or at the token budget."""
+    stop strings, or at the token budget (a worker swaps in the stop strings of a unit's own
+    template, in a run over several benchmarks)."""
     student, teacher = model_facts(config.student), model_facts(config.teacher)
     dec = config.decoding
-    return stop_rule(student.eos_ids + teacher.eos_ids, dec.stop_token_ids, load_template(config.prompt).stop_strings,
+    return stop_rule(student.eos_ids + teacher.eos_ids, dec.stop_token_ids, load_template(config.default_prompt).stop_strings,
                      dec.max_new_tokens)
 
 

@@ -1,0 +1,27 @@
+"""What every speed script starts from: a run's two models in this process, and its prompts."""
+from __future__ import annotations
+
+from pipeline.config import RunConfig
+from pipeline.data.datasets import Example, load_examples
+from pipeline.data.prompts import PromptTemplate, encode_prompt, load_template
+from pipeline.decoding.decoder import Decoder
+from pipeline.engine.hf import HFEngine
+from pipeline.engine.interface import Prompt
+from pipeline.models.facts import model_facts, shared_vocab_size
+from pipeline.models.loading import load_model
+from pipeline.runtime.placement import run_stop_rule
+
+
+def in_process_decoder(config: RunConfig, reuse_preamble: bool = True) -> Decoder:
+    """Student and teacher `HFEngine`s in this process, with the job's stop rule."""
+    student, teacher = load_model(config.student), load_model(config.teacher)
+    vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))
+    return Decoder(HFEngine(student, vocab, reuse_preamble), HFEngine(teacher, vocab, reuse_preamble),
+                   student.tokenizer, run_stop_rule(config))
+
+
+def encoded_examples(config: RunConfig, decoder: Decoder) -> tuple[list[Example], list[Prompt], PromptTemplate]:
+    """The run's examples, their prompts encoded with its template, and the template."""
+    template = load_template(config.prompt)
+    examples = load_examples(config.dataset)
+    return examples, [encode_prompt(decoder.tokenizer, template, ex.question) for ex in examples], template
