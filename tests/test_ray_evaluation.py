@@ -226,7 +226,9 @@ def test_ray_job_submit_end_to_end(config_file, tmp_path):
 def test_students_sharing_a_teacher_have_their_steps_batched(ray_without_gpus, config_file, tmp_path):
     """Two students on one teacher: the teacher runs fewer forwards than the steps it is sent,
     and every row equals the single-process decode; one teacher per student batches nothing."""
-    shared = load_config(str(config_file))  # 2 students, 1 teacher
+    # 2 students, 1 teacher; both start their units together (the job waits for every actor),
+    # and a wide window makes steps sent while both are in a teacher phase meet for sure
+    shared = load_config(str(config_file), ["ray.teacher_batch_wait_s=0.5"])
     run_evaluation(shared, str(tmp_path / "shared"))
     steps = json.loads((tmp_path / "shared" / "manifest.json").read_text())["sessions"][-1]["teacher_steps"]
     assert 0 < steps["forwards"] < steps["calls"]
