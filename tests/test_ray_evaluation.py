@@ -223,19 +223,39 @@ def test_ray_job_submit_end_to_end(config_file, tmp_path):
         subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
-def test_students_sharing_a_teacher_have_their_steps_batched(ray_without_gpus, config_file, tmp_path):
-    """Two students on one teacher: the teacher runs fewer forwards than the steps it is sent,
-    and every row equals the single-process decode; one teacher per student batches nothing."""
-    # 2 students, 1 teacher; both start their units together (the job waits for every actor),
-    # and a wide window makes steps sent while both are in a teacher phase meet for sure
-    shared = load_config(str(config_file), ["ray.teacher_batch_wait_s=0.5"])
+def teacher_steps(out) -> dict:
+    return json.loads((out / "manifest.json").read_text())["sessions"][-1]["teacher_steps"]
+
+
+def test_students_sharing_a_teacher_have_their_steps_batched(ray_without_gpus, tmp_path):
+    """The demo's two students on one teacher: it runs fewer forwards than the steps it is sent,
+    and the rows equal the single-process decode and those of one teacher per student.
+
+    On the demo's peaked distributions a batched forward's float rounding (~1e-6) flips no
+    token; on flat ones it can, at near-ties, so `teacher_batch_steps: false` must give rows
+    identical to one process whatever the models (checked on tiny random ones below)."""
+    # both students start their units together (the job waits for every actor), SWITCH
+    # consults the teacher at every step, and a wide window makes their steps meet
+    demo = [f"dataset.source={REPO / 'demo_world/data/test.jsonl'}", "dataset.limit=100", "decoding.batch_size=25",
+            "strategies=[{name: fixed_alpha, alpha: 1.0, n_tokens: 2}, {name: switch, tau0: 0.1, lam: 0.1}]"]
+    shared = load_config(str(REPO / "configs/demo.yaml"), [*demo, "ray.teacher_batch_wait_s=0.5"])
+    assert (shared.ray.num_students, shared.ray.num_teachers) == (2, 1)
     run_evaluation(shared, str(tmp_path / "shared"))
-    steps = json.loads((tmp_path / "shared" / "manifest.json").read_text())["sessions"][-1]["teacher_steps"]
+    steps = teacher_steps(tmp_path / "shared")
     assert 0 < steps["forwards"] < steps["calls"]
     assert keyed(read_rows(tmp_path / "shared")) == keyed(single_process_rows(shared))
 
-    alone = load_config(str(config_file), ["ray.students_per_teacher=1"])
+    alone = load_config(str(REPO / "configs/demo.yaml"), [*demo, "ray.students_per_teacher=1"])
     run_evaluation(alone, str(tmp_path / "alone"))
-    steps = json.loads((tmp_path / "alone" / "manifest.json").read_text())["sessions"][-1]["teacher_steps"]
+    steps = teacher_steps(tmp_path / "alone")
     assert steps["forwards"] == steps["calls"] > 0
     assert keyed(read_rows(tmp_path / "alone")) == keyed(read_rows(tmp_path / "shared"))
+
+
+def test_a_shared_teacher_without_batching_gives_the_single_process_rows(ray_without_gpus, config_file, tmp_path):
+    config = load_config(str(config_file), ["decoding.max_new_tokens=40", "ray.teacher_batch_steps=false"])
+    assert config.ray.num_teachers == 1 < config.ray.num_students
+    run_evaluation(config, str(tmp_path / "unbatched"))
+    steps = teacher_steps(tmp_path / "unbatched")
+    assert steps["forwards"] == steps["calls"] > 0
+    assert keyed(read_rows(tmp_path / "unbatched")) == keyed(single_process_rows(config))

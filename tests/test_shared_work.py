@@ -163,6 +163,24 @@ def test_engine_queue_waits_a_window_for_stepping_callers_then_stops_waiting_for
     assert stepping == {"A"}  # B no longer holds A's steps back
 
 
+def test_engine_queue_fails_calls_held_behind_one_that_never_comes(decoder, prompts):
+    """After an actor restart a caller's numbering has a gap: its later calls fail, none hangs."""
+    engine = HFEngine(decoder.teacher.lm, decoder.teacher.vocab_size)
+
+    async def scenario():
+        queue = EngineQueue(engine, gap_timeout_s=0.05)
+        held = queue.call("A", 3, lambda e: "never runs")  # calls 0..2 were sent to the old actor
+        first = await asyncio.gather(held, return_exceptions=True)
+        late = await asyncio.gather(queue.call("A", 1, lambda e: "too late"), return_exceptions=True)
+        after = await queue.call("A", 4, lambda e: "runs")
+        return first[0], late[0], after
+
+    held, late, after = asyncio.run(scenario())
+    assert isinstance(held, SessionLost) and "never arrived" in str(held)
+    assert isinstance(late, SessionLost)
+    assert after == "runs"
+
+
 def test_part_dataset_counts_rows_from_footers_and_reads_only_asked_columns(tmp_path):
     fs, root = filesystem(str(tmp_path))
     schema = pa.schema([("strategy", pa.string()), ("generated_text", pa.string())])

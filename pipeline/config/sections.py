@@ -255,11 +255,17 @@ class RayConfig:
     teacher: RoleResources = RoleResources()
     max_attempts: int = 3  # tries per work unit when a worker dies, before the run fails
     placement_timeout_s: float = 600.0  # autoscaling clusters may need minutes to add GPU nodes
+    # a shared teacher runs the steps its students send together as one forward; its rows
+    # then equal single steps up to float rounding (~1e-6 here), so a token can differ at a
+    # near-tie: false runs each step alone, for runs that must match one process bit for bit
+    teacher_batch_steps: bool = True
     # how long a shared teacher waits for the other students' steps to batch them in one forward
     teacher_batch_wait_s: float = 0.002
 
     def __post_init__(self) -> None:
         check_positive_ints("ray", self, "num_students", "students_per_teacher", "max_attempts")
+        if not isinstance(self.teacher_batch_steps, bool):
+            raise UserError(f"ray.teacher_batch_steps must be true or false, got {self.teacher_batch_steps!r}")
         if not isinstance(self.teacher_batch_wait_s, (int, float)) or not 0 <= self.teacher_batch_wait_s <= 1:
             raise UserError(f"ray.teacher_batch_wait_s must be a number of seconds in [0, 1], got {self.teacher_batch_wait_s!r}")
 

@@ -144,11 +144,11 @@ def _mixed(decoder: Decoder, strategy: Strategy, shared: _Prefilled, prompts: li
         sub = [_fresh(decoder, shared, prompts[r], r) for r in rows]
         session = uuid.uuid4().hex
         at = [shared.teacher_rows.index(r) for r in rows]
-        decoder.student.clone(shared.session, session, rows)
-        decoder.teacher.clone(shared.session, session, at)
         phase = TeacherPhase(strategy, decoder.teacher, session, list(range(len(rows))), sub, decoder.teacher_top_k,
                              reference=None if greedy is None else [greedy[r] for r in rows])
+        decoder.student.clone(shared.session, session, rows)
         try:
+            decoder.teacher.clone(shared.session, session, at)
             for r, g in zip(rows, sub):
                 g.teacher_tokens_processed += decoder.teacher.prompt_cost(prompts[r])
             phase.next = shared.teacher.select(at, session)

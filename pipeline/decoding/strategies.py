@@ -194,7 +194,9 @@ class Switch(Strategy):
 
     @property
     def full_rows_dtype(self) -> str:
-        return "bfloat16"  # a remote teacher's rows cross at half the bytes; `pick` reads them so on every path
+        # a remote teacher's rows cross at half the bytes; `pick` reads them so on every path
+        # for the divergence, and takes the teacher's token from its exact argmax
+        return "bfloat16"
 
     @property
     def consults_every_row(self) -> bool:
@@ -203,7 +205,7 @@ class Switch(Strategy):
     def pick(self, t, p_student, teacher, alphas):
         p_teacher = at_bfloat16(teacher.full().to(p_student.device))
         take_teacher = jsd(p_teacher, p_student) > self.threshold(t)
-        tokens = torch.where(take_teacher, p_teacher.argmax(dim=-1), p_student.argmax(dim=-1))
+        tokens = torch.where(take_teacher, teacher.argmax().to(p_student.device), p_student.argmax(dim=-1))
         return tokens, take_teacher
 
 

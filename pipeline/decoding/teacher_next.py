@@ -35,9 +35,18 @@ class TeacherNext:
         """Full probabilities of `rows` (all rows when None), fetched from the engine if it sent the top-k only."""
         if self._full is not None:
             return self._full if rows is None else self._full[rows]
-        rows = list(range(len(self.top_probs))) if rows is None else rows
+        if rows is None:  # every row: kept, a strategy may read them twice
+            self._full = self.full(list(range(len(self.top_probs))))
+            return self._full
         self.fetched_rows += len(rows)
         return self.engine.full_probs(self.session, rows)
+
+    def argmax(self) -> torch.Tensor:
+        """Each row's most likely token (lowest id on ties), exactly: where the rows crossed
+        the wire as bfloat16, the engine sent the float32 argmax beside them."""
+        if self.out.full is not None and self.top_ids is not None:
+            return self.top_ids[:, 0].long()
+        return self.full().argmax(dim=-1)
 
     def select(self, keep: list[int], session: str | None = None) -> "TeacherNext":
         """The same distribution for a subset of rows, after the engine's session was forked to

@@ -72,8 +72,9 @@ class HFEngine:
 
     `vocab_size` limits logits to the range shared with the other model.
     `reuse_preamble` computes the few-shot preamble's KV cache once and copies it
-    into every batch instead of re-encoding it per question. `top_k` is accepted and
-    ignored: in process, handing over full rows costs nothing.
+    into every batch instead of re-encoding it per question. `top_k` and `full_dtype`
+    are accepted and ignored: in process, handing over full float32 rows costs nothing
+    (a strategy that reads them at bfloat16 rounds them itself).
     """
 
     def __init__(self, lm: LoadedModel, vocab_size: int | None = None, reuse_preamble: bool = True,

@@ -130,7 +130,8 @@ class StepEngine(Protocol):
              full_dtype: str | None = None) -> NextToken:
         """`fork(session, rows)` when rows are given, then feed one token per row. A remote
         engine asked for `full_dtype="bfloat16"` sends full rows as bfloat16 probabilities
-        (half the bytes): the caller reads them at that precision either way."""
+        (half the bytes) with each row's exact argmax; an in-process engine sends float32
+        rows, which a caller that asked for bfloat16 rounds itself (SWITCH)."""
 
     def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None,
                    top_k: int | None = None, full_dtype: str | None = None) -> PendingNext:

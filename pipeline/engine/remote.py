@@ -47,6 +47,11 @@ class RemoteEngine:
         self.calls = 0
         self.rows_fetched = 0
 
+    def new_caller(self) -> None:
+        """Number the next calls afresh under a new caller id: after a failed unit the actor
+        may have restarted, and it knows nothing of this caller's earlier calls."""
+        self.caller, self.sent = uuid.uuid4().hex, 0
+
     def _send(self, method: str, *args):
         """One call to the actor's engine, numbered so that it runs after this caller's earlier ones."""
         ref = self.handle.call.remote(self.caller, self.sent, method, *args)

@@ -17,6 +17,10 @@ from pipeline.engine.interface import SessionLost
 S = TypeVar("S")
 
 
+def session_lost(session: str) -> SessionLost:
+    return SessionLost(f"decoding session {session} is not open here (expired, evicted, or the engine restarted)")
+
+
 class SessionStore(Generic[S]):
     def __init__(self, max_sessions: int = 64, ttl_s: float = 900.0, clock: Callable[[], float] = time.monotonic):
         self.max_sessions, self.ttl_s, self.clock = max_sessions, ttl_s, clock
@@ -32,7 +36,7 @@ class SessionStore(Generic[S]):
 
     def get(self, session: str) -> S:
         if session not in self._items:
-            raise SessionLost(f"decoding session {session} is not open here (expired, evicted, or the engine restarted)")
+            raise session_lost(session)
         _, state = self._items[session]
         self._items[session] = (self.clock(), state)
         self._items.move_to_end(session)

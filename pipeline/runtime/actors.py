@@ -44,9 +44,13 @@ def placement_info(engine: HFEngine) -> dict:
 def wire(out: NextToken, top_k: int | None, full_dtype: str | None = None) -> dict:
     """What a NextToken sends back: the top-k only when asked (the full rows stay here), or
     full rows as bfloat16 probabilities (numpy has no bfloat16: they cross as int16 bits)."""
+    if full_dtype not in (None, "bfloat16"):
+        raise ValueError(f"full rows cross as float32 logits or bfloat16 probabilities, not {full_dtype!r}")
     if full_dtype == "bfloat16" and not top_k:
+        probs = out.probs
         return {"features": None if out.features is None else out.features.cpu().numpy(),
-                "full_bf16": out.probs.to(torch.bfloat16).view(torch.int16).cpu().numpy()}
+                "full_bf16": probs.to(torch.bfloat16).view(torch.int16).cpu().numpy(),
+                "top_ids": probs.argmax(dim=-1, keepdim=True).to(torch.int32).cpu().numpy()}
     if top_k:
         out = out.compact(top_k)
         out.top_ids = out.top_ids.to(torch.int32)  # half the bytes; a vocabulary fits easily
@@ -75,7 +79,7 @@ class ModelActor:
     An async actor: calls wait in an `EngineQueue`, which keeps each caller's order and runs
     the steps of several students that wait together as one forward."""
 
-    def __init__(self, spec: ModelSpec, vocab_size: int, reuse_preamble: bool, batch_wait_s: float = 0.002):
+    def __init__(self, spec: ModelSpec, vocab_size: int, reuse_preamble: bool, batch_wait_s: float | None = 0.002):
         _limit_threads()
         self.engine = HFEngine(load_model(spec), vocab_size, reuse_preamble)
         self.queue = EngineQueue(self.engine, batch_wait_s)
@@ -119,6 +123,7 @@ class DecodeWorker:
 
     def run(self, unit) -> list[dict]:
         """Rows of one work unit (an evaluation batch, a label batch, ...)."""
+        self.decoder.teacher.new_caller()
         template = self.template_for(getattr(unit, "prompt", None))
         # the stop strings belong to the template: math's "\nProblem:" ends none of gsm8k's rows
         self.decoder.stop = self.stop if template is self.template else replace(self.stop, stop_strings=template.stop_strings)

@@ -11,7 +11,8 @@ Students do not send their steps at the same instant, so a round of steps waits 
 `batch_wait_s` for the other callers that are stepping (whose last call was a step) to send
 theirs, as Ray Serve's `batch_wait_timeout_s` does. A caller whose step does not come within
 the window stops counting as stepping until it sends one again, so a student that has left
-its teacher phase costs the others one window, not one per step.
+its teacher phase costs the others one window, not one per step; students stepping at
+different rates may cost each other up to a window per step (`ray.teacher_batch_wait_s`).
 """
 from __future__ import annotations
 
@@ -23,7 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from pipeline.engine.hf import HFEngine
 from pipeline.engine.interface import SessionLost
+from pipeline.engine.sessions import session_lost
 
 
 @dataclass
@@ -31,14 +36,19 @@ class _Call:
     future: asyncio.Future
     stamp: int = 0
     run: Callable[[Any], Any] | None = None  # engine -> result: any call but a step
-    step: tuple | None = None  # (session, tokens, rows) of a step
+    step: tuple[str, torch.Tensor, list[int] | None] | None = None  # (session, tokens, rows) of a step
     finish: Callable[[Any], Any] | None = None  # a step's NextToken -> what the caller receives
 
 
 class EngineQueue:
-    def __init__(self, engine, batch_wait_s: float = 0.002):
+    """The calls waiting for one engine (see the module's docstring). A caller whose earlier
+    call never arrives (the actor restarted between two of its calls) has its later calls
+    failed with SessionLost after `gap_timeout_s`, instead of holding them forever."""
+
+    def __init__(self, engine: HFEngine, batch_wait_s: float | None = 0.002, gap_timeout_s: float = 30.0):
+        """`batch_wait_s=None`: every step runs alone, oldest first (no batching)."""
         self.engine = engine
-        self.batch_wait_s = batch_wait_s
+        self.batch_wait_s, self.gap_timeout_s = batch_wait_s, gap_timeout_s
         self.stepping: set[str] = set()  # callers whose last call was a step
         self.arrival = asyncio.Event()
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
@@ -47,6 +57,7 @@ class EngineQueue:
         self.next_seq: dict[str, int] = defaultdict(int)
         self.held: dict[str, dict[int, _Call]] = defaultdict(dict)
         self.draining = False
+        self.drainer: asyncio.Future | None = None  # kept: a task nobody holds may be collected mid-run
         self.step_calls = 0
         self.step_forwards = 0  # model forwards run for those calls: fewer when steps were batched
 
@@ -61,6 +72,9 @@ class EngineQueue:
         return self._submit(caller, seq, call)
 
     def _submit(self, caller: str, seq: int, call: _Call) -> asyncio.Future:
+        if seq < self.next_seq[caller]:  # came after the calls behind it were failed (`_fail_gap`)
+            call.future.set_exception(SessionLost(f"call {seq} of this caller came after its later calls had failed"))
+            return call.future
         held = self.held[caller]
         held[seq] = call
         self.arrival.set()
@@ -70,19 +84,37 @@ class EngineQueue:
             ready.stamp, self.arrived = self.arrived, self.arrived + 1
             self.ready[caller].append(ready)
             self.next_seq[caller] += 1
+        if held:
+            asyncio.get_running_loop().call_later(self.gap_timeout_s, self._fail_gap, caller, self.next_seq[caller])
         if not self.draining:
             self.draining = True
-            asyncio.ensure_future(self._drain())
+            self.drainer = asyncio.ensure_future(self._drain())
         return call.future
+
+    def _fail_gap(self, caller: str, waiting_for: int) -> None:
+        """The caller's call `waiting_for` has not come: fail the calls held behind it; later
+        calls run again (they will find their sessions gone, and the caller starts over)."""
+        held = self.held[caller]
+        if self.next_seq[caller] != waiting_for or not held:
+            return
+        for seq in sorted(held):
+            held.pop(seq).future.set_exception(SessionLost(
+                f"call {seq} of this caller waited {self.gap_timeout_s:.0f}s for its call {waiting_for}, which never "
+                "arrived (the actor restarted between them)"))
+            self.next_seq[caller] = seq + 1
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             while any(self.ready.values()):
                 await asyncio.sleep(0)  # calls that have already arrived join this round
-                await self._wait_for_stepping_callers()
+                if self.batch_wait_s is not None:
+                    await self._wait_for_stepping_callers()
                 batch = self._take()
-                outcomes = await loop.run_in_executor(self.thread, self._run, batch)
+                try:
+                    outcomes = await loop.run_in_executor(self.thread, self._run, batch)
+                except Exception as exc:  # noqa: BLE001 - no caller of the batch may wait forever
+                    outcomes = [(False, exc)] * len(batch)
                 for call, (ok, value) in zip(batch, outcomes):
                     if not call.future.done():
                         (call.future.set_result if ok else call.future.set_exception)(value)
@@ -116,6 +148,8 @@ class EngineQueue:
         others = [caller for caller, call in heads.items() if call.step is None]
         if others:
             return [self.ready[min(others, key=lambda c: heads[c].stamp)].popleft()]
+        if self.batch_wait_s is None:
+            return [self.ready[min(heads, key=lambda c: heads[c].stamp)].popleft()]
         batch, sessions = [], set()
         for caller in sorted(heads, key=lambda c: heads[c].stamp):
             if heads[caller].step[0] not in sessions:  # one step per session per forward
@@ -128,17 +162,19 @@ class EngineQueue:
         if batch[0].step is None:
             return [_attempt(lambda: batch[0].run(self.engine))]
         live = [c for c in batch if c.step[0] in self.engine.sessions]
-        self.step_forwards += bool(live)
+        forwards = self.engine.step_forwards
         try:
             outs = dict(zip(map(id, live), self.engine.step_many([c.step for c in live]))) if live else {}
         except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
             return [(False, exc)] * len(batch)
+        finally:
+            self.step_forwards += self.engine.step_forwards - forwards  # one, or one per session where they could not stack
         results = []
         for c in batch:
             if id(c) in outs:
                 results.append(_attempt(lambda c=c: c.finish(outs[id(c)])))
             else:
-                results.append((False, SessionLost(f"decoding session {c.step[0]} is not open here (expired, evicted, or the engine restarted)")))
+                results.append((False, session_lost(c.step[0])))
         return results
 
 

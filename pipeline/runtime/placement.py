@@ -37,7 +37,10 @@ class Fleet:
         """Ends the actors and frees their resources now, not when Ray collects the handles:
         a second job in this process (a notebook, a test) finds the cluster's resources free."""
         for actor in self.teachers + self.workers:
-            ray.kill(actor)
+            try:
+                ray.kill(actor)
+            except ValueError:  # not an actor handle any more: nothing to end
+                pass
         for group in self.groups:
             ray.util.remove_placement_group(group)
         self.teachers, self.workers, self.groups = [], [], []
@@ -70,7 +73,7 @@ def start_decoders(config: RunConfig, vocab_size: int) -> Fleet:
         fleet.teachers.append(ModelActor.options(
             **actor_options(rc.teacher, has_gpus), **restart_policy(rc.max_attempts), scheduling_strategy=place(0),
             name=teacher_name,
-        ).remote(config.teacher, vocab_size, dec.reuse_preamble_cache, rc.teacher_batch_wait_s))
+        ).remote(config.teacher, vocab_size, dec.reuse_preamble_cache, rc.teacher_batch_wait_s if rc.teacher_batch_steps else None))
         for s in range(n_students):
             fleet.workers.append(DecodeWorker.options(
                 **actor_options(rc.student, has_gpus), **restart_policy(rc.max_attempts), scheduling_strategy=place(1 + s),

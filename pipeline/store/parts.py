@@ -93,7 +93,7 @@ class PartDataset:
     directory: str
 
     def count_rows(self) -> int:
-        return sum(pq.ParquetFile(self.fs.open_input_file(join(self.directory, name))).metadata.num_rows
+        return sum(pq.read_metadata(join(self.directory, name), filesystem=self.fs).num_rows
                    for name in existing_parts(self.fs, self.directory))
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
