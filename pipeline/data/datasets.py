@@ -119,6 +119,13 @@ def _readable(path: Path) -> Path:
         raise UserError(f"dataset file not readable: {path} ({e.strerror or e})") from None
 
 
+def _refuse_bad(problems: dict[str, list[int]], where: str, noun: str, counting: str = "") -> None:
+    """One error for every bad row of a file, grouped by problem, with where they are."""
+    if problems:
+        count = sum(len(v) for v in problems.values())
+        raise UserError(f"{where}: {count} bad {noun}{'s' if count > 1 else ''}{counting}: {_describe(problems, noun)}")
+
+
 def _check_rows(ds: datasets.Dataset, reader: RowReader, where: str) -> None:
     """Validate every row of a local Parquet file (rows counted from 0)."""
     problems: dict[str, list[int]] = {}
@@ -127,9 +134,7 @@ def _check_rows(ds: datasets.Dataset, reader: RowReader, where: str) -> None:
             reader.read(row)
         except RowProblem as problem:
             problems.setdefault(str(problem), []).append(index)
-    if problems:
-        count = sum(len(v) for v in problems.values())
-        raise UserError(f"{where}: {count} bad row{'s' if count > 1 else ''} (counted from 0): {_describe(problems, 'row')}")
+    _refuse_bad(problems, where, "row", " (counted from 0)")
 
 
 def _check_jsonl(path: Path, reader: RowReader) -> int:
@@ -162,9 +167,7 @@ def _check_jsonl(path: Path, reader: RowReader) -> int:
             reader.read(row)
         except RowProblem as problem:
             problems.setdefault(str(problem), []).append(lineno)
-    if problems:
-        count = sum(len(v) for v in problems.values())
-        raise UserError(f"{path}: {count} bad line{'s' if count > 1 else ''}: {_describe(problems, 'line')}")
+    _refuse_bad(problems, str(path), "line")
     if rows == 0:
         raise UserError(f"dataset is empty: {path}")
     return rows
