@@ -12,20 +12,18 @@ share of problems where some student branch is right (a perfect choice among the
 """
 from __future__ import annotations
 
-import argparse
 import time
 import uuid
 from collections import defaultdict
 
 import torch
 
-from pipeline.config import load_config
 from pipeline.data.answer_span import answer_span
 from pipeline.data.answer_types import score
 from pipeline.decoding.cot import decode_branches
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.strategies import CotDecoding, FixedAlpha, Student
-from speed.in_process import encoded_examples, in_process_decoder
+from speed.in_process import encoded_examples, in_process_decoder, speed_arguments, speed_config
 
 STRATEGIES = {
     "student": Student(),
@@ -53,13 +51,11 @@ def branch_oracle(decoder: Decoder, prompts: list, examples: list, k: int, size:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--examples", type=int, default=600)
+    parser = speed_arguments(__doc__, 600)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    config = load_config(args.config, [f"dataset.limit={args.examples}"])
+    config = speed_config(args)
     decoder = in_process_decoder(config)
     examples, prompts, _ = encoded_examples(config, decoder)
     size = config.decoding.batch_size

@@ -8,14 +8,12 @@ the tokens must agree (checked up to where our stop rule ends a row). Prints
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
-from pipeline.config import load_config
 from pipeline.decoding.strategies import Student
-from speed.in_process import encoded_examples, in_process_decoder
+from speed.in_process import encoded_examples, in_process_decoder, speed_arguments, speed_config
 
 
 def timed(fn):
@@ -39,13 +37,11 @@ def hf_generate(lm, batch, max_new_tokens: int, eos: list[int], stop_strings: tu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--examples", type=int, default=200)
+    parser = speed_arguments(__doc__, 200)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    config = load_config(args.config, [f"dataset.limit={args.examples}"])
+    config = speed_config(args)
     # the engine reuses the few-shot preamble's cache; HF's generate re-encodes it: give both the full prompt
     decoder = in_process_decoder(config, reuse_preamble=False)
     student = decoder.student.lm

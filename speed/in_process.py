@@ -1,7 +1,9 @@
 """What every speed script starts from: a run's two models in this process, and its prompts."""
 from __future__ import annotations
 
-from pipeline.config import RunConfig
+import argparse
+
+from pipeline.config import RunConfig, load_config
 from pipeline.data.datasets import Example, load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt, load_template
 from pipeline.decoding.decoder import Decoder
@@ -10,6 +12,19 @@ from pipeline.engine.interface import Prompt
 from pipeline.models.facts import model_facts, shared_vocab_size
 from pipeline.models.loading import load_model
 from pipeline.runtime.placement import run_stop_rule
+
+
+def speed_arguments(doc: str, examples: int) -> argparse.ArgumentParser:
+    """The options every speed script takes: the run config and how many of its examples."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--examples", type=int, default=examples)
+    return parser
+
+
+def speed_config(args: argparse.Namespace, *overrides: str) -> RunConfig:
+    """The run config of `args`, limited to its first `--examples` examples."""
+    return load_config(args.config, [f"dataset.limit={args.examples}", *overrides])
 
 
 def in_process_decoder(config: RunConfig, reuse_preamble: bool = True) -> Decoder:

@@ -11,12 +11,10 @@ the teacher's prefill and N steps, each timed here.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
-from pipeline.config import load_config
 from pipeline.data.datasets import load_examples
 from pipeline.data.prompts import encode_prompt, load_template
 from pipeline.decoding.alpha_tree import label_batch
@@ -26,6 +24,7 @@ from pipeline.engine.hf import HFEngine
 from pipeline.models.facts import model_facts, shared_vocab_size
 from pipeline.models.loading import load_model
 from pipeline.runtime.placement import run_stop_rule
+from speed.in_process import speed_arguments, speed_config
 
 
 def timed(fn):
@@ -35,13 +34,11 @@ def timed(fn):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--examples", type=int, default=200)
+    parser = speed_arguments(__doc__, 200)
     args = parser.parse_args()
     torch.set_num_threads(1)  # both sides on one core: a fair, less noisy comparison
 
-    config = load_config(args.config, [f"dataset.limit={args.examples}"])
+    config = speed_config(args)
     settings, n = config.labels, config.labels.n_tokens
     student, teacher = load_model(config.student), load_model(config.teacher)
     vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))

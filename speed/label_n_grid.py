@@ -14,14 +14,12 @@ once per engine and not counted); the (α, N) accuracy table is the sweep's.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 
 import pyarrow as pa
 import torch
 
-from pipeline.config import load_config
 from pipeline.data.datasets import load_examples
 from pipeline.data.prompts import load_template
 from pipeline.decoding.decoder import Decoder
@@ -32,19 +30,17 @@ from pipeline.runtime.job import batches
 from pipeline.runtime.placement import run_stop_rule
 from pipeline.store.schemas import label_schema
 from pipeline.tasks.label import LabelUnit, alpha_n_table, feature_dim, summarize_labels
+from speed.in_process import speed_arguments, speed_config
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--examples", type=int, default=200)
+    parser = speed_arguments(__doc__, 200)
     parser.add_argument("--n-grid", default="1,2,3,5", help="comma-separated N values")
     args = parser.parse_args()
     torch.set_num_threads(1)  # both sides on one core: a fair, less noisy comparison
 
     n_grid = [int(n) for n in args.n_grid.split(",")]
-    config = load_config(args.config, [f"dataset.limit={args.examples}", f"labels.n_grid={n_grid}",
-                                       f"labels.n_tokens={n_grid[0]}"])
+    config = speed_config(args, f"labels.n_grid={n_grid}", f"labels.n_tokens={n_grid[0]}")
     sweep = config.labels
     student_model, teacher_model = load_model(config.student), load_model(config.teacher)
     student = model_facts(config.student)

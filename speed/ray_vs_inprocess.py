@@ -13,13 +13,11 @@ ray_vs_inprocess = (b) / (a), excluding start-up.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import ray
 import torch
 
-from pipeline.config import load_config
 from pipeline.data.datasets import load_examples
 from pipeline.data.prompts import load_template
 from pipeline.models.facts import model_facts, shared_vocab_size
@@ -28,7 +26,7 @@ from pipeline.runtime.job import teacher_batching
 from pipeline.runtime.placement import start_decoders
 from pipeline.runtime.scheduler import schedule
 from pipeline.tasks.evaluate import decode_unit, make_units
-from speed.in_process import in_process_decoder
+from speed.in_process import in_process_decoder, speed_arguments, speed_config
 
 COMPARED = ("generated_text", "correct", "teacher_tokens", "student_tokens_processed", "teacher_tokens_processed")
 
@@ -38,11 +36,9 @@ def keyed(rows: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--examples", type=int, default=600)
+    parser = speed_arguments(__doc__, 600)
     args = parser.parse_args()
-    config = load_config(args.config, [f"dataset.limit={args.examples}"])
+    config = speed_config(args)
     examples = load_examples(config.dataset)
     units = list(make_units(config.strategies, examples, config.decoding.batch_size, config.dataset.name, config.dataset.split))
     vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))

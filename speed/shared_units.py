@@ -12,16 +12,14 @@ Same examples, same in-process engines, one thread each. The rows must be identi
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
-from pipeline.config import load_config
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.shared_batch import decode_strategies
 from pipeline.tasks.evaluate import built_strategy
-from speed.in_process import encoded_examples, in_process_decoder
+from speed.in_process import encoded_examples, in_process_decoder, speed_arguments, speed_config
 
 
 def fed(decoder: Decoder) -> tuple[int, int]:
@@ -29,12 +27,10 @@ def fed(decoder: Decoder) -> tuple[int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/demo.yaml")
-    parser.add_argument("--examples", type=int, default=600)
+    parser = speed_arguments(__doc__, 600)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = load_config(args.config, [f"dataset.limit={args.examples}"])
+    config = speed_config(args)
     decoder = in_process_decoder(config)
     strategies = [built_strategy(spec) for spec in config.strategies]
     _, prompts, _ = encoded_examples(config, decoder)

@@ -1,14 +1,9 @@
 """α-labels: the prefix tree equals decoding every α separately, with exact intervals."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
-import yaml
 
 from pipeline.config import LabelSettings
 
@@ -23,8 +18,8 @@ from pipeline.models.loading import load_model
 from pipeline.data.prompts import PromptTemplate, encode_prompt
 from pipeline.engine.hf import HFEngine
 from pipeline.decoding.strategies import FixedAlpha, Student
+from label_job import label_job
 
-REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = PromptTemplate(name="t", instruction="Solve.\n\n")
 QUESTIONS = ["what is 2+2?", "a much longer question, 17*3?", "hi", "Tom has 3 apples and 4 pears."]
 
@@ -107,23 +102,7 @@ def test_settings_checked_against_budget_and_student_depth():
 
 
 def test_label_job_writes_parquet_and_refuses_bad_layers(tiny_pair, tmp_path):
-    data = tmp_path / "d.jsonl"
-    data.write_text("".join(json.dumps({"question": f"What is {i} plus 1?", "answer": str(i + 1)}) + "\n" for i in range(5)))
-    raw = {
-        "student": {"path": str(tiny_pair[0])}, "teacher": {"path": str(tiny_pair[1])},
-        "dataset": {"source": str(data), "name": "d", "split": "test", "answer_format": "plain"},
-        "prompt": "demo", "decoding": {"max_new_tokens": 6, "batch_size": 2},
-        "labels": {"n_tokens": 2, "alpha_grid": [1.0, 0.0, -1.0], "feature_layers": [-1, 0]},
-        "ray": {"student": {"num_cpus": 0.5}, "teacher": {"num_cpus": 0.5}},
-    }
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(raw))
-    # a fresh machine: no Ray token yet, no auth mode chosen
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"HOME": str(tmp_path / "home")}
-    run = lambda *extra: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "jobs.label_alpha", "--config", str(cfg), "--out", str(tmp_path / "out"), *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
-    )
+    run = label_job(tiny_pair, tmp_path, 5, {"n_tokens": 2, "alpha_grid": [1.0, 0.0, -1.0], "feature_layers": [-1, 0]})
     bad = run("--set", "labels.feature_layers=[7]")
     assert bad.returncode == 2 and "out of range" in bad.stderr and "Traceback" not in bad.stderr
     done = run()

@@ -2,9 +2,6 @@
 with less work; the N grid is validated, summarised, reported, and trains a predictor per N."""
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +9,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-import yaml
 
 from pipeline.config import DatasetSpec, LabelSettings, ModelSpec
 from pipeline.config.settings import settings_from
@@ -29,6 +25,7 @@ from pipeline.models.loading import load_model
 from pipeline.runtime.job import batches
 from pipeline.store.schemas import label_schema
 from pipeline.tasks.label import LabelUnit, feature_dim, format_label_summary, summarize_labels
+from label_job import label_job
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = PromptTemplate(name="t", instruction="Solve.\n\n")
@@ -290,22 +287,7 @@ def test_older_single_n_labels_train_only_for_their_n(tmp_path):
 # --- the job, through Ray ----------------------------------------------------------------------
 
 def test_label_job_over_an_n_grid(tiny_pair, tmp_path):
-    data = tmp_path / "d.jsonl"
-    data.write_text("".join(json.dumps({"question": f"What is {i} plus 1?", "answer": str(i + 1)}) + "\n" for i in range(4)))
-    raw = {
-        "student": {"path": str(tiny_pair[0])}, "teacher": {"path": str(tiny_pair[1])},
-        "dataset": {"source": str(data), "name": "d", "split": "test", "answer_format": "plain"},
-        "prompt": "demo", "decoding": {"max_new_tokens": 6, "batch_size": 2},
-        "labels": {"n_grid": [1, 3], "alpha_grid": [1.0, 0.0, -1.0]},
-        "ray": {"student": {"num_cpus": 0.5}, "teacher": {"num_cpus": 0.5}},
-    }
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"HOME": str(tmp_path / "home")}
-    run = lambda *extra: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "jobs.label_alpha", "--config", str(cfg), "--out", str(tmp_path / "out"), *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env=env,
-    )
+    run = label_job(tiny_pair, tmp_path, 4, {"n_grid": [1, 3], "alpha_grid": [1.0, 0.0, -1.0]})
     for bad, message in (("[1, 1]", "duplicate values"), ("[1, 7]", "larger than decoding.max_new_tokens")):
         refused = run("--set", f"labels.n_grid={bad}")
         assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr, refused.stderr

@@ -122,7 +122,7 @@ def _greedy(decoder: Decoder, shared: _Prefilled, prompts: list[Prompt]) -> list
     session = uuid.uuid4().hex
     decoder.student.clone(shared.session, session, list(range(len(prompts))))
     try:
-        decode_steps(decoder.student, session, shared.p, gens, list(range(len(gens))), decoder.stop, decoder.tokenizer)
+        decoder.continue_greedy(session, shared.p, gens)
     finally:
         decoder.student.close(session)
     for g in gens:
@@ -135,22 +135,18 @@ def _mixed(decoder: Decoder, strategy: Strategy, shared: _Prefilled, prompts: li
     """A strategy that consults the teacher: its α = 0 rows copied from the greedy decode, the
     others decoded from clones of both prefilled sessions, mixed prefix first."""
     rows = (alphas != 0).nonzero().flatten().tolist()
-    gens = [None if r in rows else copy.deepcopy(greedy[r]) for r in range(len(prompts))]
-    if strategy.consults_every_row or strategy.reads_teacher_first:  # alone, it prefills the teacher for every row
-        for r, g in enumerate(gens):
-            if g is not None:
-                g.teacher_tokens_processed += decoder.teacher.prompt_cost(prompts[r])
+    consulted = set(rows)
+    gens = [None if r in consulted else copy.deepcopy(greedy[r]) for r in range(len(prompts))]
     if rows:
         sub = [_fresh(decoder, shared, prompts[r], r) for r in rows]
         session = uuid.uuid4().hex
-        at = [shared.teacher_rows.index(r) for r in rows]
+        position = {r: i for i, r in enumerate(shared.teacher_rows)}
+        at = [position[r] for r in rows]
         phase = TeacherPhase(strategy, decoder.teacher, session, list(range(len(rows))), sub, decoder.teacher_top_k,
                              reference=None if greedy is None else [greedy[r] for r in rows])
         decoder.student.clone(shared.session, session, rows)
         try:
             decoder.teacher.clone(shared.session, session, at)
-            for r, g in zip(rows, sub):
-                g.teacher_tokens_processed += decoder.teacher.prompt_cost(prompts[r])
             phase.next = shared.teacher.select(at, session)
             phase.choose(alphas[rows])
             decode_steps(decoder.student, session, shared.p[rows], sub, list(range(len(rows))), decoder.stop,
@@ -162,4 +158,8 @@ def _mixed(decoder: Decoder, strategy: Strategy, shared: _Prefilled, prompts: li
         for r, g in zip(rows, sub):
             g.text = decoder.finish_text(g)
             gens[r] = g
+    # the teacher prompts the strategy pays for alone: every row's when it prefills them all
+    billed = range(len(prompts)) if strategy.consults_every_row or strategy.reads_teacher_first else rows
+    for r in billed:
+        gens[r].teacher_tokens_processed += decoder.teacher.prompt_cost(prompts[r])
     return gens
