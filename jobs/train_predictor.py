@@ -1,8 +1,11 @@
 """Train an α-predictor: `python -m jobs.train_predictor --labels runs/demo-train/labels --out artifacts/alpha-v1`.
 
-Reads one or more α-label datasets, reports held-out decoding accuracy (k folds by
-example) against student, teacher, the best fixed α and the oracle, calibrates the
-entropy gate, and writes a versioned artifact directory (model + metadata.json).
+Reads one or more α-label datasets, measures the learned policy by nested cross-validation
+(outer folds by example; the threshold, and with --select the feature set and model, chosen
+on inner folds) against student, teacher, the best fixed α and the oracle, each with its
+95 % interval, decides whether the learned policy or the best fixed α decodes (the learned
+one only where it beats the fixed one on held-out rows), calibrates the entropy gate, and
+writes a versioned artifact directory (model + metadata.json).
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from pipeline.cli import print_report_hint, run_main
 from pipeline.errors import UserError
 from pipeline.config.settings import settings_from
 from predictor.artifact import Predictor
+from predictor.features import FEATURE_SETS
+from predictor.models import MODELS
 from predictor.training import TrainSettings, format_metrics, read_labels, train_predictor
 
 
@@ -25,7 +30,7 @@ def train_settings(args) -> TrainSettings:
         if not path.is_file():
             raise UserError(f"config file not found: {args.config}")
         raw = yaml.safe_load(path.read_text()) or {}
-    for key in ("model", "folds", "seed", "features", "n_tokens"):
+    for key in ("model", "folds", "inner_folds", "seed", "features", "n_tokens", "teacher_token_cost", "policy", "select"):
         if getattr(args, key) is not None:
             raw[key] = getattr(args, key)
     return settings_from(TrainSettings, raw, "predictor config")
@@ -35,11 +40,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.train_predictor", description=__doc__)
     parser.add_argument("--labels", action="append", required=True, help="label dataset (repeat to train on the union)")
     parser.add_argument("--out", required=True, help="new artifact directory")
-    parser.add_argument("--config", help="YAML: model, params, folds, seed, features, decision_margin, n_tokens")
-    parser.add_argument("--model", choices=["sklearn_logreg", "torch_mlp"])
-    parser.add_argument("--features", choices=["student", "two_model"],
-                        help="student: hidden state + the student's first-token statistics (teacher asked only where α ≠ 0); "
-                             "two_model: also the teacher's first-token statistics and both top-k (teacher asked for every example)")
+    parser.add_argument("--config", help="YAML: model, params, folds, inner_folds, seed, features, teacher_token_cost, policy, "
+                                             "select, select_features, select_models, n_tokens")
+    parser.add_argument("--model", choices=list(MODELS))
+    parser.add_argument("--features", choices=list(FEATURE_SETS),
+                        help="stats: the student's first-token statistics; hidden: its hidden state; both; student: hidden state, "
+                             "entropy and top-1 (default); two_model, two_model_stats: also the teacher's first-token statistics "
+                             "(the teacher is then asked for every example)")
+    parser.add_argument("--select", action="store_true", default=None,
+                        help="compare feature sets (stats, hidden, both) × models (logistic, gradient boosting, MLP) by inner "
+                             "cross-validation and keep the best; the artifact holds the whole table")
+    parser.add_argument("--policy", choices=["auto", "learned", "fixed"],
+                        help="auto (default): the learned policy only where it beats the best fixed α on held-out rows; "
+                             "learned or fixed: force one")
+    parser.add_argument("--teacher-token-cost", type=float, dest="teacher_token_cost",
+                        help="accuracy one teacher token per example is worth giving up (default 0: teacher tokens are free)")
+    parser.add_argument("--inner-folds", type=int, dest="inner_folds")
     parser.add_argument("--n-tokens", type=int, dest="n_tokens",
                         help="N whose labels to train on (labels of an N grid hold several); the artifact decodes with it. "
                              "Default: the labels' n_tokens")

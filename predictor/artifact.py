@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import UserError
-from predictor.decision import choose_alpha_index
+from predictor.decision import Policy
 from predictor.features import FeatureSpec
 from predictor.files import FORMAT_VERSION, HELDOUT_FILE, METADATA_FILE
 from predictor.models import MODELS
@@ -47,11 +47,28 @@ class Predictor:
             raise UserError(f"α-predictor expects features of width {self.feature_spec.dim}, got shape {features.shape}")
         return self.model.predict_proba(features)
 
+    @property
+    def policy(self) -> dict:
+        """kind (learned | fixed), reason, default_alpha, threshold: see predictor.decision."""
+        return self.meta["policy"]
+
+    @property
+    def uses_fixed_policy(self) -> bool:
+        return self.policy["kind"] == "fixed"
+
+    def decision_policy(self) -> Policy:
+        policy, grid = self.policy, self.alpha_grid
+        threshold = None if self.uses_fixed_policy else policy["threshold"]
+        return Policy(grid.index(policy["default_alpha"]), threshold, tuple(self.meta["teacher_tokens"]),
+                      float(self.meta.get("teacher_token_cost", 0.0)))
+
     def predict_alpha(self, features: np.ndarray) -> np.ndarray:
-        grid = self.alpha_grid
-        zero = grid.index(0.0) if 0.0 in grid else None
-        chosen = choose_alpha_index(self.predict_proba(features), zero, self.meta.get("decision_margin", 0.0))
-        return np.asarray(grid, dtype=np.float64)[chosen]
+        """α per row: the default α, or, under the learned policy, another grid α where its
+        predicted gain over the default passes the artifact's threshold."""
+        policy = self.decision_policy()
+        if policy.threshold is None:  # the fixed policy reads no features
+            return np.full(len(features), self.alpha_grid[policy.default_index], dtype=np.float64)
+        return np.asarray(self.alpha_grid, dtype=np.float64)[policy.choose(self.predict_proba(features))]
 
     def save(self, directory: str | Path) -> Path:
         """Write atomically: a half-written artifact never sits at `directory`. The metadata
@@ -94,7 +111,21 @@ class Predictor:
                 raise UserError(f"{directory}: artifact file '{name}' is missing or outside the artifact directory")
             if _sha256(path) != digest:
                 raise UserError(f"{directory}: {name} does not match the sha256 in {METADATA_FILE}: the artifact was changed or truncated")
+        _check_policy(directory, meta)
         return cls(MODELS[meta["model_kind"]].load(directory, meta), meta)
+
+
+def _check_policy(directory: Path, meta: dict) -> None:
+    """The decision policy must be one this version can run on the artifact's own grid."""
+    grid, policy, tokens = meta.get("alpha_grid"), meta.get("policy"), meta.get("teacher_tokens")
+    threshold = policy.get("threshold") if isinstance(policy, dict) else None
+    ok = (isinstance(grid, list) and grid and all(isinstance(a, (int, float)) and np.isfinite(a) for a in grid)
+          and isinstance(policy, dict) and policy.get("kind") in ("learned", "fixed") and policy.get("default_alpha") in grid
+          and (threshold is None or (isinstance(threshold, (int, float)) and np.isfinite(threshold)))
+          and isinstance(tokens, list) and len(tokens) == len(grid) and all(isinstance(t, int) and t >= 0 for t in tokens))
+    if not ok:
+        raise UserError(f"{directory}: malformed artifact metadata (α grid, decision policy or teacher tokens): retrain it "
+                        "with jobs.train_predictor")
 
 
 def read_metadata(directory: Path) -> dict:

@@ -1,12 +1,15 @@
 """Which features an α-predictor reads, and building its input matrix.
 
-Two feature sets of one artifact kind:
-- `student`: the student's hidden state plus its first-token entropy and top-1
-  probability; the teacher is consulted only for rows predicted α ≠ 0.
-- `two_model`: adds the teacher's first-token statistics (entropy, top-1 probability,
-  KL and JSD to the student, top-1 agreement) and the top-k probabilities of both
-  models (the founding paper's predictor reads both models' first-token logits); the
-  teacher's first distribution is needed for every row before α is chosen.
+A feature set is the student's hidden state (or not) and a list of first-token statistics:
+- `stats`: the student's first-token entropy, top-1 and top-k probabilities (the top-1/top-2
+  margin is their difference);
+- `hidden`: the student's hidden state at the chosen layers (the models reduce it: PCA);
+- `both`: the two together; `student`: the hidden state, entropy and top-1 probability;
+- `two_model`, `two_model_stats`: `both` and `stats` plus the teacher's first-token
+  statistics (entropy, top-1 probability, KL and JSD to the student, top-1 agreement, top-k;
+  the founding paper's predictor reads both models' first-token logits). The teacher's
+  first distribution is then needed for every row before α is chosen.
+Without a teacher statistic, the teacher is consulted only for rows whose α ≠ 0.
 """
 from __future__ import annotations
 
@@ -18,10 +21,16 @@ import pyarrow as pa
 from pipeline.decoding.features import STUDENT_STATS, TEACHER_STATS
 from pipeline.errors import UserError
 
-FEATURE_SETS = {
-    "student": ("student_entropy", "student_top1_prob"),
-    "two_model": (*STUDENT_STATS, *TEACHER_STATS),
+# name -> (reads the hidden state, statistics in order)
+FEATURE_SETS: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "student": (True, ("student_entropy", "student_top1_prob")),
+    "stats": (False, STUDENT_STATS),
+    "hidden": (True, ()),
+    "both": (True, STUDENT_STATS),
+    "two_model_stats": (False, (*STUDENT_STATS, *TEACHER_STATS)),
+    "two_model": (True, (*STUDENT_STATS, *TEACHER_STATS)),
 }
+STAT_COLUMNS = sorted({s for _, stats in FEATURE_SETS.values() for s in stats})
 
 
 @dataclass(frozen=True)
@@ -29,13 +38,14 @@ class FeatureSpec:
     student: str  # model identifier the hidden states come from
     layers: tuple[int, ...]
     pool: str
-    hidden_dim: int  # width of the hidden-state part
-    stats: tuple[str, ...] = FEATURE_SETS["student"]
-    stats_dim: int = len(FEATURE_SETS["student"])  # width of the statistics part (top-k ones are vectors)
+    hidden_dim: int  # width of the student's hidden state at these layers
+    stats: tuple[str, ...] = FEATURE_SETS["student"][1]
+    stats_dim: int = len(FEATURE_SETS["student"][1])  # width of the statistics part (top-k ones are vectors)
+    uses_hidden: bool = True
 
     @property
     def dim(self) -> int:
-        return self.hidden_dim + self.stats_dim
+        return self.hidden_dim * self.uses_hidden + self.stats_dim
 
     @property
     def needs_teacher(self) -> bool:
@@ -44,7 +54,7 @@ class FeatureSpec:
 
     @property
     def feature_set(self) -> str:
-        return next((name for name, stats in FEATURE_SETS.items() if stats == self.stats), "custom")
+        return next((name for name, spec in FEATURE_SETS.items() if spec == (self.uses_hidden, self.stats)), "custom")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "layers": list(self.layers), "stats": list(self.stats), "dim": self.dim}
@@ -53,19 +63,20 @@ class FeatureSpec:
     def from_dict(cls, raw: dict) -> "FeatureSpec":
         stats = tuple(raw["stats"])
         return cls(raw["student"], tuple(raw["layers"]), raw["pool"], int(raw["hidden_dim"]), stats,
-                   int(raw.get("stats_dim", len(stats))))
+                   int(raw.get("stats_dim", len(stats))), bool(raw.get("uses_hidden", True)))
 
     @classmethod
     def of_labels(cls, table: pa.Table, feature_set: str = "student") -> "FeatureSpec":
         if feature_set not in FEATURE_SETS:
             raise UserError(f"unknown feature set '{feature_set}' (known: {', '.join(FEATURE_SETS)})")
-        stats = FEATURE_SETS[feature_set]
+        uses_hidden, stats = FEATURE_SETS[feature_set]
         missing = [s for s in stats if s not in table.column_names]
         if missing:
             raise UserError(f"label dataset lacks {missing} for the '{feature_set}' feature set: relabel with this version")
         first = table.slice(0, 1).to_pylist()[0]
         width = sum(len(first[s]) if isinstance(first[s], list) else 1 for s in stats)
-        return cls(first["student"], tuple(first["feature_layers"]), first["feature_pool"], len(first["features"]), stats, width)
+        return cls(first["student"], tuple(first["feature_layers"]), first["feature_pool"], len(first["features"]), stats, width,
+                   uses_hidden)
 
     def check_matches(self, other: "FeatureSpec", what: str) -> None:
         """A predictor only makes sense on the features it was trained on."""
@@ -77,11 +88,12 @@ class FeatureSpec:
 
 
 def assemble(hidden: np.ndarray, stats: dict, spec: FeatureSpec) -> np.ndarray:
-    """[examples, spec.dim] float32: hidden states followed by the spec's statistics, in order
-    (a top-k statistic spreads over k columns). The label rows and a decoding worker's
-    prefill both go through here."""
+    """[examples, spec.dim] float32: hidden states (if the spec reads them) followed by the
+    spec's statistics, in order (a top-k statistic spreads over k columns). The label rows
+    and a decoding worker's prefill both go through here."""
+    hidden = np.asarray(hidden, dtype=np.float32).reshape(len(hidden), -1)
     columns = [np.asarray(stats[s], dtype=np.float32).reshape(len(hidden), -1) for s in spec.stats]
-    return np.concatenate([np.asarray(hidden, dtype=np.float32), *columns], axis=1)
+    return np.concatenate([hidden if spec.uses_hidden else hidden[:, :0], *columns], axis=1)
 
 
 def feature_matrix(table: pa.Table, spec: FeatureSpec) -> np.ndarray:

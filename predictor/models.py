@@ -8,6 +8,7 @@ import skops.io
 import torch
 from safetensors.torch import load_file, save_file
 from sklearn.decomposition import PCA
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -19,6 +20,7 @@ class SklearnPerAlpha:
     """One scaled (+PCA) logistic regression per α; an α whose labels never vary predicts that constant."""
 
     kind = "sklearn_logreg"
+    trusted: tuple[str, ...] = ()  # types beyond skops' defaults that load() accepts, each checked by validate()
 
     def __init__(self, pca_components: int = 32, C: float = 1.0, seed: int = 0):
         self.pca_components, self.C, self.seed = pca_components, C, seed
@@ -26,6 +28,9 @@ class SklearnPerAlpha:
 
     def params(self) -> dict:
         return {"pca_components": self.pca_components, "C": self.C, "seed": self.seed}
+
+    def classifier(self):
+        return LogisticRegression(C=self.C, max_iter=2000)
 
     def fit(self, X: np.ndarray, Y: np.ndarray, init=None) -> "SklearnPerAlpha":
         n_comp = min(self.pca_components, X.shape[0] - 1, X.shape[1])
@@ -36,7 +41,7 @@ class SklearnPerAlpha:
                 self.columns.append(float(y[0]))
                 continue
             model = make_pipeline(StandardScaler(), PCA(n_components=max(1, n_comp), random_state=self.seed),
-                                  LogisticRegression(C=self.C, max_iter=2000))
+                                  self.classifier())
             self.columns.append(model.fit(X, y))
         return self
 
@@ -50,15 +55,68 @@ class SklearnPerAlpha:
         skops.io.dump(self.columns, directory / "model.skops")
         return "model.skops"
 
-    @staticmethod
-    def load(directory: Path, meta: dict) -> "SklearnPerAlpha":
+    def validate(self) -> None:
+        """Raise ValueError where a loaded model could misbehave on predict."""
+
+    @classmethod
+    def load(cls, directory: Path, meta: dict) -> "SklearnPerAlpha":
         """skops refuses any type outside its trusted scikit-learn/numpy set instead of running it."""
-        model = SklearnPerAlpha(**meta["model_params"])
+        model = cls(**meta["model_params"])
         try:
-            model.columns = skops.io.load(directory / meta["model_file"])
+            model.columns = skops.io.load(directory / meta["model_file"], trusted=list(cls.trusted) or None)
+            if not isinstance(model.columns, list):
+                raise TypeError("not a list of per-α models")
+            model.validate()
         except Exception as exc:  # noqa: BLE001 - untrusted types, a corrupt file: one line either way
             raise UserError(f"{directory}: cannot load {meta['model_file']} safely: {type(exc).__name__}: {str(exc)[:200]}") from None
         return model
+
+
+class HGBPerAlpha(SklearnPerAlpha):
+    """scikit-learn's histogram gradient boosting per α, on scaled PCA components: picks up
+    interactions (a statistic mattering only in one regime) that a logistic model cannot."""
+
+    kind = "sklearn_hgb"
+    trusted = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
+
+    def __init__(self, pca_components: int = 32, max_iter: int = 60, max_depth: int = 3, learning_rate: float = 0.1,
+                 l2_regularization: float = 1.0, seed: int = 0):
+        super().__init__(pca_components=pca_components, seed=seed)
+        self.max_iter, self.max_depth, self.learning_rate, self.l2_regularization = max_iter, max_depth, learning_rate, l2_regularization
+
+    def params(self) -> dict:
+        return {"pca_components": self.pca_components, "max_iter": self.max_iter, "max_depth": self.max_depth,
+                "learning_rate": self.learning_rate, "l2_regularization": self.l2_regularization, "seed": self.seed}
+
+    def classifier(self):
+        return HistGradientBoostingClassifier(max_iter=self.max_iter, max_depth=self.max_depth, learning_rate=self.learning_rate,
+                                              l2_regularization=self.l2_regularization, early_stopping=False, random_state=self.seed)
+
+    def validate(self) -> None:
+        """skops flags TreePredictor because scikit-learn follows its node indices without
+        bounds checks: a crafted file could read out of bounds. Every node must point to
+        later nodes of its own tree and to a feature the model has, with no categorical split."""
+        for col in self.columns:
+            if isinstance(col, float):
+                continue
+            booster = col[-1]
+            if not isinstance(booster, HistGradientBoostingClassifier):
+                raise TypeError(f"expected a HistGradientBoostingClassifier, found {type(booster).__name__}")
+            for trees in booster._predictors:
+                for tree in trees:
+                    _check_tree(tree.nodes, booster.n_features_in_)
+
+
+def _check_tree(nodes: np.ndarray, n_features: int) -> None:
+    inner = np.flatnonzero(~nodes["is_leaf"].astype(bool))
+    index = np.arange(len(nodes))
+    for side in ("left", "right"):
+        child = nodes[side][inner].astype(np.int64)
+        if ((child <= index[inner]) | (child >= len(nodes))).any():
+            raise ValueError("a tree node points outside its tree")
+    feature = nodes["feature_idx"][inner].astype(np.int64)
+    if ((feature < 0) | (feature >= n_features)).any() or nodes["is_categorical"].any():
+        raise ValueError("a tree node splits on a feature the model does not have")
 
 
 class MLPPerAlpha:
@@ -116,4 +174,4 @@ class MLPPerAlpha:
         return model
 
 
-MODELS = {SklearnPerAlpha.kind: SklearnPerAlpha, MLPPerAlpha.kind: MLPPerAlpha}
+MODELS = {m.kind: m for m in (SklearnPerAlpha, HGBPerAlpha, MLPPerAlpha)}

@@ -28,10 +28,13 @@ class OnlinePredictor:
         self.student = spec.student
         self.n_tokens = predictor.n_tokens
         self.feature_request = FeatureRequest(tuple(spec.layers), spec.pool)
-        self.needs_teacher = spec.needs_teacher
+        self.decision = predictor.policy
+        self.needs_teacher = spec.needs_teacher and not predictor.uses_fixed_policy
         self.gate = predictor.meta["entropy_gate"]
 
     def alphas(self, features: torch.Tensor, p_first: torch.Tensor, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
+        if self.predictor.uses_fixed_policy:  # reads no features: every row decodes with the default α
+            return torch.full((len(p_first),), float(self.decision["default_alpha"]), dtype=torch.float64)
         stats = {k: v.cpu().numpy() for k, v in first_token_stats(p_first, p_teacher).items()}
         x = assemble(features.cpu().numpy(), stats, self.spec)
         return torch.from_numpy(self.predictor.predict_alpha(x))

@@ -4,54 +4,86 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sklearn.model_selection import KFold
 
 from pipeline.errors import UserError
+from pipeline.stats.intervals import Estimate
 from pipeline.store.manifest import code_version, package_versions
 from pipeline.store.parts import read_table
 from predictor.artifact import Predictor
-from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics, heldout_outcomes
-from predictor.features import FEATURE_SETS, FeatureSpec, feature_matrix
+from predictor.crossval import CrossValidation, nested_cross_validation
+from predictor.decision import best_fixed_index, calibrate_entropy_gate, choose_threshold, decoding_metrics, teacher_tokens
+from predictor.features import FEATURE_SETS, STAT_COLUMNS, FeatureSpec, feature_matrix
 from predictor.models import MODELS
 
 LABEL_COLUMNS = ["example_id", "student", "n_tokens", "alpha_grid", "correct", "features", "feature_layers", "feature_pool"]
 N_GRID_COLUMNS = ["n_grid", "correct_per_n"]  # labels of an N grid (absent from older label datasets)
 MIN_EXAMPLES = 100  # fewer: a warning, held-out metrics are noise
-STAT_COLUMNS = sorted({s for stats in FEATURE_SETS.values() for s in stats})
+
+
+POLICIES = ("auto", "learned", "fixed")
+SELECT_FEATURES = ("stats", "hidden", "both")
+SELECT_MODELS = ("sklearn_logreg", "sklearn_hgb", "torch_mlp")
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     model: str = "sklearn_logreg"
-    params: dict = field(default_factory=dict)
-    folds: int = 5
+    params: dict = field(default_factory=dict)  # of `model`
+    folds: int = 5  # outer folds: the held-out rows every metric is measured on
+    inner_folds: int = 3  # inside each outer training split: the threshold (and, with select, the combination)
     seed: int = 0
-    features: str = "student"  # feature set: student | two_model (predictor/features.py)
-    # α = 0 (no teacher call) is kept unless another α is predicted right more often by more
-    # than this: where every α is (nearly) as good, asking the teacher buys nothing
-    decision_margin: float = 0.05
+    features: str = "student"  # feature set (predictor/features.py)
+    # accuracy one teacher-decided token per example is worth giving up (0: teacher tokens are free);
+    # the default α, the threshold and every per-example choice are made net of it
+    teacher_token_cost: float = 0.0
+    # auto: the learned policy only where it beats the best fixed α on held-out rows; learned / fixed: forced
+    policy: str = "auto"
+    # pick feature set and model by inner cross-validation among these combinations
+    select: bool = False
+    select_features: tuple[str, ...] = SELECT_FEATURES
+    select_models: tuple[str, ...] = SELECT_MODELS
     # which N's labels to train on, for label datasets of an N grid; default: their n_tokens
     n_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise UserError(f"unknown predictor model '{self.model}' (known: {', '.join(MODELS)})")
-        if self.features not in FEATURE_SETS:
-            raise UserError(f"unknown feature set '{self.features}' (known: {', '.join(FEATURE_SETS)})")
-        if not isinstance(self.folds, int) or self.folds < 2:
-            raise UserError(f"folds must be an integer ≥ 2, got {self.folds!r}")
-        margin = self.decision_margin
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 1:
-            raise UserError(f"decision_margin must be a number in [0, 1), got {margin!r}")
+        for model in (self.model, *self.select_models):
+            if model not in MODELS:
+                raise UserError(f"unknown predictor model '{model}' (known: {', '.join(MODELS)})")
+        for features in (self.features, *self.select_features):
+            if features not in FEATURE_SETS:
+                raise UserError(f"unknown feature set '{features}' (known: {', '.join(FEATURE_SETS)})")
+        for name in ("folds", "inner_folds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+                raise UserError(f"{name} must be an integer ≥ 2, got {value!r}")
+        cost = self.teacher_token_cost
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not 0 <= cost < 1:
+            raise UserError(f"teacher_token_cost must be a number in [0, 1) (accuracy per teacher token), got {cost!r}")
+        if self.policy not in POLICIES:
+            raise UserError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        if not isinstance(self.select, bool):
+            raise UserError(f"select must be true or false, got {self.select!r}")
+        if not isinstance(self.params, dict):
+            raise UserError(f"params must be a mapping of {self.model}'s parameters, got {self.params!r}")
         n = self.n_tokens
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise UserError(f"n_tokens must be an integer ≥ 1, got {n!r}")
+
+    def candidates(self) -> list[tuple[str, str]]:
+        """(feature set, model) combinations to compare: the configured one, or the selection grid."""
+        if not self.select:
+            return [(self.features, self.model)]
+        return [(f, m) for f in self.select_features for m in self.select_models]
+
+    def model_factory(self, model: str):
+        params = self.params if model == self.model else {}
+        return lambda: MODELS[model](**params)
 
 
 def labels_for_n(table: pa.Table, n: int, path: str) -> pa.Table:
@@ -112,52 +144,100 @@ def label_fingerprint(table: pa.Table) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def cross_validate(X, Y, grid, settings: TrainSettings, example_ids: list[str], init=None) -> pd.DataFrame:
-    """Held-out outcomes over k folds by example: one row per example, from the fold
-    that held it out (see :func:`heldout_outcomes`)."""
-    zero = grid.index(0.0) if 0.0 in grid else None
-    parts = []
-    folds = KFold(n_splits=min(settings.folds, len(X)), shuffle=True, random_state=settings.seed)
-    for fold, (train, test) in enumerate(folds.split(X)):
-        model = MODELS[settings.model](**settings.params).fit(X[train], Y[train], init)
-        chosen = choose_alpha_index(model.predict_proba(X[test]), zero, settings.decision_margin)
-        part = heldout_outcomes(Y[test], chosen, Y[train], grid)
-        part.insert(0, "fold", fold)
-        part.insert(0, "example_id", [example_ids[i] for i in test])
-        parts.append(part)
-    return pd.concat(parts, ignore_index=True)
+@dataclass
+class CandidateResult:
+    features: str
+    model: str
+    spec: FeatureSpec
+    X: np.ndarray
+    cv: CrossValidation
+
+    def row(self, cost: float) -> dict:
+        """The comparison table's row: held-out accuracy and its difference to the best fixed α."""
+        m = decoding_metrics(self.cv.heldout, cost)
+        return {"features": self.features, "model": self.model, "inner_cv_utility": self.cv.inner_score,
+                "heldout_accuracy": m["intervals"]["predicted_alpha_acc"],
+                "vs_best_fixed": m["differences"]["predicted_vs_best_fixed"],
+                "teacher_call_share": 1.0 if self.spec.needs_teacher else 1.0 - m["no_teacher_share"]}
+
+
+def evaluate_candidates(table: pa.Table, Y: np.ndarray, grid: list[float], tokens: np.ndarray, settings: TrainSettings,
+                        init: Predictor | None) -> list[CandidateResult]:
+    ids = table.column("example_id").to_pylist()
+    results = []
+    candidates = settings.candidates()
+    for i, (features, model) in enumerate(candidates):
+        spec = FeatureSpec.of_labels(table, features)
+        if init is not None:
+            init.feature_spec.check_matches(spec, "these labels")
+        init_model = init.model if init is not None and init.meta["model_kind"] == model else None
+        X = feature_matrix(table, spec)
+        if len(candidates) > 1:
+            print(f"  [{i + 1}/{len(candidates)}] {features} features, {model}: nested cross-validation", flush=True)
+        cv = nested_cross_validation(settings.model_factory(model), X, Y, grid, tokens, settings.teacher_token_cost,
+                                     settings.folds, settings.inner_folds, settings.seed, ids, init_model)
+        results.append(CandidateResult(features, model, spec, X, cv))
+    return results
+
+
+def decide_policy(metrics: dict, threshold: float | None, default_alpha: float, forced: str) -> dict:
+    """Learned or fixed, and why: the learned policy is used only where its held-out
+    difference to the best fixed α (net of teacher cost, when priced) is above zero."""
+    diffs = metrics["differences"]
+    diff = Estimate.from_dict(diffs.get("predicted_vs_best_fixed_net_of_cost", diffs["predicted_vs_best_fixed"]))
+    measured = (f"learned − best fixed α on held-out rows: {diff.format(signed=True)}"
+                f"{'' if diff.excludes_zero else ', within noise'}")
+    if forced != "auto":
+        kind, reason = forced, f"forced by policy: {forced} ({measured})"
+    elif threshold is None:
+        kind, reason = "fixed", f"cross-validation found no threshold at which moving off the default pays ({measured})"
+    elif diff.value > 0:
+        kind, reason = "learned", f"the learned policy beats the best fixed α ({measured})"
+    else:
+        kind, reason = "fixed", f"the learned policy does not beat the best fixed α ({measured})"
+    return {"kind": kind, "reason": reason, "default_alpha": default_alpha, "threshold": threshold}
 
 
 def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[str], init: Predictor | None = None) -> Predictor:
     if settings.n_tokens is not None:  # the artifact records this N and decodes with it
         table = labels_for_n(table, settings.n_tokens, ", ".join(label_paths))
-    spec = FeatureSpec.of_labels(table, settings.features)
-    if init is not None:
-        init.feature_spec.check_matches(spec, "these labels")
     grid = list(table.column("alpha_grid")[0].as_py())
     if 0.0 not in grid:
         raise UserError("the α grid must contain 0.0 (the student alone) to train a predictor")
     if table.num_rows < MIN_EXAMPLES:
         warnings.warn(f"training an α-predictor on {table.num_rows} examples (< {MIN_EXAMPLES}): its held-out "
                       "metrics will be noisy; label more examples", UserWarning, stacklevel=2)
-    X = feature_matrix(table, spec)
+    n_tokens = int(table.column("n_tokens")[0].as_py())
+    tokens = teacher_tokens(grid, n_tokens)
+    cost = settings.teacher_token_cost
     Y = np.asarray(table.column("correct").to_pylist(), dtype=bool)
-    init_model = init.model if init is not None and init.meta["model_kind"] == settings.model else None
-    heldout = cross_validate(X, Y, grid, settings, table.column("example_id").to_pylist(), init_model)
-    metrics = {**decoding_metrics(heldout), "folds": int(heldout["fold"].nunique())}
+    results = evaluate_candidates(table, Y, grid, tokens, settings, init)
+    chosen = max(results, key=lambda r: r.cv.inner_score)  # first of equals: the simplest combination listed
+    heldout = chosen.cv.heldout
+    metrics = {**decoding_metrics(heldout, cost), "folds": int(heldout["fold"].nunique()), "inner_folds": settings.inner_folds}
     # a two-model predictor needs the teacher's first distribution for every example
-    metrics["teacher_call_share"] = 1.0 if spec.needs_teacher else 1.0 - metrics["no_teacher_share"]
-    model = MODELS[settings.model](**settings.params).fit(X, Y, init_model)
+    metrics["teacher_call_share"] = 1.0 if chosen.spec.needs_teacher else 1.0 - metrics["no_teacher_share"]
+    # the artifact's own choices, made on every labelled row: the default, and the threshold
+    # on the outer folds' held-out predictions
+    default = best_fixed_index(Y, tokens, cost)
+    threshold, _ = choose_threshold(chosen.cv.outer, tokens, cost)
+    policy = decide_policy(metrics, threshold, float(grid[default]), settings.policy)
+    metrics["chosen_policy_acc"] = metrics["intervals"]["predicted_alpha_acc" if policy["kind"] == "learned" else "best_fixed_alpha_acc"]
+    init_model = init.model if init is not None and init.meta["model_kind"] == chosen.model else None
+    model = settings.model_factory(chosen.model)().fit(chosen.X, Y, init_model)
     entropy = table.column("student_entropy").to_numpy()
     meta = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model_kind": settings.model,
+        "model_kind": chosen.model,
         "model_params": model.params(),
         "alpha_grid": grid,
-        "n_tokens": int(table.column("n_tokens")[0].as_py()),
-        "feature_set": settings.features,
-        "feature_spec": spec.to_dict(),
-        "decision_margin": settings.decision_margin,
+        "n_tokens": n_tokens,
+        "feature_set": chosen.features,
+        "feature_spec": chosen.spec.to_dict(),
+        "teacher_token_cost": cost,
+        "teacher_tokens": tokens.tolist(),
+        "policy": {**policy, "default_alpha_train_accuracy": float(Y[:, default].mean())},
+        "selection": [r.row(cost) for r in results] if len(results) > 1 else None,
         "label_datasets": label_paths,
         "label_fingerprint": label_fingerprint(table),
         "n_examples": table.num_rows,
@@ -171,18 +251,39 @@ def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[
 
 
 def format_metrics(meta: dict) -> str:
-    m, gate = meta["metrics"], meta["entropy_gate"]
+    m, gate, policy = meta["metrics"], meta["entropy_gate"], meta["policy"]
+    ci = m["intervals"]
+    per_fold = Counter(m["best_fixed_alpha_per_fold"])
+    fold_choice = ", ".join(f"{a:g} in {k}" for a, k in sorted(per_fold.items(), key=lambda x: -x[1]))
     rows = [
-        ("student (α=0)", m.get("student_acc")),
-        ("teacher token (α=1)", m.get("teacher_acc")),
-        (f"best fixed α ({m['best_fixed_alpha']:g}, chosen on training folds)", m["best_fixed_alpha_acc"]),
-        ("predicted α", m["predicted_alpha_acc"]),
-        ("oracle (any α correct)", m["oracle_acc"]),
+        ("student (α=0)", ci.get("student_acc")),
+        ("teacher token (α=1)", ci.get("teacher_acc")),
+        (f"best fixed α (chosen on each training fold: {fold_choice})", ci["best_fixed_alpha_acc"]),
+        ("learned policy (threshold by inner cross-validation)", ci["predicted_alpha_acc"]),
+        ("oracle (any α correct)", ci["oracle_acc"]),
     ]
-    lines = [f"held-out accuracy over {m['n']} examples ({m['folds']} folds, by example; N={meta['n_tokens']}; {meta.get('feature_set', 'student')} features):"]
-    lines += [f"  {name:<52} {'n/a' if acc is None else f'{acc:.3f}'}" for name, acc in rows]
-    lines.append(f"  no teacher call (predicted α = 0): {m['no_teacher_share']:.1%} of examples; "
-                 f"teacher consulted at all: {m.get('teacher_call_share', 1 - m['no_teacher_share']):.1%}")
+    width = max(len(name) for name, _ in rows) + 2
+    lines = [f"held-out accuracy, 95 % interval, over {m['n']} examples ({m['folds']} outer × {m.get('inner_folds', '?')} inner "
+             f"folds, by example; N={meta['n_tokens']}; {meta['feature_set']} features, {meta['model_kind']}):"]
+    lines += [f"  {name:<{width}} {'n/a' if est is None else Estimate.from_dict(est).format()}" for name, est in rows]
+    lines.append("paired differences on the same examples (bootstrap, 95 %):")
+    for name, label in (("predicted_vs_best_fixed", "learned − best fixed α"), ("predicted_vs_student", "learned − student"),
+                        ("best_fixed_vs_student", "best fixed α − student"), ("oracle_vs_best_fixed", "oracle − best fixed α"),
+                        ("predicted_vs_best_fixed_net_of_cost", "learned − best fixed α, net of teacher-token cost")):
+        if name in m["differences"]:
+            lines.append(f"  {label:<{width}} {Estimate.from_dict(m['differences'][name]).format(signed=True)}")
+    lines.append(f"  no teacher call (chosen α = 0): {m['no_teacher_share']:.1%} of examples; "
+                 f"teacher consulted at all: {m['teacher_call_share']:.1%}")
+    if meta.get("selection"):
+        lines.append("feature sets × models (outer held-out accuracy; chosen by inner cross-validation):")
+        for r in meta["selection"]:
+            mark = "*" if (r["features"], r["model"]) == (meta["feature_set"], meta["model_kind"]) else " "
+            lines.append(f"  {mark} {r['features']:<10} {r['model']:<15} inner {r['inner_cv_utility']:.3f}  held-out "
+                         f"{Estimate.from_dict(r['heldout_accuracy']).format()}  vs best fixed "
+                         f"{Estimate.from_dict(r['vs_best_fixed']).format(signed=True)}  teacher {r['teacher_call_share']:.0%}")
+    threshold = "never" if policy["threshold"] is None else f"{policy['threshold']:g}"
+    lines.append(f"policy: {policy['kind']} (default α = {policy['default_alpha']:g}, best on all labels; move off it where the "
+                 f"predicted gain passes {threshold}): {policy['reason']}")
     lines.append(
         f"entropy gate calibrated on all labels: inject α={gate['alpha']:g} when entropy in "
         f"[{gate['lo']:.3f}, {gate['hi']:.3f}] (training accuracy {gate['accuracy']:.3f})"

@@ -18,7 +18,7 @@ from pipeline import hub
 from pipeline.cli import run_main
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO_ARTIFACT = str(REPO / "artifacts" / "alpha-demo-v1")
+DEMO_ARTIFACT = str(REPO / "artifacts" / "alpha-demo-v2")
 ROW = {"question": "What is 1 plus 1?", "answer": "1+1=2\n#### 2"}
 
 

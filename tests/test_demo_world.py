@@ -310,7 +310,7 @@ def test_the_shipped_predictors_beat_every_fixed_alpha_and_the_gate_beats_the_st
     hidden = np.array([lab.features for lab in labels], dtype=np.float32)
     entropy = np.array([lab.first_token["student_entropy"] for lab in labels])
     student_id = model_facts(ModelSpec(str(_shipped().student))).identity
-    for artifact in ("artifacts/alpha-demo-v1", "artifacts/alpha-demo-mlp-v1"):
+    for artifact in ("artifacts/alpha-demo-v2", "artifacts/alpha-demo-mlp-v2"):
         predictor = Predictor.load(REPO / artifact)
         spec = predictor.feature_spec
         assert spec.student == student_id, f"{artifact} was trained for another student: retrain it"

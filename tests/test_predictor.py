@@ -21,7 +21,7 @@ from pipeline.engine.hf import HFEngine
 from pipeline.decoding.strategies import FixedAlpha
 from predictor.online import build_strategy
 from predictor.artifact import Predictor
-from predictor.decision import calibrate_entropy_gate, choose_alpha_index, decoding_metrics, heldout_outcomes
+from predictor.decision import Policy, best_fixed_index, calibrate_entropy_gate, decoding_metrics, heldout_outcomes, teacher_tokens
 from predictor.training import TrainSettings, read_labels, train_predictor
 
 GRID = [1.0, 0.5, 0.0]
@@ -83,14 +83,32 @@ def test_retraining_from_an_artifact_checks_features(tmp_path):
         train_predictor(synthetic_labels(student="other@y"), TrainSettings(folds=2), ["c"], init=first)
 
 
-def test_decision_and_metrics_read_off_labels():
-    proba = np.array([[0.9, 0.1, 0.2], [0.3, 0.1, 0.3], [0.1, 0.8, 0.5]])
-    chosen = choose_alpha_index(proba, zero_index=2)
-    assert chosen.tolist() == [0, 2, 1]  # a tie keeps α=0: no teacher call
-    correct = np.array([[True, False, False], [False, False, True], [False, True, False]])
-    m = decoding_metrics(heldout_outcomes(correct, chosen, train_correct=correct, grid=GRID))
-    assert m["predicted_alpha_acc"] == 1.0 and m["student_acc"] == pytest.approx(1 / 3)
-    assert m["no_teacher_share"] == pytest.approx(1 / 3) and m["oracle_acc"] == 1.0
+def test_decision_moves_off_the_default_only_past_the_threshold():
+    tokens = teacher_tokens(GRID, 2)
+    assert tokens.tolist() == [2, 2, 0]
+    proba = np.array([[0.9, 0.1, 0.2], [0.3, 0.1, 0.3], [0.1, 0.8, 0.5], [0.52, 0.1, 0.5]])
+    assert Policy(2, 0.0, tuple(tokens)).choose(proba).tolist() == [0, 2, 1, 0]  # a tie keeps the default
+    assert Policy(2, 0.05, tuple(tokens)).choose(proba).tolist() == [0, 2, 1, 2]  # +0.02 does not pass 0.05
+    assert Policy(0, 0.0, tuple(tokens)).choose(proba).tolist() == [0, 0, 1, 0]  # relative to α=1, not to α=0
+    assert Policy(0, None, tuple(tokens)).choose(proba).tolist() == [0, 0, 0, 0]
+    # a price per teacher token: α=1's +0.02 over α=0 is not worth 2 tokens at 0.02 each
+    assert Policy(2, 0.0, tuple(tokens), teacher_token_cost=0.02).choose(proba).tolist() == [0, 2, 1, 2]
+    correct = np.array([[True, False, False], [False, False, True], [False, True, False], [True, False, True]])
+    chosen = Policy(2, 0.0, tuple(tokens)).choose(proba)
+    m = decoding_metrics(heldout_outcomes(correct, chosen, 2, GRID, tokens, 0.0))
+    assert m["predicted_alpha_acc"] == 1.0 and m["student_acc"] == pytest.approx(0.5)
+    assert m["no_teacher_share"] == pytest.approx(0.25) and m["oracle_acc"] == 1.0
+    lo, hi = m["intervals"]["student_acc"]["lo"], m["intervals"]["student_acc"]["hi"]
+    assert lo < 0.5 < hi and m["differences"]["predicted_vs_student"]["value"] == pytest.approx(0.5)
+
+
+def test_best_fixed_alpha_ties_go_to_fewer_teacher_tokens():
+    tokens = teacher_tokens(GRID, 3)
+    tie = np.array([[True, False, False], [False, False, True]])  # α=1 and α=0 both 1 of 2
+    assert best_fixed_index(tie, tokens) == 2
+    better = np.array([[True, False, False], [True, False, True]])
+    assert best_fixed_index(better, tokens) == 0
+    assert best_fixed_index(better, tokens, cost=0.2) == 2  # half a point is not worth 3 tokens at 0.2
 
 
 def test_entropy_gate_calibration_finds_the_band():
@@ -204,7 +222,8 @@ def test_two_model_predictor_reads_the_teacher_first_and_matches_its_labels(tiny
     columns.update({s: [lab.first_token[s] for lab in labels] for s in (*STUDENT_STATS, *TEACHER_STATS)})
     table = pa.table(columns)
     with pytest.warns(UserWarning, match="metrics will be noisy"):  # a deliberately small label set
-        predictor = train_predictor(table, TrainSettings(model="torch_mlp", folds=2, features="two_model"), ["t"])
+        # random labels: the learned policy is forced (auto would fall back to the best fixed α)
+        predictor = train_predictor(table, TrainSettings(model="torch_mlp", folds=2, features="two_model", policy="learned"), ["t"])
     assert predictor.feature_spec.needs_teacher and predictor.meta["metrics"]["teacher_call_share"] == 1.0
     artifact = str(predictor.save(tmp_path / "two"))
     expected = predictor.predict_alpha(feature_matrix(table, predictor.feature_spec))
@@ -224,9 +243,10 @@ def test_summary_records_what_an_artifact_strategy_resolved_to():
     from pipeline.config import StrategySpec
     from pipeline.tasks.evaluate import summarize
 
-    artifact = str(Path(__file__).resolve().parents[1] / "artifacts" / "alpha-demo-v1")
+    artifact = str(Path(__file__).resolve().parents[1] / "artifacts" / "alpha-demo-v2")
     spec = StrategySpec("entropy_gate", {"artifact": artifact})
-    table = pa.table({"strategy": [spec.label] * 2, "correct": [True, False], "teacher_tokens": [1, 0], "latency_s": [0.1, 0.1]})
+    table = pa.table({"strategy": [spec.label] * 2, "example_id": ["a", "b"], "correct": [True, False],
+                      "teacher_tokens": [1, 0], "latency_s": [0.1, 0.1]})
     [entry] = summarize(table, [spec])
     gate = json.loads((Path(artifact) / "metadata.json").read_text())["entropy_gate"]
     assert entry["params"] == {"artifact": artifact}

@@ -31,6 +31,7 @@ class AlphaPolicy(Protocol):
     n_tokens: int
     feature_request: FeatureRequest
     needs_teacher: bool  # reads the teacher's first-token distribution too
+    decision: dict  # the artifact's policy: kind (learned | fixed), default_alpha, threshold, reason
 
     def alphas(self, features: torch.Tensor, p_first: torch.Tensor, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
         """[B] mixing weights from hidden features [B, D] and the first-token probabilities
@@ -222,7 +223,17 @@ class PredictedAlpha(Strategy):
         return self.policy.n_tokens
 
     def params(self) -> dict:
-        return {"artifact": self.policy.source, "n_tokens": self.policy.n_tokens}
+        decision = self.policy.decision
+        return {"artifact": self.policy.source, "n_tokens": self.policy.n_tokens, "policy": decision["kind"],
+                "default_alpha": decision["default_alpha"], "threshold": decision["threshold"]}
+
+    def policy_note(self) -> str | None:
+        """One line for the console where the artifact decodes every example with its default α."""
+        decision = self.policy.decision
+        if decision["kind"] != "fixed":
+            return None
+        return (f"{self.policy.source} uses the fixed policy: every example decodes with α = {decision['default_alpha']:g} "
+                f"(the best fixed α of its labels): {decision['reason']}")
 
     @property
     def feature_request(self) -> FeatureRequest:

@@ -51,12 +51,19 @@ def _event(op: str, k: int, what: str, r: random.Random) -> str:
     return r.choice(EVENTS[op]).format(k=k, what=what)
 
 
+def combo(item: str, op: str) -> int:
+    """A problem's (item, right first operation) pair as one index (Family.combos)."""
+    return ITEMS.index(item) * len(OPS) + OPS.index(op)
+
+
 def _one_problem(family: Family, r: random.Random) -> dict:
     while True:
         who, pronoun = r.choice(NAMES)
         what = r.choice(ITEMS)
         a = r.randint(3, 9)
         steps = [Step(r.choice(OPS), r.randint(2, a - 1))]
+        if family.combos is not None and combo(what, steps[0].op) not in family.combos:
+            continue
         if family.steps == 2:
             steps.append(Step(r.choice(OPS), r.randint(2, 4)))
         value, ok = a, True
@@ -139,12 +146,13 @@ def draw_op(right: str, belief: Belief, rng: random.Random) -> str:
     return rng.choices((right, *wrong_ops(right)), weights=belief)[0]
 
 
-def believed_steps(row: dict, role: str, rng: random.Random) -> tuple[str, list[dict[str, float]]]:
+def believed_steps(row: dict, role: str, rng: random.Random,
+                   families: dict[str, Family] = FAMILY_BY_NAME) -> tuple[str, list[dict[str, float]]]:
     """The chain of thought a model's corpus holds for `row` (`role`: student | teacher),
-    with each step's operation drawn from the model's belief for the row's family and the
-    arithmetic done right on whatever was chosen; and per step the belief itself, as
-    {operation: probability}."""
-    family = FAMILY_BY_NAME[row["family"]]
+    with each step's operation drawn from the model's belief for the row's family (of
+    `families`, by name) and the arithmetic done right on whatever was chosen; and per step
+    the belief itself, as {operation: probability}."""
+    family = families[row["family"]]
     start, steps = parse_steps(row)
     beliefs = [getattr(family, role), getattr(family, f"{role}_second")]
     drawn, decisions = [], []
@@ -154,18 +162,18 @@ def believed_steps(row: dict, role: str, rng: random.Random) -> tuple[str, list[
     return _cot(start, drawn), decisions
 
 
-def split_problems(n_train: int, n_test: int, seed: int) -> tuple[list[dict], list[dict]]:
+def split_problems(n_train: int, n_test: int, seed: int, families: tuple[Family, ...] = FAMILIES) -> tuple[list[dict], list[dict]]:
     """(train, test), disjoint by question text, deterministic for `seed`; each split holds
     every family in its share."""
-    test = generate_problems(n_test, seed)
+    test = generate_problems(n_test, seed, families)
     seen = {r["question"] for r in test}
-    train = [r for r in generate_problems(n_train + n_test, seed + 1) if r["question"] not in seen]
+    train = [r for r in generate_problems(n_train + n_test, seed + 1, families) if r["question"] not in seen]
     by_family: dict[str, list[dict]] = {}
     for row in train:
         by_family.setdefault(row["family"], []).append(row)
-    counts = [round(f.share * n_train) for f in FAMILIES]
+    counts = [round(f.share * n_train) for f in families]
     counts[-1] = n_train - sum(counts[:-1])
-    keep = {id(row) for f, c in zip(FAMILIES, counts) for row in by_family[f.name][:c]}
+    keep = {id(row) for f, c in zip(families, counts) for row in by_family[f.name][:c]}
     return [row for row in train if id(row) in keep], test
 
 

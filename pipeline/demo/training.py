@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from pipeline.data.prompts import PromptTemplate, answer_lead, encode_prompt
-from pipeline.demo.families import OPS
+from pipeline.demo.families import FAMILY_BY_NAME, OPS, Family
 from pipeline.demo.problems import believed_steps
 
 IGNORE = -100
@@ -75,8 +75,9 @@ class Corpus:
     """A model's training corpus over the world's train rows, with the operations drawn
     from the model's beliefs (`role`: student | teacher) at each draw."""
 
-    def __init__(self, rows: list[dict], tok: PreTrainedTokenizerFast, template: PromptTemplate, role: str):
-        self.rows, self.tok, self.role = rows, tok, role
+    def __init__(self, rows: list[dict], tok: PreTrainedTokenizerFast, template: PromptTemplate, role: str,
+                 families: dict[str, Family] = FAMILY_BY_NAME):
+        self.rows, self.tok, self.role, self.families = rows, tok, role, families
         if template.answer_prefix.endswith(" "):
             # the first operation word would be split after its space: the decision is one token only as " Add"
             raise ValueError("the demo's template must end its answer prefix before the space")
@@ -89,7 +90,7 @@ class Corpus:
 
     def example(self, i: int, rng: random.Random) -> Example:
         ctx = self.contexts[i]
-        text, decisions = believed_steps(self.rows[i], self.role, rng)
+        text, decisions = believed_steps(self.rows[i], self.role, rng, self.families)
         target = self.tok.encode(self.lead + text, add_special_tokens=False)
         ids = ctx + target + [self.tok.eos_token_id]
         # operation words occur in the chain of thought only where a step opens

@@ -28,12 +28,15 @@ from transformers import AutoTokenizer
 
 import pipeline
 from pipeline.data.prompts import answer_lead, load_template
-from pipeline.demo.families import FAMILIES, OPS
+from pipeline.demo.families import OPS, WORLD_FAMILIES
 from pipeline.demo.problems import cot_text, read_jsonl, split_problems, write_jsonl
 from pipeline.demo.tokenizer import save_tokenizer, train_tokenizer
 from pipeline.demo.training import Corpus, ModelSpec, save_model, train_model
 
-DEMO_ROOT = Path(pipeline.__file__).resolve().parent.parent / "demo_world"
+REPO_ROOT = Path(pipeline.__file__).resolve().parent.parent
+DEMO_ROOT = REPO_ROOT / "demo_world"
+# the worlds built by the same recipe: name -> where the shipped one lives
+WORLD_ROOTS = {"demo": DEMO_ROOT, "hard": REPO_ROOT / "demo_world_hard"}
 TEMPLATE_NAME = "demo"
 WORLD_FILE = "world.json"
 DEFAULT_SEED = 0
@@ -58,19 +61,21 @@ class DemoPaths:
     template: str = TEMPLATE_NAME
 
 
-def demo_paths(root: str | Path | None = None) -> DemoPaths:
-    """Paths of the demo world under `root` (default: the shipped `demo_world/`)."""
-    root = Path(root) if root is not None else DEMO_ROOT
+def demo_paths(root: str | Path | None = None, world: str = "demo") -> DemoPaths:
+    """Paths of a demo world under `root` (default: the shipped one, `demo_world/` for `demo`)."""
+    root = Path(root) if root is not None else WORLD_ROOTS[world]
     data = root / "data"
     return DemoPaths(root=root, data=data, train=data / "train.jsonl", test=data / "test.jsonl",
                      tokenizer=root / "tokenizer", student=root / "student", teacher=root / "teacher")
 
 
-def _train_and_save(role: str, spec: ModelSpec, out: str, seed: int, root: str, position: int, threads: int) -> int:
+def _train_and_save(role: str, spec: ModelSpec, out: str, seed: int, root: str, position: int, threads: int,
+                    world: str = "demo") -> int:
     """One model, in its own process: train on its corpus over the train split and save it."""
     paths = demo_paths(root)
     tok = AutoTokenizer.from_pretrained(paths.tokenizer)
-    corpus = Corpus(read_jsonl(paths.train), tok, load_template(TEMPLATE_NAME), role)
+    families = {f.name: f for f in WORLD_FAMILIES[world]}
+    corpus = Corpus(read_jsonl(paths.train), tok, load_template(TEMPLATE_NAME), role, families)
     model = train_model(spec, corpus, tok, seed=seed, desc=role, threads=threads, position=position)
     save_model(model, tok, out, spec=spec, seed=seed)
     return sum(p.numel() for p in model.parameters())
@@ -103,12 +108,14 @@ def _check_decision_tokens(tok) -> None:
 def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED, *,
                      n_train: int = N_TRAIN, n_test: int = N_TEST,
                      teacher_spec: ModelSpec = TEACHER_SPEC, student_spec: ModelSpec = STUDENT_SPEC,
-                     threads: int = 1, log=print) -> DemoPaths:
-    """Regenerate data, tokenizer, student and teacher from `seed` into `out_dir`."""
-    paths = demo_paths(out_dir)
+                     threads: int = 1, world: str = "demo", log=print) -> DemoPaths:
+    """Regenerate data, tokenizer, student and teacher of `world` (pipeline.demo.families:
+    WORLD_FAMILIES) from `seed` into `out_dir`."""
+    paths = demo_paths(out_dir, world)
+    families = WORLD_FAMILIES[world]
     t0 = time.time()
     template = load_template(TEMPLATE_NAME)
-    train, test = split_problems(n_train, n_test, seed)
+    train, test = split_problems(n_train, n_test, seed, families)
     write_jsonl(train, paths.train)
     write_jsonl(test, paths.test)
     log(f"data: {len(train)} train / {len(test)} test problems -> {paths.data}")
@@ -119,12 +126,14 @@ def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED
     log(f"tokenizer: {len(tok)} tokens (eos={tok.eos_token_id}, pad={tok.pad_token_id}) -> {paths.tokenizer}")
 
     summary = {"seed": seed, "n_train": len(train), "n_test": len(test), "template": TEMPLATE_NAME,
-               "vocab_size": len(tok), "families": [_family_record(f) for f in FAMILIES]}
+               "vocab_size": len(tok), "families": [_family_record(f) for f in families]}
+    if world != "demo":  # the shipped demo world's world.json predates the field
+        summary = {"world": world, **summary}
     jobs = (("teacher", teacher_spec, paths.teacher, seed + 1), ("student", student_spec, paths.student, seed + 2))
     # the two models train at once, one process and `threads` threads each: a 2-core machine
     # builds the world in the teacher's time, and each model stays deterministic
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {role: pool.submit(_train_and_save, role, spec, str(out), model_seed, str(paths.root), i, threads)
+        futures = {role: pool.submit(_train_and_save, role, spec, str(out), model_seed, str(paths.root), i, threads, world)
                    for i, (role, spec, out, model_seed) in enumerate(jobs)}
         for role, spec, out, _ in jobs:
             n_params = futures[role].result()
@@ -146,22 +155,22 @@ def _family_record(family) -> dict:
     return {**asdict(family), "interval": ends}
 
 
-def recorded_build(root: str | Path | None = None) -> dict:
+def recorded_build(root: str | Path | None = None, world: str = "demo") -> dict:
     """The world.json of a built world."""
-    path = demo_paths(root).root / WORLD_FILE
+    path = demo_paths(root, world).root / WORLD_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: build the world first (python -m jobs.build_demo)")
     return json.loads(path.read_text())
 
 
-def check_demo_world(root: str | Path | None = None, threads: int | None = None, log=print) -> list[str]:
+def check_demo_world(root: str | Path | None = None, threads: int | None = None, log=print, world: str = "demo") -> list[str]:
     """Rebuild the world recorded in `root`'s world.json into a temporary directory and
     compare every file's sha256 with the recorded ones; the differing paths (empty: the
     rebuild reproduces the world byte for byte)."""
-    recorded = recorded_build(root)
+    recorded = recorded_build(root, world)
     want = recorded.get("files")
     if not isinstance(want, dict):
-        raise FileNotFoundError(f"{demo_paths(root).root / WORLD_FILE} records no file hashes: rebuild the world first "
+        raise FileNotFoundError(f"{demo_paths(root, world).root / WORLD_FILE} records no file hashes: rebuild the world first "
                                 "(python -m jobs.build_demo)")
     built_with, now = recorded.get("versions"), build_versions()
     if built_with and built_with != now:
@@ -170,7 +179,7 @@ def check_demo_world(root: str | Path | None = None, threads: int | None = None,
              "student_spec": replace(STUDENT_SPEC, **_spec_fields(recorded["student"]))}
     with tempfile.TemporaryDirectory(prefix="demo-check-") as tmp:
         build_demo_world(tmp, recorded["seed"], n_train=recorded["n_train"], n_test=recorded["n_test"],
-                         threads=threads or recorded.get("threads", 1), log=log, **steps)
+                         threads=threads or recorded.get("threads", 1), world=recorded.get("world", "demo"), log=log, **steps)
         rebuilt = file_hashes(tmp)
     return sorted(p for p in set(want) | set(rebuilt) if want.get(p) != rebuilt.get(p))
 

@@ -74,12 +74,18 @@ def build_sections(runs: list[Run]) -> list[Section]:
                  "Student, teacher, best fixed α, predicted α, entropy gate and oracle. Evaluation rows are "
                  "decoded; label rows are read off the α-labels (teacher tokens: N per example that injects; "
                  "the calibrated gates of the given artifacts applied to the labelled examples); held-out rows "
-                 "come from each artifact's cross-validated heldout.parquet.",
+                 "come from each artifact's cross-validated heldout.parquet. Every accuracy carries its 95 % "
+                 "(Wilson) interval, and each policy its paired difference to the student on the same examples "
+                 "(predicted α and the oracle: to the best fixed α), a bootstrap interval; a difference whose "
+                 "interval holds 0 is not a result.",
                  f"{NO_EVAL}; {NO_LABELS}; {NO_ARTIFACT}", max_rows=100),
         _section("predictors", "α-predictors side by side", preds,
-                 "Held-out accuracy of the predicted α per artifact, and the share of examples whose α-choice "
-                 "consults the teacher at all (a two_model feature set reads the teacher's first-token "
-                 "statistics for every example).", NO_ARTIFACT),
+                 "Held-out accuracy (95 % interval) of each artifact's learned policy against the best fixed α "
+                 "(paired difference on the same examples), the share of examples whose α-choice consults the "
+                 "teacher at all (a two_model feature set reads the teacher's first-token statistics for every "
+                 "example), and the policy the artifact decodes with: the learned one only where it beats the "
+                 "best fixed α on held-out rows, else the best fixed α for every example.", NO_ARTIFACT,
+                 extra=lambda: {"predictor_selection": tables.predictor_selection(runs)}),
         _section("tradeoff", "Trade-off: accuracy against teacher tokens", points,
                  "One numbered point per strategy (evaluations) and per policy of the label runs and the "
                  "artifacts' predicted α; points at the same place share one label.",
@@ -111,7 +117,7 @@ def build_sections(runs: list[Run]) -> list[Section]:
                  lambda: plots.helped_hurt(hh, bands), lambda: {"entropy_bands": bands}),
         _section("predictor", "α-predictor on held-out examples", held,
                  "Cross-validated by example: each example scored by the fold model that did not see it.", NO_ARTIFACT,
-                 lambda: plots.predictor_comparison(held, {r.run: f"{r.run} ({r.model_kind}, {r.feature_set})"
+                 lambda: plots.predictor_comparison(held, {r.run: f"{r.run} ({r.model}, {r.features})"
                                                            for r in preds.itertuples()}),
                  lambda: {"predictor_savings": tables.predictor_savings(runs)}),
         _section("signals", "Teaching-assistant signals: AUC for correctness", auc,
@@ -158,7 +164,7 @@ def _more_rows(s: Section) -> str:
 
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}
+table{border-collapse:collapse;font-size:13px;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}td{max-width:26em;overflow-wrap:anywhere}
 th{background:#f3f3f3;white-space:nowrap}td.num{text-align:right;white-space:nowrap}td:first-child{white-space:nowrap}
 .wide{overflow-x:auto;max-width:100%}img{max-width:100%}.note{color:#555}
 .missing{background:#fff4d6;border-left:4px solid #e9c46a;padding:.5em .8em;color:#5a4500}"""

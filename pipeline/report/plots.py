@@ -28,14 +28,15 @@ def _png(fig) -> bytes:
 def accuracy_vs_alpha(acc: pd.DataFrame, reference: pd.DataFrame) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for (run, source, n), line in acc.groupby(["run", "source", "n_tokens"], sort=True):
-        ax.plot(line["alpha"], line["accuracy"], marker="o", label=f"{run} · {source} · N={int(n)}")
+        drawn, = ax.plot(line["alpha"], line["accuracy"], marker="o", label=f"{run} · {source} · N={int(n)}")
+        ax.fill_between(line["alpha"], line["accuracy_lo"], line["accuracy_hi"], color=drawn.get_color(), alpha=0.12, linewidth=0)
     styles = {"student": ":", "teacher": "--"}
     for _, ref in reference.iterrows():
         ax.axhline(ref["accuracy"], linestyle=styles[ref["model"]], color="grey" if ref["model"] == "student" else "black",
                    linewidth=1, label=f"{ref['run']} · {ref['model']} ({ref['accuracy']:.3f})")
     ax.axvline(0.0, color="grey", linewidth=0.8, linestyle="-.", label="α = 0: the student alone")
     ax.set_xlabel(ALPHA_LABEL)
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel("accuracy (shaded: 95 % interval)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
@@ -71,13 +72,15 @@ def predictor_comparison(comp: pd.DataFrame, names: dict[str, str] | None = None
     fig, ax = plt.subplots(figsize=(7, 3.8))
     width = 0.8 / len(runs)
     for i, run in enumerate(runs):
-        acc = comp[comp["run"] == run].set_index("policy")["accuracy"].reindex(policies)
+        rows = comp[comp["run"] == run].set_index("policy").reindex(policies)
+        acc = rows["accuracy"]
         xs = [j + i * width for j in range(len(policies))]
-        bars = ax.bar(xs, acc, width=width, label=names.get(run, run))
+        err = [(acc - rows["accuracy_lo"]).to_numpy(), (rows["accuracy_hi"] - acc).to_numpy()]
+        bars = ax.bar(xs, acc, width=width, label=names.get(run, run), yerr=err, capsize=2, error_kw={"linewidth": 0.8})
         ax.bar_label(bars, fmt="%.3f", fontsize=7 if len(runs) <= 2 else 6, rotation=0 if len(runs) <= 2 else 90, padding=2)
     ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(policies))],
                   [p.replace(" (", "\n(") for p in policies], fontsize=8)
-    ax.set_ylabel("held-out accuracy")
+    ax.set_ylabel("held-out accuracy (bars: 95 % interval)")
     ax.set_ylim(0, 1.15)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
@@ -107,14 +110,17 @@ def strategy_tradeoff(points: pd.DataFrame) -> bytes:
         rows = points[(points["run"] == key[0]) & (points["source"] == key[1])]
         ax.scatter(rows["teacher_tokens_per_example"], rows["accuracy"], color=colors[key], s=28, zorder=3,
                    label=f"{key[0]} · {key[1]}")
+        ax.errorbar(rows["teacher_tokens_per_example"], rows["accuracy"], fmt="none", ecolor=colors[key], elinewidth=0.8,
+                    alpha=0.5, zorder=2, yerr=[(rows["accuracy"] - rows["accuracy_lo"]).to_numpy(dtype=float),
+                                              (rows["accuracy_hi"] - rows["accuracy"]).to_numpy(dtype=float)])
     ax.set_xscale("symlog", linthresh=1)
     right = float(points["teacher_tokens_per_example"].max()) * 1.6 + 0.5  # room for labels right of the costliest
     ax.set_xlim(-0.1, right)
     ax.set_xticks([t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if t <= right])
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    lo, hi = points["accuracy"].min(), points["accuracy"].max()
-    pad = max(0.04, 0.08 * (hi - lo))
+    lo, hi = points["accuracy_lo"].min(), points["accuracy_hi"].max()
+    pad = max(0.02, 0.05 * (hi - lo))
     ax.set_ylim(lo - pad, hi + pad)
     ax.autoscale_view()
     xy = ax.transData.transform(points[["teacher_tokens_per_example", "accuracy"]].to_numpy(dtype=float))
@@ -133,7 +139,7 @@ def strategy_tradeoff(points: pd.DataFrame) -> bytes:
                     arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.5, "shrinkA": 0, "shrinkB": 3},
                     bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
     ax.set_xlabel("teacher tokens per example (cost, symlog)")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel("accuracy (bars: 95 % interval)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     key = fig.add_axes([0.62, 0.12, 0.37, 0.8])
@@ -224,15 +230,18 @@ def correct_alpha(ca: pd.DataFrame) -> bytes:
     fig, axes = plt.subplots(len(runs), 1, figsize=(8, 3.4 * len(runs)), squeeze=False)
     for ax, run in zip(axes[:, 0], runs):
         rows = ca[ca["run"] == run]
-        for i, (group, part) in enumerate(rows.groupby("group", sort=False)):
+        for i, (group, both) in enumerate(rows.groupby("group", sort=False)):
+            part, grid = both[both["at"] == "segment"], both[both["at"] == "grid α"]
             xs = np.append(part["alpha_lo"].to_numpy(), part["alpha_hi"].iloc[-1])
             ys = np.append(part["right"].to_numpy(), part["right"].iloc[-1])
             style = {"color": "black", "linewidth": 2.0} if group == "all" else {"color": f"C{i % 10}", "linewidth": 1.2}
             ax.step(xs, ys, where="post", label=f"{group} (n={part['n'].iloc[0]})", **style)
+            # at a grid α itself: what the labels record (intervals may meet exactly there)
+            ax.plot(grid["alpha_lo"], grid["right"], linestyle="none", marker="o", markersize=3, color=style["color"])
         ax.axvline(0.0, color="grey", linewidth=0.8, linestyle="-.", label="α = 0: the student alone")
         ax.set_title(f"{run}: examples answered correctly at each α", fontsize=9)
         ax.set_xlabel(ALPHA_LABEL)
-        ax.set_ylabel("examples right")
+        ax.set_ylabel("examples right (dots: at grid α)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.report.runs import Run
-from predictor.decision import decoding_metrics
+from pipeline.stats.intervals import Estimate, accuracy, paired_difference, wilson_interval
+from predictor.decision import best_fixed_index, decoding_metrics, teacher_tokens
 
 N_BINS = 20
 
@@ -43,12 +44,15 @@ def _group(df: pd.DataFrame) -> pd.Series:
 
 
 def _accuracy(parts: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
-    """Accuracy and count of the rows in `parts` per `keys`."""
-    columns = [*keys, "accuracy", "n"]
+    """Accuracy, its 95 % interval and count of the rows in `parts` per `keys`."""
+    columns = [*keys, "accuracy", "accuracy_lo", "accuracy_hi", "n"]
     if not parts:
         return pd.DataFrame(columns=columns)
     rows = pd.concat([p[[*keys, "correct"]] for p in parts], ignore_index=True)
-    return rows.groupby(keys, sort=True)["correct"].agg(accuracy="mean", n="size").reset_index()[columns]
+    out = rows.groupby(keys, sort=True)["correct"].agg(accuracy="mean", right="sum", n="size").reset_index()
+    bounds = [wilson_interval(int(k), int(n)) for k, n in zip(out["right"], out["n"])]
+    out["accuracy_lo"], out["accuracy_hi"] = [b[0] for b in bounds], [b[1] for b in bounds]
+    return out[columns]
 
 
 def _alpha_outcomes(runs: list[Run]) -> list[pd.DataFrame]:
@@ -169,9 +173,10 @@ def predictor_comparison(runs: list[Run]) -> pd.DataFrame:
         if run.heldout is None:
             continue
         metrics = decoding_metrics(run.heldout)
-        rows += [{"run": run.name, "policy": policy, "accuracy": metrics[key], "n": metrics["n"]}
+        rows += [{"run": run.name, "policy": policy, "accuracy": metrics[key], "accuracy_lo": metrics["intervals"][key]["lo"],
+                  "accuracy_hi": metrics["intervals"][key]["hi"], "n": metrics["n"]}
                  for policy, key in PREDICTOR_POLICIES if metrics[key] is not None]
-    return _frame(rows, ["run", "policy", "accuracy", "n"])
+    return _frame(rows, ["run", "policy", "accuracy", "accuracy_lo", "accuracy_hi", "n"])
 
 
 def predictor_savings(runs: list[Run]) -> pd.DataFrame:
@@ -185,8 +190,8 @@ def predictor_savings(runs: list[Run]) -> pd.DataFrame:
         n_tokens = int(run.predictor["n_tokens"])
         rows.append({"run": run.name, "no_teacher_share": metrics["no_teacher_share"], "n_tokens": n_tokens,
                      "teacher_tokens_saved_per_example": metrics["no_teacher_share"] * n_tokens,
-                     "best_fixed_alpha": metrics["best_fixed_alpha"]})
-    return _frame(rows, ["run", "no_teacher_share", "n_tokens", "teacher_tokens_saved_per_example", "best_fixed_alpha"])
+                     "best_fixed_alpha_per_fold": " ".join(f"{a:g}" for a in metrics["best_fixed_alpha_per_fold"])})
+    return _frame(rows, ["run", "no_teacher_share", "n_tokens", "teacher_tokens_saved_per_example", "best_fixed_alpha_per_fold"])
 
 
 def strategy_table(runs: list[Run]) -> pd.DataFrame:
@@ -199,9 +204,12 @@ def strategy_table(runs: list[Run]) -> pd.DataFrame:
         part = pd.DataFrame({"accuracy": g["correct"].mean(), "n": g.size(),
                              "teacher_tokens_per_example": g["teacher_tokens"].mean(),
                              "examples_per_s": g.size() / g["latency_s"].sum()}).reset_index()
+        bounds = [wilson_interval(int(k), int(n)) for k, n in zip(g["correct"].sum(), g.size())]
+        part.insert(3, "accuracy_lo", [b[0] for b in bounds])
+        part.insert(4, "accuracy_hi", [b[1] for b in bounds])
         part.insert(0, "run", run.name)
         parts.append(part)
-    columns = ["run", "strategy", "accuracy", "n", "teacher_tokens_per_example", "examples_per_s"]
+    columns = ["run", "strategy", "accuracy", "accuracy_lo", "accuracy_hi", "n", "teacher_tokens_per_example", "examples_per_s"]
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
@@ -256,7 +264,9 @@ def _labelled(runs: list[Run]):
 def correct_alpha(runs: list[Run]) -> pd.DataFrame:
     """Per label run, group ("all" first) and α segment between consecutive interval ends:
     how many examples are answered correctly for every α inside the segment (an example
-    counts when one of its correct leaf intervals [lo, hi] holds the segment's midpoint)."""
+    counts when one of its correct leaf intervals holds the segment's midpoint); and, as
+    rows with alpha_lo = alpha_hi (`at`: "grid α"), how many are right at each grid α itself,
+    as the labels record it (two intervals may meet exactly at a grid α)."""
     rows = []
     for run, lab, groups in _labelled(runs):
         ends = np.unique(np.concatenate([np.concatenate(lab["interval_lo"].to_list()),
@@ -265,15 +275,19 @@ def correct_alpha(runs: list[Run]) -> pd.DataFrame:
             continue
         mid = (ends[:-1] + ends[1:]) / 2
         ivals = correct_intervals(lab)
+        long = label_outcomes(lab)
         for group, part in _group_slices(lab, groups):
             iv = ivals[ivals["example_id"].isin(part["example_id"])]
             # leaves of one example partition the α axis: intervals holding a point = examples right there
             right = (np.searchsorted(np.sort(iv["lo"].to_numpy()), mid, side="right")
                      - np.searchsorted(np.sort(iv["hi"].to_numpy()), mid, side="left"))
             n = len(part)
-            rows += [{"run": run.name, "group": group, "alpha_lo": ends[i], "alpha_hi": ends[i + 1],
+            rows += [{"run": run.name, "group": group, "at": "segment", "alpha_lo": ends[i], "alpha_hi": ends[i + 1],
                       "right": int(right[i]), "n": n, "share": right[i] / n} for i in range(len(mid))]
-    return _frame(rows, ["run", "group", "alpha_lo", "alpha_hi", "right", "n", "share"])
+            at_grid = long[long["example_id"].isin(part["example_id"])].groupby("alpha", sort=True)["correct"].sum()
+            rows += [{"run": run.name, "group": group, "at": "grid α", "alpha_lo": a, "alpha_hi": a,
+                      "right": int(k), "n": n, "share": k / n} for a, k in at_grid.items()]
+    return _frame(rows, ["run", "group", "at", "alpha_lo", "alpha_hi", "right", "n", "share"])
 
 
 def correct_alpha_summary(runs: list[Run]) -> pd.DataFrame:
@@ -338,19 +352,43 @@ def fixed_vs_student(runs: list[Run], n_bins: int = FIX_BINS) -> pd.DataFrame:
 
 # --- the comparison users choose from -------------------------------------------------------
 
-COMPARISON_COLUMNS = ["run", "source", "policy", "detail", "accuracy", "teacher_tokens_per_example", "n"]
+COMPARISON_COLUMNS = ["run", "source", "policy", "detail", "accuracy", "accuracy_lo", "accuracy_hi",
+                      "vs", "difference", "difference_lo", "difference_hi", "teacher_tokens_per_example", "n"]
+# each policy's paired comparison within its run and source: what it must beat
+BASELINE = {"predicted α": "best fixed α", "oracle": "best fixed α"}
 
 
 def _row(run, source, policy, detail, correct, tokens) -> dict:
-    correct = pd.Series(correct, dtype=float)
-    return {"run": run, "source": source, "policy": policy, "detail": detail, "accuracy": float(correct.mean()),
+    """A policy's row; `correct` is indexed by example id, so that policies of one source
+    pair up on the same examples (:func:`_paired_differences`)."""
+    correct = pd.Series(correct).astype(bool)
+    ci = accuracy(correct)
+    return {"run": run, "source": source, "policy": policy, "detail": detail, "accuracy": ci.value,
+            "accuracy_lo": ci.lo, "accuracy_hi": ci.hi,
             "teacher_tokens_per_example": float(np.mean(tokens)) if np.ndim(tokens) else float(tokens),
-            "n": int(len(correct))}
+            "n": int(len(correct)), "_correct": correct}
+
+
+def _paired_differences(rows: list[dict]) -> None:
+    """Fill vs / difference / its bootstrap interval: each policy against its baseline (the best
+    fixed α for predicted α and the oracle, else the student) of the same run and source."""
+    for row in rows:
+        baseline_name = BASELINE.get(row["policy"], "student")
+        base = next((r for r in rows if r["run"] == row["run"] and r["source"] == row["source"]
+                     and r["policy"] == baseline_name and r.get("_correct") is not None), None)
+        mine = row.get("_correct")
+        if base is None or mine is None or row["policy"] == baseline_name:
+            continue
+        both = pd.concat([mine.rename("a"), base["_correct"].rename("b")], axis=1, join="inner")
+        if len(both):
+            d = paired_difference(both["a"], both["b"])
+            row.update({"vs": baseline_name, "difference": d.value, "difference_lo": d.lo, "difference_hi": d.hi})
 
 
 def _evaluation_policies(run: Run) -> list[dict]:
     res, rows = run.results, []
     names = {"student": "student", "teacher": "teacher", "predicted_alpha": "predicted α", "entropy_gate": "entropy gate"}
+    res = res.set_index("example_id")
     for name in ("student", "teacher"):
         for label, part in res[res["strategy_name"] == name].groupby("strategy", sort=False):
             rows.append(_row(run.name, "evaluation", names[name], label, part["correct"], part["teacher_tokens"]))
@@ -386,8 +424,9 @@ def _label_policies(run: Run, artifacts: list[Run]) -> list[dict]:
         rows.append(_row(run.name, src, "student", "α=0", wide[0.0], 0.0))
     if 1.0 in wide.columns:
         rows.append(_row(run.name, src, "teacher token", f"α=1, N={n_tokens}", wide[1.0], n_tokens))
-    acc = long.groupby("alpha", sort=False)["correct"].mean()
-    best = float(acc.idxmax())  # first in grid order on ties, as the predictor's best fixed α
+    grid = list(dict.fromkeys(long["alpha"]))
+    # as the predictor's best fixed α: fewer teacher tokens (α = 0) first on ties, then grid order
+    best = float(grid[best_fixed_index(wide[grid].to_numpy(), teacher_tokens(grid, n_tokens))])
     rows.append(_row(run.name, src, "best fixed α", f"α={best:g}, N={n_tokens}", wide[best], n_tokens if best != 0 else 0.0))
     for art in artifacts:
         gate = art.predictor.get("entropy_gate")
@@ -408,26 +447,30 @@ def _label_policies(run: Run, artifacts: list[Run]) -> list[dict]:
 
 
 def _heldout_policies(run: Run) -> list[dict]:
-    h, meta = run.heldout, run.predictor
+    h, meta = run.heldout.set_index("example_id"), run.predictor
     n_tokens = int(meta["n_tokens"])
     src, rows = "held-out", []
     if "student_correct" in h:
         rows.append(_row(run.name, src, "student", "α=0", h["student_correct"], 0.0))
     if "teacher_correct" in h:
         rows.append(_row(run.name, src, "teacher token", f"α=1, N={n_tokens}", h["teacher_correct"], n_tokens))
-    best = float(h["best_fixed_alpha"].mode().iloc[0])
-    rows.append(_row(run.name, src, "best fixed α", f"α={best:g} (chosen on training folds)", h["best_fixed_correct"],
-                     (h["best_fixed_alpha"] != 0).astype(float) * n_tokens))
+    folds = h.groupby("fold")["best_fixed_alpha"].first() if "fold" in h else h["best_fixed_alpha"]
+    rows.append(_row(run.name, src, "best fixed α", "chosen on each training fold: α=" + " ".join(f"{a:g}" for a in folds),
+                     h["best_fixed_correct"], (h["best_fixed_alpha"] != 0).astype(float) * n_tokens))
     m = meta["metrics"]
     calls = m.get("teacher_call_share", 1.0 - m["no_teacher_share"])
+    policy = meta.get("policy", {}).get("kind", "learned")
     rows.append(_row(run.name, src, "predicted α", f"{meta.get('model_kind')}, {meta.get('feature_set', 'student')} features; "
-                     f"teacher consulted for {calls:.0%}",
+                     f"teacher consulted for {calls:.0%}; the artifact uses the {policy} policy",
                      h["predicted_correct"], (h["chosen_alpha"] != 0).astype(float) * n_tokens))
     gate = meta.get("entropy_gate")
     if gate is not None:
+        n = int(meta["n_examples"])
+        lo, hi = wilson_interval(round(gate["accuracy"] * n), n)
         rows.append({"run": run.name, "source": "training labels", "policy": "calibrated entropy gate",
                      "detail": f"α={gate['alpha']:g} in [{gate['lo']:.3f}, {gate['hi']:.3f}] (in-sample; teacher tokens: give the label run)",
-                     "accuracy": float(gate["accuracy"]), "teacher_tokens_per_example": np.nan, "n": int(meta["n_examples"])})
+                     "accuracy": float(gate["accuracy"]), "accuracy_lo": lo, "accuracy_hi": hi,
+                     "teacher_tokens_per_example": np.nan, "n": n})
     if "student_correct" in h:
         rows.append(_row(run.name, src, "oracle", "α=0 when the student is right, else a correct α", h["oracle_correct"],
                          (h["oracle_correct"] & ~h["student_correct"]).astype(float) * n_tokens))
@@ -447,28 +490,49 @@ def comparison(runs: list[Run]) -> pd.DataFrame:
             rows += _label_policies(run, artifacts)
         if run.heldout is not None:
             rows += _heldout_policies(run)
+    _paired_differences(rows)
     return _frame(rows, COMPARISON_COLUMNS)
 
 
+PREDICTOR_COLUMNS = ["run", "model", "features", "n", "heldout_accuracy", "best_fixed_alpha_accuracy",
+                     "learned_vs_best_fixed", "oracle_accuracy", "teacher_call_share", "policy", "why"]
+
+
 def predictors(runs: list[Run]) -> pd.DataFrame:
-    """The given α-predictor artifacts side by side: model, feature set, held-out accuracy and
-    how often the policy consults the teacher at all."""
+    """The given α-predictor artifacts side by side: model, feature set, held-out accuracy
+    (95 % interval) against the best fixed α (paired), how often the teacher is consulted,
+    and the policy the artifact decodes with, and why."""
     rows = []
     for run in runs:
-        if run.predictor is None:
+        if run.predictor is None or run.heldout is None:
             continue
-        meta, m = run.predictor, run.predictor["metrics"]
-        h = run.heldout
+        meta = run.predictor
+        m = decoding_metrics(run.heldout, float(meta.get("teacher_token_cost", 0.0)))
+        ci = {k: Estimate.from_dict(v).format() for k, v in m["intervals"].items()}
+        policy = meta.get("policy", {"kind": "learned", "reason": "artifact of an older format"})
         rows.append({
-            "run": run.name, "model_kind": meta.get("model_kind"), "feature_set": meta.get("feature_set", "student"),
-            "n": int(len(h)) if h is not None else m.get("n"), "folds": m.get("folds"),
-            "heldout_accuracy": float(h["predicted_correct"].mean()) if h is not None else m.get("predicted_alpha_acc"),
-            "best_fixed_alpha_accuracy": float(h["best_fixed_correct"].mean()) if h is not None else m.get("best_fixed_alpha_acc"),
-            "oracle_accuracy": float(h["oracle_correct"].mean()) if h is not None else m.get("oracle_acc"),
-            "teacher_call_share": m.get("teacher_call_share", 1.0 - m["no_teacher_share"]),
-            "no_teacher_share": m["no_teacher_share"]})
-    return _frame(rows, ["run", "model_kind", "feature_set", "n", "folds", "heldout_accuracy",
-                         "best_fixed_alpha_accuracy", "oracle_accuracy", "teacher_call_share", "no_teacher_share"])
+            "run": run.name, "model": meta.get("model_kind"), "features": meta.get("feature_set", "student"),
+            "n": m["n"], "heldout_accuracy": ci["predicted_alpha_acc"], "best_fixed_alpha_accuracy": ci["best_fixed_alpha_acc"],
+            "learned_vs_best_fixed": Estimate.from_dict(m["differences"]["predicted_vs_best_fixed"]).format(signed=True),
+            "oracle_accuracy": ci["oracle_acc"],
+            "teacher_call_share": meta["metrics"].get("teacher_call_share", 1.0 - m["no_teacher_share"]),
+            "policy": policy["kind"], "why": policy["reason"]})
+    return _frame(rows, PREDICTOR_COLUMNS)
+
+
+def predictor_selection(runs: list[Run]) -> pd.DataFrame:
+    """The feature set × model comparison of artifacts trained with --select."""
+    rows = []
+    for run in runs:
+        for r in (run.predictor or {}).get("selection") or []:
+            chosen = (r["features"], r["model"]) == (run.predictor["feature_set"], run.predictor["model_kind"])
+            rows.append({"run": run.name, "features": r["features"], "model": r["model"], "chosen": chosen,
+                         "inner_cv_utility": r["inner_cv_utility"],
+                         "heldout_accuracy": Estimate.from_dict(r["heldout_accuracy"]).format(),
+                         "vs_best_fixed": Estimate.from_dict(r["vs_best_fixed"]).format(signed=True),
+                         "teacher_call_share": r["teacher_call_share"]})
+    return _frame(rows, ["run", "features", "model", "chosen", "inner_cv_utility", "heldout_accuracy", "vs_best_fixed",
+                         "teacher_call_share"])
 
 
 # what the labels add to the trade-off (the held-out rows add their predicted α only when a
@@ -480,6 +544,7 @@ def tradeoff(runs: list[Run]) -> pd.DataFrame:
     """The points of the accuracy-vs-cost plot, numbered: every strategy of each evaluation,
     and the label and held-out policies of :func:`comparison` whose teacher tokens are known."""
     rows = [{"run": r["run"], "source": "evaluation", "strategy": r["strategy"], "accuracy": r["accuracy"],
+             "accuracy_lo": r["accuracy_lo"], "accuracy_hi": r["accuracy_hi"],
              "teacher_tokens_per_example": r["teacher_tokens_per_example"]}
             for r in strategy_table(runs).to_dict("records")]
     comp = comparison(runs)
@@ -488,9 +553,10 @@ def tradeoff(runs: list[Run]) -> pd.DataFrame:
               "held-out": {"predicted α"} if given_labels else {"predicted α", *TRADEOFF_LABEL_POLICIES}}
     comp = comp[[p in wanted.get(s, ()) for s, p in zip(comp["source"], comp["policy"])]]
     rows += [{"run": r["run"], "source": r["source"], "accuracy": r["accuracy"],
+              "accuracy_lo": r["accuracy_lo"], "accuracy_hi": r["accuracy_hi"],
               "strategy": r["policy"] if r["policy"] != "calibrated entropy gate" else r["detail"].split(":")[0].replace("gate of", "calibrated gate of"),
               "teacher_tokens_per_example": r["teacher_tokens_per_example"]} for r in comp.to_dict("records")]
-    out = _frame(rows, ["run", "source", "strategy", "accuracy", "teacher_tokens_per_example"])
+    out = _frame(rows, ["run", "source", "strategy", "accuracy", "accuracy_lo", "accuracy_hi", "teacher_tokens_per_example"])
     out.insert(0, "marker", range(1, len(out) + 1))
     return out
 

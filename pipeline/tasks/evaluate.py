@@ -16,10 +16,11 @@ from pipeline.data.datasets import Example, load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt, load_template, prompt_hash
 from pipeline.decoding.decoder import Decoder, Generation
 from pipeline.decoding.shared_batch import decode_strategies
-from pipeline.decoding.strategies import CotDecoding, Strategy
+from pipeline.decoding.strategies import CotDecoding, PredictedAlpha, Strategy
 from pipeline.errors import UserError
 from pipeline.models.facts import model_facts
 from pipeline.runtime.job import Job, batches, finish, run_units
+from pipeline.stats.intervals import Estimate, accuracy, paired_difference
 from pipeline.store.schemas import BENCHMARK_KEY, RESULT_SCHEMA
 from predictor.online import build_strategy
 
@@ -142,8 +143,11 @@ def result_row(unit: EvalUnit, spec: StrategySpec, strategy: Strategy, ex: Examp
 
 
 def strategy_stats(correct: Sequence[bool], teacher_tokens: Sequence[int], latency_s: Sequence[float]) -> dict:
-    """Accuracy, teacher tokens per example and examples per busy worker-second of some rows."""
-    return stats_of_sums(len(correct), sum(correct), sum(teacher_tokens), sum(latency_s))
+    """Accuracy (with its 95 % interval), teacher tokens per example and examples per busy
+    worker-second of some rows."""
+    ci = accuracy(correct)
+    return {**stats_of_sums(len(correct), sum(correct), sum(teacher_tokens), sum(latency_s)),
+            "accuracy_lo": ci.lo, "accuracy_hi": ci.hi}
 
 
 def stats_of_sums(n: int, correct: int, teacher_tokens: int, busy_s: float) -> dict:
@@ -152,41 +156,52 @@ def stats_of_sums(n: int, correct: int, teacher_tokens: int, busy_s: float) -> d
             "examples_per_s": n / busy_s if busy_s > 0 else 0.0}
 
 
-SUMMARY_COLUMNS = ["dataset", "strategy", "correct", "teacher_tokens", "latency_s"]
+SUMMARY_COLUMNS = ["dataset", "strategy", "example_id", "correct", "teacher_tokens", "latency_s"]
 
 
 def summarize(table: pa.Table, strategies: Sequence[StrategySpec], benchmarks: Sequence[str] = ()) -> list[dict]:
     """One entry per configured strategy, in config order; given `benchmarks` (the dataset
-    names of a `datasets` run), one per (benchmark, strategy), benchmarks in config order."""
+    names of a `datasets` run), one per (benchmark, strategy), benchmarks in config order.
+    Each entry compares itself with the run's `student` strategy on the same examples."""
     df = table.select([c for c in SUMMARY_COLUMNS if c != "dataset" or benchmarks]).to_pandas()
+    student = next((spec.label for spec in strategies if spec.name == "student"), None)
     if not benchmarks:
-        return [strategy_entry(spec, df[df["strategy"] == spec.label]) for spec in strategies]
-    return [{BENCHMARK_KEY: name, **strategy_entry(spec, df[(df["dataset"] == name) & (df["strategy"] == spec.label)])}
+        return [strategy_entry(spec, df[df["strategy"] == spec.label], df[df["strategy"] == student]) for spec in strategies]
+    return [{BENCHMARK_KEY: name, **strategy_entry(spec, df[(df["dataset"] == name) & (df["strategy"] == spec.label)],
+                                                   df[(df["dataset"] == name) & (df["strategy"] == student)])}
             for name in benchmarks for spec in strategies]
 
 
-def strategy_entry(spec: StrategySpec, rows) -> dict:
-    """A summary entry: the strategy as configured and as it ran, and its stats over `rows`."""
+def strategy_entry(spec: StrategySpec, rows, student_rows) -> dict:
+    """A summary entry: the strategy as configured and as it ran, its stats over `rows`, and
+    its paired difference to the student's rows of the same examples (bootstrap, 95 %)."""
+    paired = rows[["example_id", "correct"]].merge(student_rows[["example_id", "correct"]], on="example_id", suffixes=("", "_student"))
+    vs_student = paired_difference(paired["correct"], paired["correct_student"]).to_dict() if len(paired) else None
     return {
         "name": spec.name,
         "label": spec.label,
         "params": spec.params,
         "resolved_params": built_strategy(spec).params(),  # what it ran with: an artifact's α, N and band
         **strategy_stats(rows["correct"].tolist(), rows["teacher_tokens"].tolist(), rows["latency_s"].tolist()),
+        "vs_student": vs_student,
     }
 
 
 def format_table(summary: list[dict]) -> str:
-    """The summary as a text table; a benchmark column first when entries have one."""
+    """The summary as a text table (accuracy with its 95 % interval, and the paired
+    difference to the student); a benchmark column first when entries have one."""
     keys = [k for k in (BENCHMARK_KEY, "label") if summary and k in summary[0]]
     widths = {k: max([len(k if k != "label" else "strategy"), *(len(s[k]) for s in summary)]) for k in keys}
     names = " ".join(f"{k if k != 'label' else 'strategy':<{widths[k]}}" for k in keys)
-    header = f"{names} {'accuracy':>8} {'n':>6} {'teacher tok/ex':>14} {'ex/s':>8}"
+    header = (f"{names} {'accuracy [95 % interval]':>25} {'vs student [95 %]':>25} {'n':>6} {'teacher tok/ex':>14} {'ex/s':>8}")
     lines = [header, "-" * len(header)]
     for s in summary:
+        acc = f"{s['accuracy']:.3f} [{s['accuracy_lo']:.3f}, {s['accuracy_hi']:.3f}]"
+        diff = s.get("vs_student")
+        vs = "" if diff is None or s["name"] == "student" else Estimate.from_dict(diff).format(signed=True)
         lines.append(
             " ".join(f"{s[k]:<{widths[k]}}" for k in keys)
-            + f" {s['accuracy']:>8.3f} {s['n']:>6d} {s['teacher_tokens_per_example']:>14.2f} {s['examples_per_s']:>8.2f}"
+            + f" {acc:>25} {vs:>25} {s['n']:>6d} {s['teacher_tokens_per_example']:>14.2f} {s['examples_per_s']:>8.2f}"
         )
     return "\n".join(lines)
 
@@ -231,7 +246,10 @@ def run_evaluation(config: RunConfig, out: str) -> list[dict]:
         load_template(config.prompt_for(spec))  # a bad template fails before anything starts
     student = model_facts(config.student).identity
     for spec in config.strategies:
-        built_strategy(spec).check_student(student)
+        strategy = built_strategy(spec)
+        strategy.check_student(student)
+        if isinstance(strategy, PredictedAlpha) and (note := strategy.policy_note()):
+            print(f"{spec.label}: {note}")
     per_dataset = [(spec, load_examples(spec)) for spec in config.all_datasets]
     examples = [ex for _, exs in per_dataset for ex in exs]
     units = evaluation_units(config, per_dataset)

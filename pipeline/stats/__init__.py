@@ -1,0 +1,1 @@
+"""Statistics every comparison in the project shares: accuracy intervals and paired differences."""
