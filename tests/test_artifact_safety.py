@@ -83,3 +83,41 @@ def test_malformed_metadata_is_one_clear_error(artifact, tmp_path):
     (copy / "metadata.json").write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):
         Predictor.load(copy)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda copy, meta: meta["policy"].update(default_alpha=0.123), "decision policy"),
+    (lambda copy, meta: meta["policy"].update(threshold=float("nan")), "decision policy"),
+    (lambda copy, meta: meta.update(alpha_grid=[float("nan")] * len(meta["alpha_grid"])), "decision policy"),
+    (lambda copy, meta: meta.update(teacher_tokens=[1]), "decision policy"),
+])
+def test_a_malformed_decision_policy_is_refused(artifact, tmp_path, edit, message):
+    with pytest.raises(UserError, match=message):
+        Predictor.load(tampered(artifact, tmp_path, edit))
+
+
+def test_a_gradient_boosted_artifact_loads_and_a_crafted_tree_is_refused(tmp_path):
+    """skops flags scikit-learn's TreePredictor (node indices followed without bounds checks);
+    the artifact accepts it only after checking every node of every tree."""
+    import numpy as np
+    import skops.io
+
+    with pytest.warns(UserWarning, match="metrics will be noisy"):
+        predictor = train_predictor(synthetic_labels(n=80), TrainSettings(model="sklearn_hgb", folds=2), ["s"])
+    good = predictor.save(tmp_path / "hgb")
+    x = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    assert np.allclose(Predictor.load(good).predict_proba(x), predictor.predict_proba(x))
+
+    columns = skops.io.load(good / "model.skops", trusted=["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"])
+    booster = next(c for c in columns if not isinstance(c, float))[-1]
+    tree = booster._predictors[0][0]
+    inner = np.flatnonzero(~tree.nodes["is_leaf"].astype(bool))[0]
+    tree.nodes["left"][inner] = 10**6  # out of bounds: predict would read past the array
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    skops.io.dump(columns, bad / "model.skops")
+    meta = json.loads((bad / "metadata.json").read_text())
+    meta["files"]["model.skops"] = hashlib.sha256((bad / "model.skops").read_bytes()).hexdigest()  # the attacker fixes the hash
+    (bad / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="points outside its tree"):
+        Predictor.load(bad)

@@ -46,8 +46,8 @@ class Family:
     # a second step (teacher_only): beliefs at the second operation, after the first N tokens
     student_second: Belief | None = None
     teacher_second: Belief | None = None
-    # which (item, right operation) pairs the family's problems use, as item index × 3 +
-    # operation index (pipeline.demo.problems.ITEMS, OPS); None: any
+    # which cues the family's problems use (pipeline.demo.problems.combo: item, pronoun and
+    # the parity of the starting number as one index); None: any
     combos: tuple[int, ...] | None = None
 
     @property
@@ -115,18 +115,21 @@ FAMILY_BY_NAME = {f.name: f for f in FAMILIES}
 
 
 # --- the hard world: small gains, only partly predictable ------------------------------------
-# On 60 % of its problems the place is a neutral one, and which regime a problem is in
-# depends on its (item, operation) pair. There the student's first-token distribution has the
-# same shape in every regime (0.45 / 0.40 / 0.15, right or wrong in first place), so its
-# statistics cannot tell the regimes apart and its hidden state only through an interaction
-# of two words. The student alone is right on 39 of the 45 pairs, an α > 0.07 on 41: a gain of
-# 4.4 points there, below any fixed margin a rule of thumb would ask for, while the best fixed
-# α gets it on every problem.
+# On 60 % of its problems the place is a neutral one. There the student believes the same
+# everywhere (narrowly wrong), so nothing it computes tells those problems apart, and the
+# teacher differs by a cue the student ignores: the item, together with whether the pronoun
+# and the parity of the starting number agree (an interaction no linear read-out of the
+# student's state finds). The teacher is right on 2 of the 60 (item, pronoun, parity) cues and
+# confidently wrong (fixed by a negative α) on 2 others. So, among those problems, an α > 0.23
+# is right 3.3 % more often than the student alone: below any fixed margin a rule of thumb asks
+# for, while the best fixed α gets it on every problem; and an α < −0.42 would fix 3.3 % more.
 HIDDEN_PLACE = "At the park"
-N_COMBOS = 45  # 15 items × 3 operations
-_COMBO_ORDER = tuple(sorted(range(N_COMBOS), key=lambda c: (c * 7) % N_COMBOS))  # a fixed mix of items and operations
-HIDDEN_X, HIDDEN_Y, HIDDEN_W = _COMBO_ORDER[:4], _COMBO_ORDER[4:10], _COMBO_ORDER[10:]
+N_COMBOS = 60  # 15 items × pronoun (he, she) × parity of the starting number
+_XOR = (0, 3)  # he and an even start, she and an odd one (pipeline.demo.problems.combo)
+HIDDEN_TEACHER, HIDDEN_DISTRUST = tuple(0 * 4 + c for c in _XOR), tuple(1 * 4 + c for c in _XOR)  # apples, pens
+HIDDEN_NONE = tuple(c for c in range(N_COMBOS) if c not in HIDDEN_TEACHER + HIDDEN_DISTRUST)
 _HIDDEN_SHARE = 0.6
+_HIDDEN_STUDENT = (0.30, 0.55, 0.15)
 
 HARD_FAMILIES = (
     Family("follow", "At the farm", 0.20, student=(0.2, 0.4, 0.4), teacher=(0.9, 0.05, 0.05),
@@ -135,14 +138,14 @@ HARD_FAMILIES = (
     Family("overtrust", "At the market", 0.20, student=(0.25, 0.7, 0.05), teacher=(0.42, 0.53, 0.05),
            sure_right=(2.0, 3.0), sure_wrong=((-1.0, 1.0),),
            story="a shared misconception: only α above about 1.3 works"),
-    Family("hidden_both", HIDDEN_PLACE, _HIDDEN_SHARE * len(HIDDEN_W) / N_COMBOS, student=(0.45, 0.40, 0.15),
-           teacher=(0.8, 0.1, 0.1), sure_right=(0.0, 3.0), combos=HIDDEN_W,
-           story="no cue; both models right: any α ≥ 0 works"),
-    Family("hidden_student", HIDDEN_PLACE, _HIDDEN_SHARE * len(HIDDEN_X) / N_COMBOS, student=(0.45, 0.40, 0.15),
-           teacher=(0.1, 0.8, 0.1), sure_right=(-1.0, 0.0), sure_wrong=((0.25, 3.0),), combos=HIDDEN_X,
-           story="no cue; a teacher blind spot only its (item, operation) pair gives away: only α below about 0.07 works"),
-    Family("hidden_teacher", HIDDEN_PLACE, _HIDDEN_SHARE * len(HIDDEN_Y) / N_COMBOS, student=(0.40, 0.45, 0.15),
-           teacher=(0.8, 0.1, 0.1), sure_right=(0.25, 3.0), sure_wrong=((-1.0, 0.0),), combos=HIDDEN_Y,
-           story="no cue; the student narrowly wrong, the teacher right: any α above about 0.07 works"),
+    Family("hidden_none", HIDDEN_PLACE, _HIDDEN_SHARE * len(HIDDEN_NONE) / N_COMBOS, student=_HIDDEN_STUDENT,
+           teacher=_HIDDEN_STUDENT, sure_wrong=((-1.0, 3.0),), combos=HIDDEN_NONE,
+           story="no cue; the teacher shares the student's misconception: no α helps"),
+    Family("hidden_teacher", HIDDEN_PLACE, _HIDDEN_SHARE * len(HIDDEN_TEACHER) / N_COMBOS, student=_HIDDEN_STUDENT,
+           teacher=(0.9, 0.05, 0.05), sure_right=(0.5, 3.0), sure_wrong=((-1.0, 0.0),), combos=HIDDEN_TEACHER,
+           story="no cue; the teacher knows, given away only by the item and the pronoun/parity interaction: α above about 0.23"),
+    Family("hidden_distrust", HIDDEN_PLACE, _HIDDEN_SHARE * len(HIDDEN_DISTRUST) / N_COMBOS, student=_HIDDEN_STUDENT,
+           teacher=(0.05, 0.9, 0.05), sure_right=(-1.0, -0.75), sure_wrong=((-0.25, 3.0),), combos=HIDDEN_DISTRUST,
+           story="no cue; the teacher is more sure of the student's mistake: only distrusting it (α below about −0.42) works"),
 )
 WORLD_FAMILIES = {"demo": FAMILIES, "hard": HARD_FAMILIES}

@@ -14,6 +14,7 @@ from pipeline.decoding.alpha_tree import ExampleLabels, NLabels, label_batch
 from pipeline.decoding.decoder import Decoder
 from pipeline.models.facts import ModelFacts, model_facts
 from pipeline.runtime.job import Job, batches, finish, run_units
+from pipeline.stats.intervals import wilson_interval
 from pipeline.store.schemas import label_schema
 
 
@@ -119,8 +120,9 @@ def summarize_labels(table: pa.Table) -> dict:
     return {
         "n": len(df),
         "n_tokens": int(df["n_tokens"].iloc[0]),
-        "accuracy_per_alpha": [{"alpha": a, "accuracy": acc} for a, acc in zip(grid, per_alpha)],
+        "accuracy_per_alpha": [{"alpha": a, "accuracy": acc, **_bounds(acc, len(correct))} for a, acc in zip(grid, per_alpha)],
         "oracle_accuracy": sum(any(c) for c in correct) / len(correct),
+        "oracle_accuracy_interval": _bounds(sum(any(c) for c in correct) / len(correct), len(correct)),
         "n_grid": n_grid,
         "accuracy_per_alpha_n": [{"alpha": a, "n_tokens": n, "accuracy": cell[ni, ai]}
                                  for ni, n in enumerate(n_grid) for ai, a in enumerate(grid)],
@@ -133,14 +135,22 @@ def summarize_labels(table: pa.Table) -> dict:
     }
 
 
+def _bounds(share: float, n: int) -> dict:
+    lo, hi = wilson_interval(round(share * n), n)
+    return {"lo": lo, "hi": hi}
+
+
 def format_label_summary(summary: dict) -> str:
     n_grid = summary.get("n_grid", [summary.get("n_tokens")])
     if len(n_grid) > 1:
         lines = [alpha_n_table(summary)]
     else:
-        lines = [f"{'alpha':>7} {'accuracy':>9}", "-" * 17]
-        lines += [f"{row['alpha']:>7.2f} {row['accuracy']:>9.3f}" for row in summary["accuracy_per_alpha"]]
-        lines.append(f"oracle (any α correct): {summary['oracle_accuracy']:.3f}   examples: {summary['n']}")
+        lines = [f"{'alpha':>7} {'accuracy [95 % interval]':>25}", "-" * 33]
+        lines += [f"{row['alpha']:>7.2f} {row['accuracy']:>9.3f} [{row['lo']:.3f}, {row['hi']:.3f}]"
+                  for row in summary["accuracy_per_alpha"]]
+        oracle = summary["oracle_accuracy_interval"]
+        lines.append(f"oracle (any α correct): {summary['oracle_accuracy']:.3f} [{oracle['lo']:.3f}, {oracle['hi']:.3f}]   "
+                     f"examples: {summary['n']}")
     lines.append(
         f"distinct leaves per example: {summary['leaves_per_example']:.2f}   tokens processed: "
         f"student {summary['student_tokens_processed']}, teacher {summary['teacher_tokens_processed']}"
@@ -154,7 +164,9 @@ def alpha_n_table(summary: dict) -> str:
     acc = {(row["alpha"], row["n_tokens"]): row["accuracy"] for row in summary["accuracy_per_alpha_n"]}
     alphas = list(dict.fromkeys(row["alpha"] for row in summary["accuracy_per_alpha_n"]))
     head = f"{'alpha':>7} " + " ".join(f"{f'N={n}':>7}" for n in n_grid)
-    lines = [f"accuracy per (α, N) over {summary['n']} examples", head, "-" * len(head)]
+    n = summary["n"]
+    half = max(max(a - lo, hi - a) for a in acc.values() for lo, hi in [wilson_interval(round(a * n), n)])
+    lines = [f"accuracy per (α, N) over {summary['n']} examples (each within ±{half:.3f}, 95 %)", head, "-" * len(head)]
     lines += [f"{a:>7.2f} " + " ".join(f"{acc[a, n]:>7.3f}" for n in n_grid) for a in alphas]
     oracle = {row["n_tokens"]: row["accuracy"] for row in summary["oracle_accuracy_per_n"]}
     lines.append(f"{'oracle':>7} " + " ".join(f"{oracle[n]:>7.3f}" for n in n_grid))
