@@ -172,7 +172,11 @@ def test_per_group_accuracy_vs_alpha_equals_pandas(runs):
 
 def test_correct_alpha_intervals_equal_pandas(runs):
     labels = pq.read_table(runs["labels"] / "labels").to_pandas()
-    ca = csv(runs, "correct_alpha")
+    every = csv(runs, "correct_alpha")
+    ca = every[every["at"] == "segment"]
+    at_grid = every[every["at"] == "grid α"]
+    wide_all = grid_outcomes(labels)
+    assert at_grid[at_grid["group"] == "all"].set_index("alpha_lo")["right"].to_dict() == {a: int(wide_all[a].sum()) for a in wide_all.columns}
     ends = np.unique(np.concatenate([*labels["interval_lo"], *labels["interval_hi"]]))
     assert sorted(set(ca["alpha_lo"])) == pytest.approx(ends[:-1].tolist())
 
