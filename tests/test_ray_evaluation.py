@@ -196,14 +196,26 @@ def _free_port():
 
 def test_ray_job_submit_end_to_end(config_file, tmp_path):
     """The README's cluster commands: a token-authenticated cluster, job submit with the token."""
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    # the token goes to a HOME of this test's own, never the user's ~/.ray
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
     subprocess.run(["ray", "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
     gcs, dash = _free_port(), _free_port()
-    start = ["ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
+    start = ["ray", "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
              "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", "--disable-usage-stats"]
-    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+    # a head of this test's own, in its own process group: ending it ends no one else's Ray
+    head = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
+        deadline = time.monotonic() + 120
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", dash)) == 0:
+                    break
+            assert head.poll() is None and time.monotonic() < deadline, "the test's Ray head did not start"
+            time.sleep(1)
         out = tmp_path / "submitted"
         submit = ["ray", "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(REPO), "--",
                   "python", "-m", "jobs.evaluate", "--config", str(config_file), "--out", str(out)]
@@ -220,7 +232,12 @@ def test_ray_job_submit_end_to_end(config_file, tmp_path):
         relative = subprocess.run(submit[:-1] + ["relative-out"], env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
         assert relative.returncode != 0 and "is relative" in relative.stdout + relative.stderr
     finally:
-        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
 
 
 def teacher_steps(out) -> dict:
