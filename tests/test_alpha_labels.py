@@ -116,4 +116,6 @@ def test_label_job_writes_parquet_and_refuses_bad_layers(tiny_pair, tmp_path):
     summary = json.loads((tmp_path / "out" / "label_summary.json").read_text())
     assert [r["alpha"] for r in summary["accuracy_per_alpha"]] == [1.0, 0.0, -1.0]
     assert json.loads((tmp_path / "out" / "labels_manifest.json").read_text())["status"] == "complete"
-    assert (tmp_path / "home" / ".ray" / "auth_token").is_file() and "Token authentication" not in done.stderr
+    # a private local cluster with token auth, and nothing written to the user's ~/.ray
+    assert "started a local Ray cluster for this job" in done.stdout
+    assert not (tmp_path / "home" / ".ray").exists() and "Token authentication" not in done.stderr

@@ -252,14 +252,16 @@ def test_comparison_and_predictors_equal_pandas(runs):
         meta = json.loads((runs[{"alpha-v1": "artifact", "alpha-mlp": "mlp"}[name]] / "metadata.json").read_text())
         heldout = pd.read_parquet(runs[{"alpha-v1": "artifact", "alpha-mlp": "mlp"}[name]] / "heldout.parquet")
         m = meta["metrics"]
-        assert preds.loc[name, "model_kind"] == meta["model_kind"]
-        assert preds.loc[name, "feature_set"] == meta.get("feature_set", "student")
-        assert preds.loc[name, "heldout_accuracy"] == pytest.approx(heldout["predicted_correct"].mean())
+        assert preds.loc[name, "model"] == meta["model_kind"]
+        assert preds.loc[name, "features"] == meta.get("feature_set", "student")
+        # "0.780 [0.660, 0.868]": the value and its 95 % interval, three decimals
+        value, lo, hi = (float(x) for x in preds.loc[name, "heldout_accuracy"].replace("[", "").replace("]", "").replace(",", "").split())
+        assert value == pytest.approx(heldout["predicted_correct"].mean(), abs=5e-4) and lo <= value <= hi
         assert preds.loc[name, "teacher_call_share"] == pytest.approx(m.get("teacher_call_share", 1 - m["no_teacher_share"]))
         held = comp.loc[(name, "held-out", "predicted α")]
         assert held["accuracy"] == pytest.approx(heldout["predicted_correct"].mean())
         assert held["teacher_tokens_per_example"] == pytest.approx(n_tokens * (heldout["chosen_alpha"] != 0).mean())
-    assert preds.loc["alpha-mlp", "model_kind"] == "torch_mlp" and preds.loc["alpha-mlp", "feature_set"] == "two_model"
+    assert preds.loc["alpha-mlp", "model"] == "torch_mlp" and preds.loc["alpha-mlp", "features"] == "two_model"
 
     # the trade-off: every evaluation strategy, numbered once, at its accuracy and cost
     points = csv(runs, "tradeoff")
@@ -317,7 +319,7 @@ def test_runs_of_older_versions_still_report(runs, tmp_path):
     art = load_run(str(runs["artifact"]))
     del art.predictor["feature_set"], art.predictor["metrics"]["teacher_call_share"]
     row = tables.predictors([art]).iloc[0]
-    assert row["feature_set"] == "student"
+    assert row["features"] == "student"
     assert row["teacher_call_share"] == pytest.approx(1 - art.predictor["metrics"]["no_teacher_share"])
 
 

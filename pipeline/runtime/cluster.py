@@ -1,24 +1,57 @@
-"""Joining Ray: the cluster of `ray job submit`, or a new local one on this machine."""
+"""Joining Ray: the cluster the user named, or a new local one that belongs to this job.
+
+Ray's own `ray.init()` joins whatever cluster `/tmp/ray/ray_current_cluster` names when
+RAY_ADDRESS is unset: another user's `ray start` cluster, or the dead address a killed head
+left behind (every later job then hangs). So a job joins only a cluster named by RAY_ADDRESS
+(`ray job submit` sets it for the driver) and otherwise starts its own, which Ray ties to
+this process: it ends when the driver exits, however the driver ends.
+"""
 from __future__ import annotations
 
-import logging
+import os
+import secrets
 
 import ray
 
-# Ray 2.60 turns token authentication on for every new local cluster (creating
-# ~/.ray/auth_token when missing) and warns about it each time; the choice is right for
-# a local run, so the warning only buries the job's own output.
-_TOKEN_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+ADDRESS_VARIABLE = "RAY_ADDRESS"
 
 
-class _DropDefaultTokenNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Token authentication is enabled for this Ray cluster" not in record.getMessage()
+def named_address() -> str | None:
+    """The cluster address the user (or `ray job submit`) named, if any."""
+    return os.environ.get(ADDRESS_VARIABLE, "").strip() or None
 
 
-def connect() -> None:
-    """Join the running cluster under `ray job submit` (RAY_ADDRESS), else start a local one."""
-    logger = logging.getLogger(_TOKEN_SETUP_LOGGER)
-    if not any(isinstance(f, _DropDefaultTokenNotice) for f in logger.filters):
-        logger.addFilter(_DropDefaultTokenNotice())
-    ray.init(ignore_reinit_error=True)
+def connect() -> str:
+    """Join the named cluster, else start a private local one; one line says which."""
+    if ray.is_initialized():
+        return "already connected"
+    address = named_address()
+    if address is not None:
+        ray.init(address=address)
+        where = f"joined the Ray cluster at {address} (RAY_ADDRESS)"
+    else:
+        _token_for_private_cluster()
+        context = ray.init(address="local")
+        where = f"started a local Ray cluster for this job ({context.address_info['gcs_address']}); it ends with the job"
+    print(where, flush=True)
+    return where
+
+
+def _token_for_private_cluster() -> None:
+    """Token authentication for a local cluster without touching `~/.ray/auth_token`.
+
+    Ray 2.60 enables token auth for new local clusters and, when no token exists, writes
+    one to the user's home. A token in this process's environment reaches the cluster's
+    processes (they inherit it) and nothing is written; a token the user already set is kept.
+    """
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    # Importing ray has already read both settings into its C++ config and token cache;
+    # Ray's own token setup refreshes them the same way.
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
