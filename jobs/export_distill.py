@@ -12,7 +12,8 @@ from pipeline.cli import config_job_parser, run_main
 from pipeline.config import load_config
 from pipeline.store.schemas import DISTILL_SCHEMA
 from pipeline.tasks.distill import distill_rows
-from pipeline.store.parts import filesystem, read_table, write_part
+from pipeline.store.ownership import claim_output
+from pipeline.store.parts import read_table, write_part
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides, needs=())
     rows = distill_rows(read_table(args.input), config.export)
-    fs, root = filesystem(args.out)
+    fs, root = claim_output(args.out, "export_distill")
     write_part(fs, root, "part-000000.parquet", rows, DISTILL_SCHEMA)
     kept = sum(r["weight"] > 0 for r in rows)
     print(f"{len(rows)} rows ({dict(Counter(r['source'] for r in rows))}), {kept} with weight > 0 -> {args.out}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli import run_main
+from pipeline.cli import output_path, run_main
 from pipeline.errors import UserError
 from pipeline.report.page import write_report
 from pipeline.report.runs import load_run, unique_names
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    parser.add_argument("--out", help="report directory (default: RUN_DIR/report of the first run)")
+    parser.add_argument("--out", type=output_path, help="report directory (default: RUN_DIR/report of the first run)")
     args = parser.parse_args(argv)
     runs = [load_run(path, name) for path, name in zip(args.runs, unique_names(args.runs))]
     out = write_report(runs, args.out or default_out(args.runs[0]))

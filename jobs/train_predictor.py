@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.cli import print_report_hint, run_main
+from pipeline.cli import output_path, print_report_hint, run_main
 from pipeline.errors import UserError
 from pipeline.config.settings import settings_from
 from predictor.artifact import Predictor
@@ -39,7 +39,7 @@ def train_settings(args) -> TrainSettings:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.train_predictor", description=__doc__)
     parser.add_argument("--labels", action="append", required=True, help="label dataset (repeat to train on the union)")
-    parser.add_argument("--out", required=True, help="new artifact directory")
+    parser.add_argument("--out", required=True, type=output_path, help="new artifact directory")
     parser.add_argument("--config", help="YAML: model, params, folds, inner_folds, seed, features, teacher_token_cost, policy, "
                                              "select, select_features, select_models, n_tokens")
     parser.add_argument("--model", choices=list(MODELS))

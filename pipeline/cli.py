@@ -16,11 +16,19 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def output_path(value: str) -> str:
+    """--out as argparse reads it: an empty value would mean the working directory (a
+    UserError passes through argparse to `run_main`'s one line)."""
+    if not value.strip():
+        raise UserError("--out is empty: name the output directory")
+    return value
+
+
 def config_job_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     """The arguments every config-driven job takes: --config, --set overrides, --out."""
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
-    parser.add_argument("--out", required=True, help="output directory or pyarrow filesystem URI")
+    parser.add_argument("--out", required=True, type=output_path, help="output directory or pyarrow filesystem URI")
     return parser
 
 

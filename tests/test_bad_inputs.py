@@ -40,6 +40,7 @@ def world(tiny_pair, tmp_path_factory):
     results = root / "results"
     results.mkdir()
     pq.write_table(pa.table({"example_id": ["x/test/0"], "generated_text": ["2"]}), results / "part-0.parquet")
+    (root / "ok.yaml").write_text(yaml.safe_dump(base))
     other = root / "unrelated"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
@@ -114,6 +115,13 @@ CASES = {
     "override_bad_yaml_value": (overrides("decoding.max_new_tokens=[1"), "the value is not valid YAML"),
     "missing_section_for_evaluate": (evaluate(lambda w: {k: v for k, v in w["base"].items() if k != "strategies"}), "needs the section(s) ['strategies']"),
     "missing_teacher_for_labels": (label(lambda w: {k: v for k, v in w["base"].items() if k != "teacher"}), "needs the section(s) ['teacher']"),
+    # output locations: only new, empty or this project's own directories
+    "out_empty": (command("jobs.evaluate", "--config", "{root}/ok.yaml", "--out", ""), "--out is empty"),
+    "out_is_a_shipped_artifact": (command("jobs.evaluate", "--config", "{root}/ok.yaml", "--out", "{artifact}"), "holds files no job of this project wrote"),
+    "out_is_someones_folder": (command("jobs.label_alpha", "--config", "{root}/ok.yaml", "--out", "{unrelated}"), "holds files no job of this project wrote (keep.txt"),
+    "out_in_memory_filesystem": (command("jobs.evaluate", "--config", "{root}/ok.yaml", "--out", "mock:///run"), "does not keep what is written"),
+    "out_unknown_scheme": (command("jobs.evaluate", "--config", "{root}/ok.yaml", "--out", "foo://bar"), "not a path or a filesystem URI"),
+    "artifact_out_empty": (command("jobs.train_predictor", "--labels", "{labels}", "--out", " "), "--out is empty"),
     # models
     "missing_model": (evaluate(lambda w: changed(w["base"], "student", path=str(w["root"] / "no-such-model"))), "model not found"),
     "typo_in_relative_model_path": (evaluate(lambda w: changed(w["base"], "student", path="tests/no-such-model")), "model not found"),
@@ -125,6 +133,10 @@ CASES = {
     # datasets
     "dataset_missing": (dataset(source="/nonexistent/test.jsonl"), "dataset file not found"),
     "dataset_is_a_directory": (evaluate(lambda w: changed(w["base"], "dataset", source=str(w["root"]), split="test")), "is a directory"),
+    "dataset_is_a_device": (dataset(source="/dev/zero", split="test", name="zero"), "not a regular file"),
+    "dataset_line_too_long": (rows("long.jsonl", json.dumps({**ROW, "question": "x" * 300}) + "\n", split="test", max_row_bytes=100),
+                              "line 1 is longer than dataset.max_row_bytes (100 bytes)"),
+    "max_row_bytes_zero": (dataset(max_row_bytes=0), "dataset.max_row_bytes must be an integer"),
     "malformed_row": (rows("bad.jsonl", json.dumps(ROW) + "\n{oops\n", split="test"), "line 2"),
     "json_array_not_lines": (rows("arr.jsonl", json.dumps([ROW]) + "\n", split="test"), "found a JSON array"),
     "empty_dataset": (rows("empty.jsonl", "", split="test"), "empty"),

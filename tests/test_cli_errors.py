@@ -93,7 +93,11 @@ def test_lock_stale_resume_and_failed_start(base, tmp_path):
     one_error_line(evaluate(root, with_change(raw, "decoding", max_new_tokens=5), out), "being written by another run")
     (out / ".run.lock").unlink()
 
-    data.write_text(json.dumps({"question": "What is 1 plus 2?", "answer": "1+2=3\n#### 3"}) + "\n")  # same path, new data
+    # same path, same size, new content, and the old modification time restored (cp -p, rsync -a)
+    before = data.stat()
+    data.write_text(json.dumps({"question": "What is 1 plus 2?", "answer": "1+2=3\n#### 3"}) + "\n")
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert data.stat().st_size == before.st_size
     stale = evaluate(root, with_change(raw, "decoding", max_new_tokens=5), out)
     one_error_line(stale, "dataset_fingerprint")
     assert "config_hash" not in stale.stderr

@@ -374,15 +374,12 @@ def test_the_report_replaces_only_a_report_directory(tmp_path):
     check_replaceable(tmp_path / "empty")
     mine = tmp_path / "mine"
     mine.mkdir()
-    (mine / REPORT_MARKER).write_text("")
     (mine / "report.html").write_text("")
+    (mine / REPORT_MARKER).write_text(json.dumps({"files": ["report.html"]}))
     check_replaceable(mine)  # one it wrote
-    legacy = tmp_path / "legacy"
-    for name in ("plots", "data"):
-        (legacy / name).mkdir(parents=True)
-    (legacy / "report.html").write_text("")
-    (legacy / "report.md").write_text("")
-    check_replaceable(legacy)  # one written before the marker existed
+    (mine / "notes.txt").write_text("mine, not the report's")
+    with pytest.raises(UserError, match=r"files the report did not write \(notes.txt\)"):
+        check_replaceable(mine)
     other = tmp_path / "other"
     other.mkdir()
     (other / "results.parquet").write_text("")

@@ -70,6 +70,9 @@ class DatasetSpec:
     group_field: str | None = None  # optional field naming each row's group (e.g. the demo's family), copied into rows
     limit: int | None = None  # first N examples only
     offset: int = 0
+    # a local JSONL line (one row) may be at most this long: a file that is not JSON Lines, or
+    # a device, fails at once instead of being read into memory whole
+    max_row_bytes: int = 1 << 20
     # what was inferred for split and name, said once when the data is loaded
     inferred: str = field(default="", init=False, compare=False, repr=False)
 
@@ -83,6 +86,8 @@ class DatasetSpec:
             raise UserError(f"dataset limit must be an integer >= 1, got {self.limit!r}")
         if not is_int(self.offset) or self.offset < 0:
             raise UserError(f"dataset offset must be an integer >= 0, got {self.offset!r}")
+        if not is_int(self.max_row_bytes) or not 1 <= self.max_row_bytes <= 1 << 30:
+            raise UserError(f"dataset.max_row_bytes must be an integer from 1 to {1 << 30}, got {self.max_row_bytes!r}")
         for key in ("split", "name"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value.strip()):

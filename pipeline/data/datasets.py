@@ -1,19 +1,22 @@
 """Loading a benchmark's rows as `Example`s: the config's `DatasetSpec` names where they are
 and which fields to read (its benchmark file's, or its own question/answer fields).
 
-Local JSONL files are checked line by line before `datasets` loads them, so a bad row is
-reported with its file and line number instead of an Arrow traceback; every row of a local
-Parquet file is checked too, reported by row number (from 0, as example ids count). Hub
-datasets (e.g. `openai/gsm8k`, config `main`) load through `datasets.load_dataset`.
+Local files are read here, from their content, with bounds: JSONL line by line (a bad row
+is reported with its file and line number), Parquet through pyarrow (rows numbered from 0,
+as example ids count). Hub datasets (e.g. `openai/gsm8k`, config `main`) load through
+`datasets.load_dataset`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.config.sections import DatasetSpec
 from pipeline.data.example import Example
@@ -32,26 +35,18 @@ def load_examples(spec: DatasetSpec) -> list[Example]:
     if spec.inferred:
         print(spec.inferred, flush=True)
     reader = RowReader.for_spec(spec)
-    path = Path(spec.source).expanduser()
-    if spec.is_local and path.suffix.lower() != ".parquet":
-        total = _check_jsonl(path, reader)
-        ds = _load_local(path, "json")
+    if spec.is_local:
+        path = _regular_file(Path(spec.source).expanduser())
         where = str(path)
-        if len(ds) != total:
-            raise UserError(f"{path}: datasets read {len(ds)} rows, but the file has {total} non-blank lines")
+        rows = _parquet_rows(path, reader) if path.suffix.lower() == ".parquet" else _jsonl_rows(path, reader, spec.max_row_bytes)
     else:
-        ds = _load_local(_readable(path), "parquet") if spec.is_local else _load_hub(spec)
-        total = len(ds)
-        where = str(path) if spec.is_local else spec.source
-        missing = [f for f in reader.fields if f not in ds.column_names]
+        rows = _load_hub(spec)
+        where = spec.source
+        missing = [f for f in reader.fields if f not in rows.column_names]
         if missing:
-            raise UserError(
-                f"{where}: no field(s) {', '.join(repr(f) for f in missing)}"
-                f" (fields: {', '.join(ds.column_names)})"
-            )
-        if spec.is_local:
-            _check_rows(ds, reader, where)
-    if total == 0 or len(ds) == 0:
+            raise UserError(f"{where}: no field(s) {', '.join(repr(f) for f in missing)} (fields: {', '.join(rows.column_names)})")
+    total = len(rows)
+    if total == 0:
         raise UserError(f"dataset is empty: {where}")
 
     stop = total if spec.limit is None else min(total, spec.offset + spec.limit)
@@ -60,11 +55,10 @@ def load_examples(spec: DatasetSpec) -> list[Example]:
         raise UserError(
             f"dataset is empty after offset={spec.offset}, limit={spec.limit}: {where} has {total} examples"
         )
-
-    rows = ds.select(indices)
+    selected = rows.select(indices) if isinstance(rows, datasets.Dataset) else rows[spec.offset:stop]
     examples: list[Example] = []
     problems: dict[str, list[int]] = {}
-    for index, row in zip(indices, rows):
+    for index, row in zip(indices, selected):
         try:
             read = reader.read(row)
         except RowProblem as problem:
@@ -106,17 +100,22 @@ def _describe(problems: dict[str, list[int]], unit: str) -> str:
     return "; ".join(parts)
 
 
-def _readable(path: Path) -> Path:
-    """`path`, if it is a file this process may read; UserError otherwise."""
+def _regular_file(path: Path) -> Path:
+    """`path`, if it is a regular file this process may read; UserError otherwise (a directory,
+    or a device such as /dev/zero, which would be read forever)."""
     if path.is_dir():
         raise UserError(f"dataset path is a directory, expected a JSONL or Parquet file: {path}")
     try:
+        info = path.stat()
         with path.open("rb"):
-            return path
+            pass
     except FileNotFoundError:
         raise UserError(f"dataset file not found: {path}") from None
     except OSError as e:
         raise UserError(f"dataset file not readable: {path} ({e.strerror or e})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(f"dataset path is not a regular file (a device, pipe or socket): {path}")
+    return path
 
 
 def _refuse_bad(problems: dict[str, list[int]], where: str, noun: str, counting: str = "") -> None:
@@ -126,49 +125,64 @@ def _refuse_bad(problems: dict[str, list[int]], where: str, noun: str, counting:
         raise UserError(f"{where}: {count} bad {noun}{'s' if count > 1 else ''}{counting}: {_describe(problems, noun)}")
 
 
-def _check_rows(ds: datasets.Dataset, reader: RowReader, where: str) -> None:
-    """Validate every row of a local Parquet file (rows counted from 0)."""
+def _parquet_rows(path: Path, reader: RowReader) -> list[dict]:
+    """Every row of a local Parquet file, each checked (rows counted from 0, as example ids count)."""
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise UserError(f"{path}: not a readable Parquet file: {_one_line(e)}") from None
+    missing = [f for f in reader.fields if f not in table.column_names]
+    if missing:
+        raise UserError(f"{path}: no field(s) {', '.join(repr(f) for f in missing)} (fields: {', '.join(table.column_names)})")
+    rows = table.select(list(reader.fields)).to_pylist()
     problems: dict[str, list[int]] = {}
-    for index, row in enumerate(ds):
+    for index, row in enumerate(rows):
         try:
             reader.read(row)
         except RowProblem as problem:
             problems.setdefault(str(problem), []).append(index)
-    _refuse_bad(problems, where, "row", " (counted from 0)")
+    _refuse_bad(problems, str(path), "row", " (counted from 0)")
+    return rows
 
 
-def _check_jsonl(path: Path, reader: RowReader) -> int:
-    """Validate every line of a local JSONL file; return the number of (non-blank) rows."""
-    data = _readable(path).read_bytes()
-
+def _jsonl_rows(path: Path, reader: RowReader, max_row_bytes: int) -> list[dict]:
+    """Every (non-blank) row of a local JSONL file, each checked, read line by line with a
+    bound on a line's length: a file that is not JSON Lines fails at its first long line
+    instead of filling memory. Parsed here rather than by `datasets`, whose cache of local
+    files is keyed on path and modification time: a file rewritten with its time restored
+    (`cp -p`, `rsync -a`) would come back with its old rows."""
     problems: dict[str, list[int]] = {}
-    rows = 0
-    for lineno, raw in enumerate(data.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        rows += 1
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            problems.setdefault("not UTF-8 text", []).append(lineno)
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if lineno == 1 and line.lstrip().startswith("["):
-                raise UserError(
-                    f"{path}: expected JSON Lines (one JSON object per line), found a JSON array"
-                ) from None
-            problems.setdefault("not valid JSON", []).append(lineno)
-            continue
-        if lineno == 1 and isinstance(row, list) and raw.strip() == data.strip():  # the whole file is one array
-            raise UserError(f"{path}: expected JSON Lines (one JSON object per line), found a JSON array")
-        try:
-            reader.read(row)
-        except RowProblem as problem:
-            problems.setdefault(str(problem), []).append(lineno)
+    rows: list[dict] = []
+    first_is_array, nonblank = False, 0
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(iter(lambda: f.readline(max_row_bytes + 1), b""), start=1):
+            if len(raw) > max_row_bytes and not raw.endswith(b"\n"):
+                raise UserError(f"{path}: line {lineno} is longer than dataset.max_row_bytes ({max_row_bytes:,} bytes): "
+                                "not a JSON Lines dataset, or raise the limit")
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                problems.setdefault("not UTF-8 text", []).append(lineno)
+                continue
+            except json.JSONDecodeError:
+                if lineno == 1 and raw.lstrip().startswith(b"["):  # an array over several lines
+                    raise UserError(f"{path}: expected JSON Lines (one JSON object per line), found a JSON array") from None
+                problems.setdefault("not valid JSON", []).append(lineno)
+                continue
+            first_is_array = first_is_array or (lineno == 1 and isinstance(row, list))
+            nonblank += 1
+            try:
+                reader.read(row)
+            except RowProblem as problem:
+                problems.setdefault(str(problem), []).append(lineno)
+                continue
+            rows.append(row)
+    if first_is_array and nonblank == 1:  # the whole file is one array
+        raise UserError(f"{path}: expected JSON Lines (one JSON object per line), found a JSON array")
     _refuse_bad(problems, str(path), "line")
-    if rows == 0:
+    if not rows:
         raise UserError(f"dataset is empty: {path}")
     return rows
 
@@ -177,19 +191,6 @@ def _one_line(e: BaseException) -> str:
     text = str(e).strip()
     first = text.splitlines()[0] if text else type(e).__name__
     return first if len(first) <= 300 else first[:297] + "..."
-
-
-def _load_local(path: Path, builder: str) -> datasets.Dataset:
-    """A local file through `datasets`' "json" or "parquet" builder."""
-    quiet = datasets.utils.are_progress_bars_disabled()
-    datasets.disable_progress_bars()  # "Generating train split" for one local file
-    try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train")
-    except Exception as e:  # JSONL was checked line by line already: what is left is e.g. mixed column types
-        raise UserError(f"{path}: datasets could not load it: {_one_line(e)}") from e
-    finally:
-        if not quiet:
-            datasets.enable_progress_bars()
 
 
 def _load_hub(spec: DatasetSpec) -> datasets.Dataset:

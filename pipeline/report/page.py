@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -210,19 +211,33 @@ def render_markdown(title: str, sections: list[Section]) -> str:
 REPORT_MARKER = ".jobs-report"
 
 
+def _files_under(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir()}
+
+
 def check_replaceable(out: Path) -> None:
-    """A report goes into a new or empty directory, or replaces one it wrote itself: never
-    anything else (a run, an artifact, someone's folder)."""
+    """A report goes into a new or empty directory, or replaces one it wrote itself, holding
+    only the files it wrote (its marker lists them): never anything else (a run, an artifact,
+    someone's folder, a note a user put beside the plots)."""
     if out.is_symlink():
         raise UserError(f"report --out {out} is a symbolic link: give the directory it points to, or a new one")
     if not out.exists():
         return
     if not out.is_dir():
         raise UserError(f"report --out {out} is a file: choose a new directory")
-    names = {p.name for p in out.iterdir()}
-    written_before_the_marker = names == {"report.html", "report.md", "plots", "data"}
-    if names and REPORT_MARKER not in names and not written_before_the_marker:
+    present = _files_under(out)
+    if not present:
+        return
+    if REPORT_MARKER not in present:
         raise UserError(f"report --out {out} is not a report directory (it holds other files): choose a new directory")
+    try:
+        written = set(json.loads((out / REPORT_MARKER).read_text())["files"])
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"report --out {out}: its {REPORT_MARKER} is not one the report wrote: choose a new directory") from None
+    added = sorted(present - written - {REPORT_MARKER})
+    if added:
+        raise UserError(f"report --out {out} holds files the report did not write ({', '.join(added[:3])}): "
+                        "move them, or choose a new directory")
 
 
 def write_report(runs: list[Run], out: str | Path) -> Path:
@@ -244,7 +259,8 @@ def write_report(runs: list[Run], out: str | Path) -> Path:
                 (tmp / "plots" / f"{s.key}.png").write_bytes(s.png)
         (tmp / "report.html").write_text(render_html(title, sections), encoding="utf-8")
         (tmp / "report.md").write_text(render_markdown(title, sections), encoding="utf-8")
-        (tmp / REPORT_MARKER).write_text("written by python -m jobs.report; it replaces this directory when rerun\n")
+        # the files a rerun may replace: the report's own, nothing added later
+        (tmp / REPORT_MARKER).write_text(json.dumps({"written_by": "python -m jobs.report", "files": sorted(_files_under(tmp))}))
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

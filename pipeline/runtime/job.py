@@ -24,9 +24,10 @@ from pipeline.runtime.cluster import connect
 from pipeline.runtime.placement import start_decoders
 from pipeline.runtime.scheduler import schedule
 from pipeline.store import lock
+from pipeline.store.ownership import claim_output
 from pipeline.store.manifest import check_compatible, code_version, config_hash, now, package_versions, resume_key
 from pipeline.store.parts import (
-    PartDataset, check_output_location, create_root, existing_parts, filesystem, join, read_json, write_json, write_part,
+    PartDataset, check_output_location, existing_parts, filesystem, join, read_json, write_json, write_part,
 )
 
 
@@ -83,8 +84,7 @@ def run_units(config: RunConfig, out: str, job: Job, examples: list,
     beyond = [i for i in config.decoding.stop_token_ids if i >= vocab_size]
     if beyond:
         raise UserError(f"decoding.stop_token_ids {beyond} are not in the shared vocabulary ({vocab_size} tokens)")
-    fs, root = filesystem(out)
-    create_root(fs, root, out)
+    fs, root = claim_output(out, job.name)
     lock.acquire(fs, root, out)
     try:
         return _run_locked(config, out, job, examples, per_dataset or [(config.dataset, examples)], fs, root, vocab_size,

@@ -35,21 +35,6 @@ def check_output_location(out: str) -> None:
                         "the working directory; give an absolute path on shared storage or a URI such as s3://bucket/run")
 
 
-def create_root(fs: pafs.FileSystem, root: str, out: str) -> None:
-    """The output directory, with one line instead of a traceback when it cannot be made."""
-    try:
-        info = fs.get_file_info(root)
-        if info.type == pafs.FileType.File:
-            raise UserError(f"--out {out} is a file, not a directory")
-        fs.create_dir(root, recursive=True)
-        probe = join(root, f".write-test-{uuid.uuid4().hex[:8]}")
-        with fs.open_output_stream(probe) as f:
-            f.write(b"")
-        fs.delete_file(probe)
-    except (OSError, pa.ArrowException) as exc:
-        raise UserError(f"cannot write to --out {out}: {str(exc).splitlines()[0]}") from None
-
-
 def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 
