@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be at least 1")
+    if not 0 <= args.seed < 2**32:
+        raise UserError(f"--seed must be an integer from 0 to {2**32 - 1}, got {args.seed}")
     if args.check and args.seed != DEFAULT_SEED:
         raise UserError("--check rebuilds the world as recorded in its world.json (its seed included): drop --seed")
     if args.check:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
 from pipeline.cli import output_path, print_report_hint, run_main
 from pipeline.errors import UserError
 from pipeline.config.settings import settings_from
+from pipeline.config.yaml_text import read_yaml
 from predictor.artifact import Predictor
 from predictor.features import FEATURE_SETS
 from predictor.models import MODELS
@@ -29,7 +28,7 @@ def train_settings(args) -> TrainSettings:
         path = Path(args.config)
         if not path.is_file():
             raise UserError(f"config file not found: {args.config}")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path, f"predictor config {args.config}") or {}
     for key in ("model", "folds", "inner_folds", "seed", "features", "n_tokens", "teacher_token_cost", "policy", "select"):
         if getattr(args, key) is not None:
             raw[key] = getattr(args, key)

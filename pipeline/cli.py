@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
-from pipeline.errors import JobFailed, UserError
+from pipeline.errors import Interrupted, JobFailed, UserError
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +39,21 @@ def print_report_hint(*run_dirs: str) -> None:
     print(f"report: python -m jobs.report {' '.join(run_dirs)}")
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Run a job's main; a UserError becomes one line on stderr and exit status 2, a
-    JobFailed one line and exit status 1."""
+    JobFailed one line and exit status 1, Ctrl-C or SIGTERM one line and exit status 130
+    (what has been written stays, and the same command resumes)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop: the same clean end as Ctrl-C
     try:
         code = main(argv)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print(f"error: {exc or 'interrupted'}; rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

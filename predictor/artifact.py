@@ -20,7 +20,7 @@ import pandas as pd
 from pipeline.errors import UserError
 from predictor.decision import Policy
 from predictor.features import FeatureSpec
-from predictor.files import FORMAT_VERSION, HELDOUT_FILE, METADATA_FILE
+from predictor.files import FORMAT_VERSION, HELDOUT_FILE, METADATA_FILE, METADATA_HASH
 from predictor.models import MODELS
 
 
@@ -83,6 +83,7 @@ class Predictor:
             if self.heldout is not None:
                 self.heldout.to_parquet(tmp / HELDOUT_FILE, index=False)
             meta["files"] = {f.name: _sha256(f) for f in sorted(tmp.iterdir())}
+            meta[METADATA_HASH] = metadata_digest(meta)
             (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2))
             tmp.rename(target)
         except BaseException:
@@ -98,6 +99,9 @@ class Predictor:
         models are stored as skops (trusted scikit-learn types only) or safetensors."""
         directory = Path(directory)
         meta = read_metadata(directory)
+        if meta.get(METADATA_HASH) != metadata_digest(meta) and meta.get("format_version") == FORMAT_VERSION:
+            raise UserError(f"{directory}: {METADATA_FILE} was changed after training (its {METADATA_HASH} does not match): "
+                            "retrain the artifact, or restore its metadata")
         if meta.get("format_version") != FORMAT_VERSION or meta.get("model_kind") not in MODELS:
             raise UserError(f"{directory}: unsupported artifact (format {meta.get('format_version')}, model "
                             f"{meta.get('model_kind')}; this version reads format {FORMAT_VERSION}): retrain it with jobs.train_predictor")
@@ -107,12 +111,18 @@ class Predictor:
             raise UserError(f"{directory}: malformed artifact metadata (no file hashes for its model file)")
         for name, digest in files.items():
             path = directory / name
-            if Path(name).name != name or name in ("", ".", "..") or not path.is_file():
+            if Path(name).name != name or name in ("", ".", "..") or path.is_symlink() or not path.is_file():
                 raise UserError(f"{directory}: artifact file '{name}' is missing or outside the artifact directory")
             if _sha256(path) != digest:
                 raise UserError(f"{directory}: {name} does not match the sha256 in {METADATA_FILE}: the artifact was changed or truncated")
         _check_policy(directory, meta)
-        return cls(MODELS[meta["model_kind"]].load(directory, meta), meta)
+        try:
+            model = MODELS[meta["model_kind"]].load(directory, meta)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a missing tensor, a shape that does not fit: one line either way
+            raise UserError(f"{directory}: cannot load its {meta['model_kind']} model: {type(exc).__name__}: {str(exc)[:200]}") from None
+        return cls(model, meta)
 
 
 def _check_policy(directory: Path, meta: dict) -> None:
@@ -128,8 +138,17 @@ def _check_policy(directory: Path, meta: dict) -> None:
                         "with jobs.train_predictor")
 
 
+def metadata_digest(meta: dict) -> str:
+    """sha256 of the metadata without its own digest: the decision policy, grid and metrics
+    are as trained, as the other files' digests are as written."""
+    body = {k: v for k, v in meta.items() if k != METADATA_HASH}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def read_metadata(directory: Path) -> dict:
     meta_path = directory / METADATA_FILE
+    if directory.is_symlink() or meta_path.is_symlink():
+        raise UserError(f"{directory}: an artifact is a plain directory of plain files, not a symbolic link")
     if not meta_path.is_file():
         raise UserError(f"not an α-predictor artifact: {meta_path} not found")
     try:

@@ -8,7 +8,7 @@ import pytest
 from test_predictor import synthetic_labels
 
 from pipeline.errors import UserError
-from predictor.artifact import Predictor
+from predictor.artifact import Predictor, metadata_digest
 from predictor.online import build_strategy
 from predictor.training import TrainSettings, train_predictor
 
@@ -30,11 +30,15 @@ def artifact(tmp_path_factory):
         return train_predictor(table, TrainSettings(folds=2), ["synthetic"]).save(tmp_path_factory.mktemp("art") / "good")
 
 
-def tampered(artifact, tmp_path, edit):
+def tampered(artifact, tmp_path, edit, restamp=True):
+    """A copy with `edit` applied; `restamp`: the editor also recomputed the metadata's own
+    sha256, as anyone who reads this code can, so the checks behind it must hold alone."""
     copy = tmp_path / "art"
     shutil.copytree(artifact, copy)
     meta = json.loads((copy / "metadata.json").read_text())
     edit(copy, meta)
+    if restamp:
+        meta["metadata_sha256"] = metadata_digest(meta)
     (copy / "metadata.json").write_text(json.dumps(meta))
     return copy
 
@@ -118,6 +122,42 @@ def test_a_gradient_boosted_artifact_loads_and_a_crafted_tree_is_refused(tmp_pat
     skops.io.dump(columns, bad / "model.skops")
     meta = json.loads((bad / "metadata.json").read_text())
     meta["files"]["model.skops"] = hashlib.sha256((bad / "model.skops").read_bytes()).hexdigest()  # the attacker fixes the hash
+    meta["metadata_sha256"] = metadata_digest(meta)
     (bad / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match="points outside its tree"):
         Predictor.load(bad)
+
+
+def test_edited_metadata_a_symlink_or_a_missing_tensor_is_one_line(artifact, tmp_path):
+    nan_grid = tampered(artifact, tmp_path, lambda copy, meta: meta.update(alpha_grid=[float("nan")] * len(meta["alpha_grid"])),
+                        restamp=False)
+    with pytest.raises(UserError, match="metadata.json was changed after training"):
+        Predictor.load(nan_grid)
+
+    outside = tmp_path / "outside.skops"
+    shutil.copy(artifact / "model.skops", outside)
+    linked = tmp_path / "linked"
+    shutil.copytree(artifact, linked)
+    (linked / "model.skops").unlink()
+    (linked / "model.skops").symlink_to(outside)  # same bytes, same hash: still refused
+    with pytest.raises(UserError, match="outside the artifact"):
+        Predictor.load(linked)
+    (tmp_path / "dir-link").symlink_to(artifact)
+    with pytest.raises(UserError, match="not a symbolic link"):
+        Predictor.load(tmp_path / "dir-link")
+
+
+def test_an_mlp_artifact_without_a_tensor_is_one_line(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    with pytest.warns(UserWarning, match="metrics will be noisy"):
+        good = train_predictor(synthetic_labels(n=60), TrainSettings(model="torch_mlp", folds=2), ["s"]).save(tmp_path / "mlp")
+    tensors = load_file(str(good / "model.safetensors"))
+    tensors.pop("net.2.weight")
+    save_file(tensors, str(good / "model.safetensors"))
+
+    def rehash(copy, meta):
+        meta["files"]["model.safetensors"] = hashlib.sha256((copy / "model.safetensors").read_bytes()).hexdigest()
+
+    with pytest.raises(UserError, match="cannot load its torch_mlp model: KeyError"):
+        Predictor.load(tampered(good, tmp_path, rehash))

@@ -56,7 +56,16 @@ def changed(base: dict, section: str, **fields) -> dict:
 
 def config_file(w, name: str, raw) -> str:
     path = w["root"] / f"{name}.yaml"
-    path.write_text(raw if isinstance(raw, str) else yaml.safe_dump(raw))
+    if isinstance(raw, str) and raw.startswith("\x00"):
+        path.write_bytes(raw.encode("latin-1"))
+    else:
+        path.write_text(raw if isinstance(raw, str) else yaml.safe_dump(raw))
+    return str(path)
+
+
+def _latin1(w, name: str) -> str:
+    path = w["root"] / f"{name}.yaml"
+    path.write_bytes(yaml.safe_dump(w["base"]).encode() + "# caf\u00e9\n".encode("latin-1"))
     return str(path)
 
 
@@ -112,7 +121,16 @@ CASES = {
     "section_not_a_mapping": (evaluate(lambda w: {**w["base"], "student": "path/to/model"}), "must be a mapping"),
     "override_without_equals": (overrides("decoding.max_new_tokens"), "must look like key.sub=value"),
     "override_into_a_value": (overrides("decoding.max_new_tokens.x=1"), "is not a mapping"),
-    "override_bad_yaml_value": (overrides("decoding.max_new_tokens=[1"), "the value is not valid YAML"),
+    "override_bad_yaml_value": (overrides("decoding.max_new_tokens=[1"), "the value: invalid YAML"),
+    "override_alias_to_itself": (overrides("strategies=&a [*a]"), "a YAML alias refers to the value that contains it"),
+    "config_binary": (evaluate(lambda w: "\x00\xff\xfe binary"), "not UTF-8 text"),
+    "config_latin1": (lambda w, name: ("jobs.evaluate", ["--config", _latin1(w, name), "--out", str(w["root"] / f"out-{name}")]), "not UTF-8 text"),
+    "config_nested_deeply": (evaluate(lambda w: "a: " + "[" * 5000 + "]" * 5000 + "\n"), "nested more than"),
+    "config_duplicate_key": (evaluate(lambda w: yaml.safe_dump(w["base"]) + "decoding: {max_new_tokens: 8}\n"), "duplicate key 'decoding'"),
+    "model_path_not_text": (evaluate(lambda w: changed(w["base"], "student", path=123)), "student.path"),
+    "num_cpus_nan": (section("ray", student={"num_cpus": float("nan")}), "num_cpus"),
+    "resources_a_list": (section("ray", student={"resources": [1, 2]}), "resources"),
+    "placement_timeout_words": (section("ray", placement_timeout_s="soon"), "placement_timeout_s"),
     "missing_section_for_evaluate": (evaluate(lambda w: {k: v for k, v in w["base"].items() if k != "strategies"}), "needs the section(s) ['strategies']"),
     "missing_teacher_for_labels": (label(lambda w: {k: v for k, v in w["base"].items() if k != "teacher"}), "needs the section(s) ['teacher']"),
     # output locations: only new, empty or this project's own directories
@@ -149,9 +167,11 @@ CASES = {
     "offset_past_the_end": (dataset(offset=5), "empty after offset"),
     "split_not_named": (rows("rows.jsonl", json.dumps(ROW) + "\n"), "split is required"),
     "split_contradicts_file": (dataset(split="train"), "named for the 'test' split"),
-    "split_not_a_string": (dataset(split=2024), "dataset.split must be a non-empty string"),
+    "split_not_a_string": (dataset(split=2024), "'dataset.split' must be a string or null, got 2024"),
     "name_not_derivable": (lambda w, name: ("jobs.evaluate", ["--config", config_file(w, name, changed(w["base"], "dataset", source="test.jsonl")),
                                                               "--out", str(w["root"] / f"out-{name}")]), "dataset.name is required"),
+    "dataset_name_all_digits": (dataset(name="01"), "dataset.name '01' cannot name a dataset"),
+    "dataset_name_with_slash": (dataset(name="a/b"), "dataset.name 'a/b' cannot name a dataset"),
     "hub_dataset_unreachable": (dataset(source="someone/some-dataset", split="test"), "the Hub is unreachable from this machine"),
     "dataset_and_datasets": (evaluate(lambda w: {**w["base"], "datasets": [w["base"]["dataset"]]}), "not both"),
     "datasets_same_name": (evaluate(lambda w: {**{k: v for k, v in w["base"].items() if k != "dataset"},
@@ -164,9 +184,13 @@ CASES = {
     "negative_max_new_tokens": (section("decoding", max_new_tokens=-1), "max_new_tokens must be an integer ≥ 1, got -1"),
     "batch_size_zero": (section("decoding", max_new_tokens=4, batch_size=0), "batch_size"),
     "bool_as_string": (section("decoding", max_new_tokens=4, reuse_preamble_cache="maybe"), "reuse_preamble_cache"),
-    "budget_beyond_context": (section("decoding", max_new_tokens=5000), "does not fit the context"),
+    "budget_beyond_context": (section("decoding", max_new_tokens=9000), "does not fit the context"),
     "stop_id_negative": (section("decoding", max_new_tokens=4, stop_token_ids=[-1]), "stop_token_ids"),
     "stop_id_beyond_vocab": (section("decoding", max_new_tokens=4, stop_token_ids=[10**6]), "not in the shared vocabulary"),
+    "question_beyond_context": (rows("longq.jsonl", json.dumps({**ROW, "question": "one plus one " * 600}) + "\n", split="test"), "need"),
+    "alpha_huge": (strategies({"name": "fixed_alpha", "alpha": 1e308, "n_tokens": 1}), "alpha must lie in [-100, 100]"),
+    "cot_k_huge": (strategies({"name": "cot_decoding", "k": 10**9}), "k must be an integer from 1 to 256"),
+    "students_astronomical": (section("ray", num_students=10**30), "num_students and students_per_teacher must be at most 4096"),
     "unknown_prompt_template": (evaluate(lambda w: {**w["base"], "prompt": "no_such_template"}), "prompt template 'no_such_template' not found"),
     "unknown_strategy": (strategies({"name": "beam_search"}), "beam_search"),
     "strategy_without_name": (strategies({"alpha": 1.0}), "must be a mapping with a 'name'"),
@@ -215,6 +239,15 @@ CASES = {
                                                                             "--out", str(w["root"] / f"out-{name}")]), "is not an evaluation results dataset"),
     "export_input_missing": (lambda w, name: ("jobs.export_distill", ["--input", str(w["root"] / "none"), "--config", config_file(w, name, {"export": {}}),
                                                                        "--out", str(w["root"] / f"out-{name}")]), "none: not found"),
+    "export_floor_not_a_number": (lambda w, name: ("jobs.export_distill", ["--input", str(w["results"]), "--config", config_file(w, name, {"export": {"uncertainty_floor": "x"}}),
+                                                                           "--out", str(w["root"] / f"out-{name}")]), "'export.uncertainty_floor' must be a finite number"),
+    "export_logprob_words": (lambda w, name: ("jobs.export_distill", ["--input", str(w["results"]), "--config", config_file(w, name, {"export": {"min_ta_mean_logprob": "high"}}),
+                                                                      "--out", str(w["root"] / f"out-{name}")]), "min_ta_mean_logprob"),
+    "export_sources_a_string": (lambda w, name: ("jobs.export_distill", ["--input", str(w["results"]), "--config", config_file(w, name, {"export": {"sources": "teacher"}}),
+                                                                         "--out", str(w["root"] / f"out-{name}")]), "'export.sources' must be a list"),
+    "signals_k_huge": (evaluate(lambda w: {**w["base"], "signals": {"k": 10**9}}), "signals.k (1000000000) is more samples"),
+    "build_demo_negative_seed": (command("jobs.build_demo", "--seed", "-1", "--out", "{root}/no-world"), "--seed must be an integer from 0"),
+    "build_demo_into_someones_folder": (command("jobs.build_demo", "--out", "{unrelated}"), "is not a demo world"),
     "build_demo_check_without_world": (command("jobs.build_demo", "--check", "--out", "{root}/no-world"), "world.json not found"),
 }
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -92,6 +93,18 @@ def test_lock_stale_resume_and_failed_start(base, tmp_path):
     (out / ".run.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": "now"}))
     one_error_line(evaluate(root, with_change(raw, "decoding", max_new_tokens=5), out), "being written by another run")
     (out / ".run.lock").unlink()
+    for content in ("", json.dumps({"host": socket.gethostname(), "pid": "x"})):  # half-written or foreign: respected
+        (out / ".run.lock").write_text(content)
+        one_error_line(evaluate(root, with_change(raw, "decoding", max_new_tokens=5), out), "names no run")
+    (out / ".run.lock").unlink()
+
+    part = next((out / "results").glob("part-*.parquet"))  # a truncated part: set aside, its unit redone
+    part.write_bytes(part.read_bytes()[:64])
+    redone = evaluate(root, with_change(raw, "decoding", max_new_tokens=5), out)
+    assert redone.returncode == 0, redone.stderr[-3000:]
+    assert f"set aside {part.name} (unreadable" in redone.stdout and "its unit runs again" in redone.stdout
+    assert pq.read_table(out / "results").num_rows == 1
+    assert len(list((out / "results" / ".set-aside").iterdir())) == 1
 
     # same path, same size, new content, and the old modification time restored (cp -p, rsync -a)
     before = data.stat()

@@ -203,8 +203,10 @@ def test_ray_job_submit_end_to_end(config_file, tmp_path):
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
     subprocess.run(["ray", "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
-    gcs, dash = _free_port(), _free_port()
-    start = ["ray", "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
+    gcs, dash, agent = _free_port(), _free_port(), _free_port()
+    # ports of its own: 52365, the agent's default, may be taken by another head on the machine
+    start = ["ray", "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dash}",
+             f"--dashboard-agent-listen-port={agent}", "--num-cpus=2",
              "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", "--disable-usage-stats"]
     # a head of this test's own, in its own process group: ending it ends no one else's Ray
     head = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -219,7 +221,7 @@ def test_ray_job_submit_end_to_end(config_file, tmp_path):
         out = tmp_path / "submitted"
         submit = ["ray", "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(REPO), "--",
                   "python", "-m", "jobs.evaluate", "--config", str(config_file), "--out", str(out)]
-        job = subprocess.run(submit, env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+        job = submit_when_agent_is_up(submit, env)
         assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         assert "succeeded" in job.stdout + job.stderr
         table = pq.read_table(out / "results")
@@ -231,6 +233,10 @@ def test_ray_job_submit_end_to_end(config_file, tmp_path):
 
         relative = subprocess.run(submit[:-1] + ["relative-out"], env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
         assert relative.returncode != 0 and "is relative" in relative.stdout + relative.stderr
+
+        # a local run beside this head (for it, another user's cluster) neither joins nor ends it
+        beside = local_run(env, config_file, tmp_path / "beside")
+        assert f":{gcs}" not in beside.stdout + beside.stderr and head.poll() is None
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:
@@ -238,6 +244,28 @@ def test_ray_job_submit_end_to_end(config_file, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=30)
+    # the dead head's address stays in Ray's ray_current_cluster file: a local run must not try it
+    local_run(env, config_file, tmp_path / "after")
+
+
+def submit_when_agent_is_up(submit: list, env: dict) -> subprocess.CompletedProcess:
+    """The head's dashboard answers before its job agent does (a minute later on a loaded
+    2-core machine): Ray then refuses the submission with "No available agent"; try again."""
+    deadline = time.monotonic() + 180
+    while True:
+        job = subprocess.run(submit, env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+        if "No available agent to submit job" not in job.stderr or time.monotonic() > deadline:
+            return job
+        time.sleep(3)
+
+
+def local_run(env: dict, config_file, out) -> subprocess.CompletedProcess:
+    """`python -m jobs.evaluate` with no RAY_ADDRESS: it starts and ends a cluster of its own."""
+    cmd = [sys.executable, "-m", "jobs.evaluate", "--config", str(config_file), "--out", str(out)]
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "started a local Ray cluster for this job" in done.stdout
+    return done
 
 
 def teacher_steps(out) -> dict:

@@ -30,7 +30,7 @@ def save_tiny_llama(path: Path, tokenizer, *, hidden: int, layers: int, seed: in
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=4,
-        max_position_embeddings=2048,
+        max_position_embeddings=8192,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline.config.yaml_text import read_yaml
 from pipeline.errors import UserError
 
 BENCHMARK_DIR = Path(__file__).resolve().parents[1] / "data" / "benchmarks"
@@ -104,10 +103,7 @@ def read_benchmark(name_or_path: str) -> BenchmarkSpec:
     """The benchmark `name_or_path` names, its shape checked; UserError naming the file otherwise."""
     path = benchmark_path(name_or_path)
     where = f"benchmark {path}"
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{where}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(path, where)
     raw = _mapping(raw, where, _TOP_KEYS, required=("source", "fields", "answer_type", "prompt"))
     source = _mapping(raw["source"], f"{where}: source", ("hub", "config", "split"), required=("hub", "split"))
     fields = _mapping(raw["fields"], f"{where}: fields", ("question", "answer", "choices"), required=("question", "answer"))

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipeline.config.sections import (
     DatasetSpec, DecodingConfig, ExportSettings, LabelSettings, ModelSpec, RayConfig, SignalSettings,
 )
 from pipeline.config.settings import settings_from
 from pipeline.config.strategies import StrategySpec
+from pipeline.config.yaml_text import parse_yaml, read_yaml
 from pipeline.errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -190,10 +189,7 @@ def apply_override(raw: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise UserError(f"override '{assignment}' must look like key.sub=value")
     key, value = assignment.split("=", 1)
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        raise UserError(f"override '{assignment}': the value is not valid YAML ({str(exc).splitlines()[0]})") from None
+    parsed = parse_yaml(value, f"override '{assignment}': the value")
     node: Any = raw
     parts = key.strip().split(".")
     for depth, part in enumerate(parts):
@@ -218,10 +214,7 @@ def load_config(path: str, overrides: list[str] = (), needs: tuple[str, ...] = E
     file = Path(resolve_path(path))
     if not file.is_file():
         raise UserError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"config {path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(file, f"config {path}") or {}
     if not isinstance(raw, dict):
         raise UserError(f"config {path}: top level must be a mapping")
     for assignment in overrides:

@@ -6,6 +6,7 @@ checking a config is cheap for every job, including the pyarrow-only ones.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from pipeline.errors import UserError
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 ANSWER_FORMATS = ("gsm8k", "plain")
 FEATURE_POOLS = ("concat", "mean")
+MAX_SAMPLES = 256  # sampled answers or branches per example: beyond, a typo rather than a plan
 
 
 def is_int(value: Any) -> bool:
@@ -45,6 +47,8 @@ class ModelSpec:
 
 
 SPLIT_NAMES = ("train", "test", "validation", "dev", "val")
+# names that stay strings in a partition folder (benchmark=01 would be read back as the number 1)
+DATASET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,10 @@ class DatasetSpec:
                 if not name or name in (".", ".."):
                     raise UserError(f"dataset.name is required for {self.source}: neither the file nor a folder in its path names the dataset")
             inferred.append(f"name={name}")
+        for key, value in (("name", name), ("split", split)):
+            if not DATASET_NAME.fullmatch(value):
+                raise UserError(f"dataset.{key} {value!r} cannot name a dataset in example ids and result folders: start "
+                                f"with a letter, then letters, digits, '_', '-' or '.' (64 at most); set dataset.{key}")
         said = f"dataset {self.source}: inferred {', '.join(inferred)} (set dataset.split / dataset.name to choose)" if inferred else ""
         return split, name, said
 
@@ -194,6 +202,8 @@ class LabelSettings:
             raise UserError("alpha grid is empty: give at least one α value")
         if any(isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) for a in grid):
             raise UserError(f"alpha grid must hold finite numbers, got {list(grid)}")
+        if any(abs(a) > 100 for a in grid):
+            raise UserError(f"alpha grid values must lie in [-100, 100], got {list(grid)}")
         duplicates = sorted({a for a in grid if list(grid).count(a) > 1})
         if duplicates:
             raise UserError(f"alpha grid has duplicate values {duplicates}")
@@ -248,8 +258,11 @@ class RoleResources:
     resources: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.num_gpus < 0 or self.num_cpus < 0:
-            raise UserError(f"ray: num_gpus and num_cpus must be ≥ 0, got {self.num_gpus}, {self.num_cpus}")
+        if not (0 <= self.num_gpus <= 1024 and 0 <= self.num_cpus <= 1024):
+            raise UserError(f"ray: num_gpus and num_cpus must lie in [0, 1024], got {self.num_gpus}, {self.num_cpus}")
+        if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e9
+                   for k, v in self.resources.items()):
+            raise UserError(f"ray: resources must map names to amounts ≥ 0, got {self.resources!r}")
 
 
 @dataclass(frozen=True)
@@ -269,6 +282,11 @@ class RayConfig:
 
     def __post_init__(self) -> None:
         check_positive_ints("ray", self, "num_students", "students_per_teacher", "max_attempts")
+        if self.num_students > 4096 or self.students_per_teacher > 4096 or self.max_attempts > 100:
+            raise UserError(f"ray: num_students and students_per_teacher must be at most 4096 and max_attempts at most 100, "
+                            f"got {self.num_students}, {self.students_per_teacher}, {self.max_attempts}")
+        if not 0 < self.placement_timeout_s <= 86400:
+            raise UserError(f"ray.placement_timeout_s must be a number of seconds in (0, 86400], got {self.placement_timeout_s!r}")
         if not isinstance(self.teacher_batch_steps, bool):
             raise UserError(f"ray.teacher_batch_steps must be true or false, got {self.teacher_batch_steps!r}")
         if not isinstance(self.teacher_batch_wait_s, (int, float)) or not 0 <= self.teacher_batch_wait_s <= 1:
@@ -290,8 +308,10 @@ class SignalSettings:
     def __post_init__(self) -> None:
         if not is_int(self.k) or self.k < 1:
             raise UserError(f"signals.k must be an integer ≥ 1, got {self.k!r}")
-        if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
-            raise UserError(f"signals.temperature must be > 0, got {self.temperature!r}")
+        if self.k > MAX_SAMPLES:
+            raise UserError(f"signals.k ({self.k}) is more samples per example than this job takes (at most {MAX_SAMPLES})")
+        if not isinstance(self.temperature, (int, float)) or not 0 < self.temperature <= 100:
+            raise UserError(f"signals.temperature must be a number in (0, 100], got {self.temperature!r}")
 
 
 @dataclass(frozen=True)
@@ -301,3 +321,12 @@ class ExportSettings:
     drop_incorrect: bool = False
     weight_by_student_uncertainty: bool = False
     uncertainty_floor: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.sources or not all(isinstance(v, str) and v for v in self.sources):
+            raise UserError(f"export.sources must be a non-empty list of strategy names, got {list(self.sources)!r}")
+        object.__setattr__(self, "sources", tuple(self.sources))
+        if not 0 <= self.uncertainty_floor <= 1:
+            raise UserError(f"export.uncertainty_floor must lie in [0, 1], got {self.uncertainty_floor!r}")
+        if self.min_ta_mean_logprob is not None and self.min_ta_mean_logprob > 0:
+            raise UserError(f"export.min_ta_mean_logprob is a mean log-probability (≤ 0), got {self.min_ta_mean_logprob!r}")

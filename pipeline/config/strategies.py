@@ -10,13 +10,22 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.config.sections import is_int
+from pipeline.config.sections import MAX_SAMPLES, is_int
 from pipeline.errors import UserError
 
 
-def _check_alpha_and_n(alpha: Any, n_tokens: Any) -> None:
+MAX_ABS_ALPHA = 100.0  # beyond, p_s + α(p_t − p_s) is the teacher's difference alone, then overflow
+
+
+def check_alpha(alpha: Any, where: str = "alpha") -> None:
     if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not math.isfinite(alpha):
-        raise UserError(f"alpha must be a finite number, got {alpha!r}")
+        raise UserError(f"{where} must be a finite number, got {alpha!r}")
+    if abs(alpha) > MAX_ABS_ALPHA:
+        raise UserError(f"{where} must lie in [-{MAX_ABS_ALPHA:g}, {MAX_ABS_ALPHA:g}], got {alpha!r}")
+
+
+def _check_alpha_and_n(alpha: Any, n_tokens: Any) -> None:
+    check_alpha(alpha)
     if not is_int(n_tokens) or n_tokens < 0:
         raise UserError(f"n_tokens (N) must be an integer ≥ 0, got {n_tokens!r}")
 
@@ -92,10 +101,9 @@ class CotDecodingParams:
     alpha: float = 0.0
 
     def __post_init__(self) -> None:
-        if not is_int(self.k) or self.k < 1:
-            raise UserError(f"cot_decoding: k must be an integer ≥ 1, got {self.k!r}")
-        if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or not math.isfinite(self.alpha):
-            raise UserError(f"cot_decoding: alpha must be a finite number, got {self.alpha!r}")
+        if not is_int(self.k) or not 1 <= self.k <= MAX_SAMPLES:
+            raise UserError(f"cot_decoding: k must be an integer from 1 to {MAX_SAMPLES} (branches per example), got {self.k!r}")
+        check_alpha(self.alpha, "cot_decoding: alpha")
 
 
 STRATEGY_PARAMS: dict[str, type] = {

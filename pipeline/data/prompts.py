@@ -5,9 +5,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from pipeline.config.benchmark_spec import read_benchmark
+from pipeline.config.yaml_text import read_yaml
 from pipeline.errors import UserError
 
 TEMPLATE_DIR = Path(__file__).parent / "prompt_templates"
@@ -70,7 +69,7 @@ def load_template(name_or_path: str) -> PromptTemplate:
     if not path.is_file():
         known = sorted(p.stem for p in TEMPLATE_DIR.glob("*.yaml"))
         raise UserError(f"prompt template '{name_or_path}' not found (built-in: {', '.join(known)})")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_yaml(path, f"prompt template {path}") or {}
     return template_from_mapping(raw, path.stem, f"prompt template {path}")
 
 

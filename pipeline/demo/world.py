@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import shutil
 import tempfile
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -32,6 +34,7 @@ from pipeline.demo.families import OPS, WORLD_FAMILIES
 from pipeline.demo.problems import cot_text, read_jsonl, split_problems, write_jsonl
 from pipeline.demo.tokenizer import save_tokenizer, train_tokenizer
 from pipeline.demo.training import Corpus, ModelSpec, save_model, train_model
+from pipeline.errors import UserError
 
 REPO_ROOT = Path(pipeline.__file__).resolve().parent.parent
 DEMO_ROOT = REPO_ROOT / "demo_world"
@@ -110,8 +113,37 @@ def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED
                      teacher_spec: ModelSpec = TEACHER_SPEC, student_spec: ModelSpec = STUDENT_SPEC,
                      threads: int = 1, world: str = "demo", log=print) -> DemoPaths:
     """Regenerate data, tokenizer, student and teacher of `world` (pipeline.demo.families:
-    WORLD_FAMILIES) from `seed` into `out_dir`."""
-    paths = demo_paths(out_dir, world)
+    WORLD_FAMILIES) from `seed` into `out_dir`. The world is built beside it and moved into
+    place when complete: an interrupted build leaves the previous world (or none), never half
+    of one. A directory that is not a world is refused."""
+    final = demo_paths(out_dir, world).root
+    if final.exists() and any(final.iterdir()) and not (final / WORLD_FILE).is_file():
+        raise UserError(f"{final} holds files and is not a demo world (no {WORLD_FILE}): choose a new or empty directory")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-building-", dir=final.parent))
+    try:
+        _build(demo_paths(staging, world), seed, n_train, n_test, teacher_spec, student_spec, threads, world, log)
+        _replace_dir(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log(f"demo world -> {final}")
+    return demo_paths(final, world)
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    """`new` takes `final`'s place; the old world goes only once the new one is there."""
+    old = None
+    if final.exists():
+        old = final.parent / f".{final.name}-old-{uuid.uuid4().hex[:8]}"
+        final.rename(old)
+    new.rename(final)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _build(paths: DemoPaths, seed: int, n_train: int, n_test: int, teacher_spec: ModelSpec, student_spec: ModelSpec,
+           threads: int, world: str, log) -> None:
     families = WORLD_FAMILIES[world]
     t0 = time.time()
     template = load_template(TEMPLATE_NAME)
@@ -144,8 +176,7 @@ def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED
     summary["build_seconds"] = round(time.time() - t0, 1)
     summary["files"] = file_hashes(paths.root)
     (paths.root / WORLD_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    log(f"demo world built in {summary['build_seconds']:.0f} s -> {paths.root}")
-    return paths
+    log(f"demo world built in {summary['build_seconds']:.0f} s")
 
 
 def _family_record(family) -> dict:

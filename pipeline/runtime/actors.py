@@ -106,7 +106,7 @@ class ModelActor:
 @ray.remote(concurrency_groups={"progress": 1})
 class DecodeWorker:
     """A student decoding worker, with a handle on its teacher: turns work units into rows.
-    Units run one at a time; `progress` answers from its own thread while one runs.
+    Units run one at a time; `student_tokens` and `ready` answer from their own thread while one runs.
     `prompt` is the run's template; a unit that names its own (a run over several
     benchmarks) is encoded with that one and ends at its stop strings."""
 
@@ -141,11 +141,19 @@ class DecodeWorker:
         return placement_info(self.decoder.student)
 
     @ray.method(concurrency_group="progress")
-    def progress(self) -> dict:
-        """Live counters of the unit in progress and all before it: tokens the student was fed."""
-        teacher = self.decoder.teacher
-        return {"student_tokens": self.decoder.student.tokens_processed,
-                "teacher_calls": teacher.calls, "teacher_bytes": teacher.bytes_received}
+    def ready(self) -> bool:
+        """Whether a unit sent now can run: this worker is up (answering proves it) and so is
+        its teacher, which may still be restarting after a death that failed this worker's unit."""
+        try:
+            ray.get(self.decoder.teacher.handle.__ray_ready__.remote(), timeout=5)
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
+            return False
+        return True
+
+    @ray.method(concurrency_group="progress")
+    def student_tokens(self) -> int:
+        """Live counter of the unit in progress and all before it: tokens the student was fed."""
+        return self.decoder.student.tokens_processed
 
     def pid(self) -> int:
         return os.getpid()

@@ -8,10 +8,14 @@ this process: it ends when the driver exits, however the driver ends.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import socket
+from collections.abc import Iterator
 
 import ray
+import ray._private.parameter
 
 ADDRESS_VARIABLE = "RAY_ADDRESS"
 
@@ -31,10 +35,38 @@ def connect() -> str:
         where = f"joined the Ray cluster at {address} (RAY_ADDRESS)"
     else:
         _token_for_private_cluster()
-        context = ray.init(address="local")
+        with _agent_port_of_its_own():
+            context = ray.init(address="local")
         where = f"started a local Ray cluster for this job ({context.address_info['gcs_address']}); it ends with the job"
     print(where, flush=True)
     return where
+
+
+@contextlib.contextmanager
+def _agent_port_of_its_own() -> Iterator[None]:
+    """`ray.init` gives a local cluster's dashboard agent the fixed port 52365, which every
+    `ray start` head on the machine wants too: whichever comes second has no job agent, and
+    `ray job submit` to it fails ("No available agent"). A job's own cluster takes a free port
+    instead; `ray.init` has no argument for it, so the parameters it builds get it."""
+    original = ray._private.parameter.RayParams
+    port = _free_port()
+
+    class OwnAgentPort(original):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("dashboard_agent_listen_port", port)
+            super().__init__(*args, **kwargs)
+
+    ray._private.parameter.RayParams = OwnAgentPort
+    try:
+        yield
+    finally:
+        ray._private.parameter.RayParams = original
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 def _token_for_private_cluster() -> None:

@@ -18,16 +18,17 @@ from tqdm import tqdm
 from pipeline.config import DatasetSpec, RunConfig
 from pipeline.data.datasets import Example, dataset_fingerprint
 from pipeline.data.prompts import PromptTemplate
-from pipeline.errors import UserError
+from pipeline.errors import Interrupted, UserError
 from pipeline.models.facts import check_budget, model_facts, shared_vocab_size
 from pipeline.runtime.cluster import connect
 from pipeline.runtime.placement import start_decoders
+from pipeline.runtime.prompt_fit import check_prompts_fit
 from pipeline.runtime.scheduler import schedule
 from pipeline.store import lock
 from pipeline.store.ownership import claim_output
 from pipeline.store.manifest import check_compatible, code_version, config_hash, now, package_versions, resume_key
 from pipeline.store.parts import (
-    PartDataset, check_output_location, existing_parts, filesystem, join, read_json, write_json, write_part,
+    PartDataset, check_output_location, existing_parts, filesystem, join, read_json, trusted_parts, write_json, write_part,
 )
 
 
@@ -81,6 +82,7 @@ def run_units(config: RunConfig, out: str, job: Job, examples: list,
     student, teacher = model_facts(config.student), model_facts(config.teacher)
     vocab_size = shared_vocab_size(student, teacher)
     check_budget(config.decoding.max_new_tokens, student, teacher)
+    check_prompts_fit(config.student, job.units, config.default_prompt, config.decoding.max_new_tokens, student, teacher)
     beyond = [i for i in config.decoding.stop_token_ids if i >= vocab_size]
     if beyond:
         raise UserError(f"decoding.stop_token_ids {beyond} are not in the shared vocabulary ({vocab_size} tokens)")
@@ -110,12 +112,9 @@ def _run_locked(config, out, job, examples, per_dataset, fs, root, vocab_size, i
     data_dir, manifest_path = join(root, job.dataset_dir), join(root, job.manifest_name)
     key = resume_key(config_hash(config.results_key(job.ignored_config)), dataset_fingerprint(examples), identities)
     previous = read_json(fs, manifest_path)
-    done = existing_parts(fs, data_dir)
-    check_compatible(previous, key, out, has_rows=bool(done))
-    foreign = sorted(done - {u.part_name for u in job.units})
-    if foreign:
-        raise UserError(f"{out}: {job.dataset_dir} holds parts this run does not write ({foreign[0]}, {len(foreign)} in all), "
-                        "e.g. from another version of the pipeline; write into a new --out")
+    check_compatible(previous, key, out, has_rows=bool(existing_parts(fs, data_dir)))
+    run = config_hash(key)  # in every part's footer: resume keeps only this run's parts
+    done = trusted_parts(fs, data_dir, {u.part_name for u in job.units}, run)
     manifest = {
         "job": job.name,
         "status": "running",
@@ -148,8 +147,8 @@ def _run_locked(config, out, job, examples, per_dataset, fs, root, vocab_size, i
             check_same_dtypes((previous or {}).get("actors"), actors, out, has_rows=bool(done))
             manifest["actors"] = actors or manifest["actors"]
             extras = job.extra_actors(vocab_size) if job.extra_actors is not None else None
-            retries = write_units(job, todo, workers, config.ray.max_attempts, lambda unit, rows: write_part(
-                fs, data_dir, unit.part_name, rows, job.schema))
+            retries = write_units(job, todo, fleet, config.ray.max_attempts, lambda unit, rows: write_part(
+                fs, data_dir, unit.part_name, rows, job.schema, run))
             session["teacher_steps"] = teacher_batching(teachers)
         finally:
             fleet.release()
@@ -169,52 +168,75 @@ def _run_locked(config, out, job, examples, per_dataset, fs, root, vocab_size, i
     return data, manifest
 
 
-def write_units(job: Job, todo: list, workers: list, max_attempts: int, write: Callable[[object, list], None]) -> int:
-    """Runs `todo` on the workers, writing each unit's rows as they come back, under a progress
-    bar with the job's running tally; the number of retried units."""
+def write_units(job: Job, todo: list, fleet, max_attempts: int, write: Callable[[object, list], None]) -> int:
+    """Runs `todo` on the fleet's workers, writing each unit's rows as they come back, under a
+    progress bar with the job's running tally; the number of retried units."""
     tally = job.tally(todo) if job.tally is not None else None
+    finished = len(job.units) - len(todo)
     with tqdm(total=sum(len(u.examples) for u in todo), unit="ex", desc=job.name) as bar:
-        live = LiveTokens(workers, bar)
+        live = LiveTokens(fleet.workers, fleet.teachers, bar)
 
         def written(unit, rows):
+            nonlocal finished
             write(unit, rows)
+            finished += 1
             bar.update(len(unit.examples))
             live.poll()
             line = tally(unit, rows) if tally is not None else None
             if line:
                 tqdm.write(line)
-        retries = schedule(workers, todo, written, max_attempts, log=tqdm.write, on_wait=live.poll)
+        try:
+            retries = schedule(fleet.workers, todo, written, max_attempts, log=tqdm.write, on_wait=live.poll,
+                               ready=lambda worker: worker.ready.remote())
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted after {finished} of {len(job.units)} work units") from None
         live.poll(every_s=0)  # the bar's last figure counts every unit
     return retries
 
 
-class LiveTokens:
-    """The progress bar's count of tokens the students were fed, read from the workers while
-    their units run (at most once a second). Workers start at zero, and a restarted worker
+class ActorCounter:
+    """A sum of one counter over several actors, read without ever waiting on them: a poll
+    takes the answers that have arrived and asks again. An actor restarted from zero
     counts from zero again."""
 
-    def __init__(self, workers: list, bar: tqdm):
-        self.workers, self.bar = workers, bar
-        self.t0 = self.last = time.monotonic()
-        self.seen = [0] * len(workers)
-        self.done = 0
+    def __init__(self, actors: list, ask: Callable[[object], object]):
+        self.actors, self.ask = actors, ask
+        self.seen = [0] * len(actors)
+        self.total = 0
+        self.asked = [ask(a) for a in actors]
 
-    def _read(self) -> bool:
+    def poll(self) -> None:
+        ready, _ = ray.wait(self.asked, num_returns=len(self.asked), timeout=0)
+        if len(ready) < len(self.asked):
+            return
         try:
-            counts = [p["student_tokens"] for p in ray.get([w.progress.remote() for w in self.workers], timeout=5)]
-        except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):  # a worker restarting: next time
-            return False
-        for i, count in enumerate(counts):
-            self.done += count - self.seen[i] if count >= self.seen[i] else count
+            counts = ray.get(self.asked)
+        except ray.exceptions.RayError:  # an actor restarting: ask again
+            counts = None
+        self.asked = [self.ask(a) for a in self.actors]
+        for i, count in enumerate(counts or []):
+            self.total += count - self.seen[i] if count >= self.seen[i] else count
             self.seen[i] = count
-        return True
+
+
+class LiveTokens:
+    """The progress bar's count of the tokens both models were fed, read from the actors while
+    units run (at most once a second), so the bar moves while the teacher works too."""
+
+    def __init__(self, workers: list, teachers: list, bar: tqdm):
+        self.bar = bar
+        self.student = ActorCounter(workers, lambda w: w.student_tokens.remote())
+        self.teacher = ActorCounter(teachers, lambda t: t.tokens_processed.remote())
+        self.t0 = self.last = time.monotonic()
 
     def poll(self, every_s: float = 1.0) -> None:
         if time.monotonic() - self.last < every_s:
             return
         self.last = time.monotonic()
-        if self._read():
-            self.bar.set_postfix_str(f"{self.done:,} student tokens, {self.done / max(self.last - self.t0, 1e-9):,.0f} tok/s")
+        self.student.poll()
+        self.teacher.poll()
+        rate = (self.student.total + self.teacher.total) / max(self.last - self.t0, 1e-9)
+        self.bar.set_postfix_str(f"tokens fed: {self.student.total:,} student, {self.teacher.total:,} teacher, {rate:,.0f} tok/s")
 
 
 def teacher_batching(teachers: list) -> dict | None:
@@ -231,8 +253,8 @@ def actor_facts(teachers: list, workers: list) -> list[dict] | None:
     """Where each actor runs and with which dtype (what `dtype: auto` resolved to); None when
     an actor cannot answer (the scheduler then reports the failure as it does for units)."""
     try:
-        facts = ray.get([a.placement.remote() for a in teachers + workers])
-    except ray.exceptions.RayError:
+        facts = ray.get([a.placement.remote() for a in teachers + workers], timeout=120)
+    except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
         return None
     return [{"role": "teacher" if i < len(teachers) else "student", **{k: f[k] for k in ("node_id", "device", "dtype")}}
             for i, f in enumerate(facts)]

@@ -49,17 +49,28 @@ def retry_reason(exc: BaseException, unit_name: str) -> str:
 
 
 PROGRESS_EVERY_S = 1.0
+RESTART_WAIT_S = 600.0  # how long a dead worker (or its teacher) may take to come back
+PROBE_AGAIN_S = 0.5
 
 
 def schedule(
     workers: list, units: Iterable, on_rows: Callable[[object, list[dict]], None], max_attempts: int,
     per_worker: int = 2, log: Callable[[str], None] = print, on_wait: Callable[[], None] | None = None,
+    ready: Callable[[object], object] | None = None,
 ) -> int:
     """Run every unit on the workers (`worker.run.remote(unit)`), `per_worker` in flight on
     each so none idles between units; `on_rows(unit, rows)` as each finishes, `on_wait()`
-    about every second in between (live progress). Returns the number of retries."""
+    about every second in between (live progress). Returns the number of retries.
+
+    A unit whose worker died is sent again only once `ready(worker)` (an object ref; default:
+    the actor is up) says the worker, and what it depends on, is back: a unit sent to an
+    actor that is still restarting would fail at once and spend its attempts for nothing.
+    The driver never blocks on one actor: every wait here has a timeout."""
+    ready = ready or (lambda worker: worker.__ray_ready__.remote())
     pending = iter(units)
-    in_flight: dict = {}
+    in_flight: dict = {}  # unit's ref -> (worker, unit, attempt)
+    probes: dict = {}  # readiness ref -> (worker, unit, attempt, deadline)
+    later: list = []  # (probe again at, worker, unit, attempt, deadline)
     retries = 0
 
     def submit(worker, unit, attempt: int) -> None:
@@ -73,12 +84,29 @@ def schedule(
     for _ in range(per_worker):
         for worker in workers:
             submit_next(worker)
-    while in_flight:
-        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=PROGRESS_EVERY_S if on_wait else None)
-        if not ready:
-            on_wait()
+    while in_flight or probes or later:
+        now = time.monotonic()
+        for entry in [e for e in later if e[0] <= now]:
+            later.remove(entry)
+            probes[ready(entry[1])] = entry[1:]
+        refs = [*in_flight, *probes]
+        found, _ = ray.wait(refs, num_returns=1, timeout=PROBE_AGAIN_S if later else PROGRESS_EVERY_S) if refs else ([], [])
+        if not found:
+            if not refs:
+                time.sleep(PROBE_AGAIN_S)
+            if on_wait is not None:
+                on_wait()
             continue
-        ref = ready[0]
+        ref = found[0]
+        if ref in probes:
+            worker, unit, attempt, deadline = probes.pop(ref)
+            if _is_ready(ref):
+                submit(worker, unit, attempt)
+            elif time.monotonic() > deadline:
+                raise JobFailed(f"a worker (or its teacher) did not come back within {RESTART_WAIT_S:.0f}s of dying")
+            else:
+                later.append((time.monotonic() + PROBE_AGAIN_S, worker, unit, attempt, deadline))
+            continue
         worker, unit, attempt = in_flight.pop(ref)
         try:
             rows = ray.get(ref)
@@ -88,28 +116,21 @@ def schedule(
                 raise JobFailed(f"unit {unit.part_name} failed {attempt} times (ray.max_attempts={max_attempts}); last: {reason}") from None
             log(f"retrying unit {unit.part_name} (attempt {attempt + 1} of {max_attempts}) after {reason}")
             retries += 1
-            wait_until_alive(worker)
-            submit(worker, unit, attempt + 1)
+            probes[ready(worker)] = (worker, unit, attempt + 1, time.monotonic() + RESTART_WAIT_S)
             continue
         on_rows(unit, rows)
         submit_next(worker)
     return retries
 
 
-def wait_until_alive(worker, timeout_s: float = 600.0) -> None:
-    """Block until Ray has restarted a dead worker: a task sent to a restarting actor fails
-    at once and would burn the unit's attempts without running it."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            ray.get(worker.__ray_ready__.remote())
-            return
-        except ray.exceptions.ActorUnavailableError:
-            if time.monotonic() > deadline:
-                raise JobFailed(f"a worker did not come back within {timeout_s:.0f}s of dying") from None
-            time.sleep(0.2)
-        except ray.exceptions.ActorDiedError as exc:
-            raise JobFailed(f"a worker died and cannot be restarted: {_first_line(exc)}") from None
+def _is_ready(probe) -> bool:
+    """What a finished readiness probe says; an actor that cannot come back ends the run."""
+    try:
+        return ray.get(probe, timeout=0) is not False
+    except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
+        return False
+    except ray.exceptions.RayActorError as exc:
+        raise JobFailed(f"a worker died and cannot be restarted: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import time
+import uuid
 
 import pyarrow.fs as pafs
 
@@ -26,30 +27,43 @@ def _alive(pid: int) -> bool:
 
 def acquire(fs: pafs.FileSystem, root: str, where: str, log=print) -> None:
     """Take the lock of `root`, or fail with a line naming the run that holds it. A lock
-    left by a dead process on this host (or by this very process) is taken over."""
+    left by a dead process on this host (or by this very process) is taken over; a lock
+    that cannot be read is respected, since nothing of this project writes one."""
     path = join(root, LOCK_NAME)
     me = {"owner": os.environ.get("USER", ""), "host": socket.gethostname(), "pid": os.getpid(),
           "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     held = _read(fs, path)
     if held == {}:
-        log(f"taking over an unreadable lock file {path}")
-    elif held is not None and not (held.get("host") == me["host"] and held.get("pid") == me["pid"]):
+        raise UserError(f"{where} has a lock file {path} that names no run; if no run is writing there, delete it")
+    if held is not None and not (held.get("host") == me["host"] and held.get("pid") == me["pid"]):
         holder = f"pid {held.get('pid')} on {held.get('host')} (user {held.get('owner') or '?'}, since {held.get('started')})"
         if held.get("host") != me["host"]:
             raise UserError(f"{where} is being written by {holder}; if that run is gone, delete {path}")
-        if _alive(int(held.get("pid", -1))):
+        if _alive(held["pid"]):
             raise UserError(f"{where} is being written by another run: {holder}; wait for it or stop it")
         log(f"taking over the lock of a run that died: {holder}")
-    if fs.type_name == "local" and held is None:
-        try:  # atomic create: of two drivers starting together, one gets the lock
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            raise UserError(f"{where} is being written by another run that started at the same moment") from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-        return
-    with fs.open_output_stream(path) as out:
-        out.write(json.dumps(me).encode())
+        fs.delete_file(path)
+    if fs.type_name == "local":
+        _create_with_content(path, me, where)
+    else:  # object stores have no exclusive create: the last writer wins, as it checks
+        with fs.open_output_stream(path) as out:
+            out.write(json.dumps(me).encode())
+    if _read(fs, path) != me:
+        raise UserError(f"{where} is being written by another run that started at the same moment")
+
+
+def _create_with_content(path: str, content: dict, where: str) -> None:
+    """Create the lock file complete or not at all: written under a private name, then linked
+    to its own (a hard link fails if the name exists), so no reader ever sees it empty."""
+    tmp = f"{path}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "w") as f:
+        json.dump(content, f)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise UserError(f"{where} is being written by another run that started at the same moment") from None
+    finally:
+        os.unlink(tmp)
 
 
 def release(fs: pafs.FileSystem, root: str) -> None:
@@ -60,10 +74,13 @@ def release(fs: pafs.FileSystem, root: str) -> None:
 
 
 def _read(fs: pafs.FileSystem, path: str) -> dict | None:
+    """The lock's content; {} when it is not one this project writes; None when there is none."""
     if fs.get_file_info(path).type != pafs.FileType.File:
         return None
     with fs.open_input_stream(path) as f:
         try:
-            return json.loads(f.read().decode() or "{}")
-        except json.JSONDecodeError:
+            held = json.loads(f.read().decode())
+        except (UnicodeDecodeError, json.JSONDecodeError):
             return {}
+    valid = isinstance(held, dict) and isinstance(held.get("pid"), int) and held["pid"] > 0 and isinstance(held.get("host"), str)
+    return held if valid else {}

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.errors import UserError
+from pipeline.errors import JobFailed, UserError
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -39,16 +41,69 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts])
 
 
-def write_part(fs: pafs.FileSystem, directory: str, name: str, rows: list[dict], schema: pa.Schema) -> None:
-    """`name` may lie in a partition directory ("benchmark=gsm8k/part-b000000.parquet")."""
-    folder, _, name = name.rpartition("/")
+# footer metadata of a job's parts: which run (its resume key) and which unit wrote them
+RUN_KEY, UNIT_KEY = b"limited_teacher.run", b"limited_teacher.unit"
+SET_ASIDE = ".set-aside"  # hidden: readers of the dataset skip it
+
+
+def write_part(fs: pafs.FileSystem, directory: str, name: str, rows: list[dict], schema: pa.Schema,
+               run: str | None = None) -> None:
+    """`name` may lie in a partition directory ("benchmark=gsm8k/part-b000000.parquet"). With
+    `run`, the footer records it and the part's name, so a resumed run can tell its own parts.
+    A failed write (a full disk) leaves no temporary file behind and ends the job in one line."""
+    folder, _, base = name.rpartition("/")
     directory = join(directory, folder) if folder else directory
-    fs.create_dir(directory, recursive=True)
-    tmp, final = join(directory, f".tmp-{uuid.uuid4().hex[:8]}-{name}"), join(directory, name)
+    tmp, final = join(directory, f".tmp-{uuid.uuid4().hex[:8]}-{base}"), join(directory, base)
     table = pa.Table.from_pylist(rows, schema=schema)
-    with fs.open_output_stream(tmp) as out:
-        pq.write_table(table, out)
-    fs.move(tmp, final)
+    if run is not None:
+        table = table.replace_schema_metadata({**(schema.metadata or {}), RUN_KEY: run.encode(), UNIT_KEY: name.encode()})
+    try:
+        fs.create_dir(directory, recursive=True)
+        with fs.open_output_stream(tmp) as out:
+            pq.write_table(table, out)
+        fs.move(tmp, final)
+    except OSError as exc:
+        _delete_quietly(fs, tmp)
+        raise JobFailed(f"cannot write {final}: {str(exc).splitlines()[0]}; free space or fix the location, "
+                        "then rerun the same command to resume") from None
+
+
+def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
+    try:
+        fs.delete_file(path)
+    except (OSError, pa.ArrowException):
+        pass
+
+
+def trusted_parts(fs: pafs.FileSystem, directory: str, expected: set[str], run: str,
+                  log: Callable[[str], None] = print) -> set[str]:
+    """The finished parts a resumed run may keep: readable, named for one of its units, and
+    written by this run (footer). Any other part is moved into a hidden folder beside them,
+    said in one line, and its unit runs again."""
+    kept = set()
+    for name in sorted(existing_parts(fs, directory)):
+        why = _distrust(fs, join(directory, name), name, name in expected, run)
+        if why is None:
+            kept.add(name)
+            continue
+        aside = join(directory, SET_ASIDE, f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}-{name.replace('/', '_')}")
+        fs.create_dir(join(directory, SET_ASIDE), recursive=True)
+        fs.move(join(directory, name), aside)
+        log(f"set aside {name} ({why}) as {aside}" + ("; its unit runs again" if name in expected else ""))
+    return kept
+
+
+def _distrust(fs: pafs.FileSystem, path: str, name: str, expected: bool, run: str) -> str | None:
+    """Why a part cannot be kept, or None."""
+    try:
+        footer = pq.read_metadata(path, filesystem=fs).metadata or {}
+    except (OSError, pa.ArrowException) as exc:
+        return f"unreadable: {str(exc).splitlines()[0][:120]}"
+    if not expected:
+        return "no unit of this run writes it"
+    if footer.get(UNIT_KEY) != name.encode() or footer.get(RUN_KEY) != run.encode():
+        return "written by another run or configuration"
+    return None
 
 
 def existing_parts(fs: pafs.FileSystem, directory: str) -> set[str]:

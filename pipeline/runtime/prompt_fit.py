@@ -1,0 +1,33 @@
+"""Prompts that cannot fit the models' context are found in the driver, before Ray starts: a
+question of megabytes would otherwise reach a worker and ask for a KV cache of terabytes."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pipeline.data.prompts import encode_prompt, load_template
+from pipeline.errors import UserError
+from pipeline.models.facts import ModelFacts
+from pipeline.models.loading import load_tokenizer
+
+
+def check_prompts_fit(spec, units: Iterable, default_prompt: str, max_new_tokens: int, *models: ModelFacts) -> None:
+    """Every unit's questions, encoded as the workers encode them (its template's preamble and
+    the question's suffix), plus the token budget, fit every model's context."""
+    limits = [m.max_positions for m in models if m.max_positions is not None]
+    if not limits:
+        return
+    context = min(limits)
+    questions: dict[str, dict] = {}  # template name -> example id -> example (units repeat examples per strategy)
+    for unit in units:
+        questions.setdefault(getattr(unit, "prompt", None) or default_prompt, {}).update((ex.id, ex) for ex in unit.examples)
+    tokenizer = load_tokenizer(spec)
+    for name, examples in questions.items():
+        template = load_template(name)
+        preamble = len(encode_prompt(tokenizer, template, "")[0])
+        suffixes = tokenizer([template.suffix(ex.question) for ex in examples.values()], add_special_tokens=False)["input_ids"]
+        for ex, ids in zip(examples.values(), suffixes):
+            needed = preamble + len(ids) + max_new_tokens
+            if needed > context:
+                raise UserError(f"example {ex.id}: its prompt ({preamble + len(ids):,} tokens) and decoding.max_new_tokens "
+                                f"({max_new_tokens}) need {needed:,} positions; the models hold {context:,}: shorten or drop "
+                                "the question, or lower max_new_tokens")

@@ -1,0 +1,67 @@
+"""What a job may write, and which parts a resumed run trusts (pipeline/store)."""
+import errno
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.errors import JobFailed, UserError
+from pipeline.store import parts
+from pipeline.store.ownership import MARKER, claim_output
+from pipeline.store.parts import filesystem, trusted_parts, write_part
+
+SCHEMA = pa.schema([("x", pa.int64())])
+
+
+def test_jobs_share_their_own_directory_and_refuse_anyone_elses(tmp_path):
+    run = tmp_path / "run"
+    claim_output(str(run), "evaluate")  # new
+    claim_output(str(run), "label_alpha")  # written by this project: another job may add its own names
+    assert (run / MARKER).is_file()
+    (tmp_path / "empty").mkdir()
+    claim_output(str(tmp_path / "empty"), "evaluate")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "manifest.json").write_text("{}")  # a user's own file of the same name
+    with pytest.raises(UserError, match=r"holds files no job of this project wrote \(manifest.json"):
+        claim_output(str(mine), "evaluate")
+    assert (mine / "manifest.json").read_text() == "{}" and not (mine / MARKER).exists()
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / MARKER).write_text("[1]")
+    with pytest.raises(UserError, match="is not this project's"):
+        claim_output(str(tmp_path / "fake"), "evaluate")
+
+
+def part(tmp_path, name, run, rows=1):
+    fs, root = filesystem(str(tmp_path))
+    write_part(fs, root, name, [{"x": i} for i in range(rows)], SCHEMA, run)
+    return fs, root
+
+
+def test_resume_keeps_only_this_runs_parts_and_sets_the_rest_aside(tmp_path):
+    fs, root = part(tmp_path, "part-b000000.parquet", "run-a")
+    part(tmp_path, "part-b000001.parquet", "run-b")  # another configuration, its manifest lost
+    part(tmp_path, "part-b000009.parquet", "run-a")  # a name no unit of this run writes
+    part(tmp_path, "benchmark=x/part-b000002.parquet", "run-a")
+    (tmp_path / "benchmark=x" / "part-b000002.parquet").rename(tmp_path / "benchmark=x" / "part-b000003.parquet")
+    said = []
+    expected = {"part-b000000.parquet", "part-b000001.parquet", "benchmark=x/part-b000003.parquet"}
+    kept = trusted_parts(fs, root, expected, "run-a", log=said.append)
+    assert kept == {"part-b000000.parquet"}
+    assert any("part-b000001.parquet (written by another run or configuration)" in s and "runs again" in s for s in said)
+    assert any("part-b000009.parquet (no unit of this run writes it)" in s for s in said)
+    assert any("benchmark=x/part-b000003.parquet (written by another run" in s for s in said)  # renamed: its footer names b000002
+    assert len(list((tmp_path / ".set-aside").iterdir())) == 3
+    assert pq.read_table(tmp_path).num_rows == 1  # readers skip the hidden folder
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def disk_full(table, where, **kwargs):
+        where.write(b"PAR1 partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(parts.pq, "write_table", disk_full)
+    fs, root = filesystem(str(tmp_path))
+    with pytest.raises(JobFailed, match="No space left on device.*rerun the same command to resume"):
+        write_part(fs, root, "part-b000000.parquet", [{"x": 1}], SCHEMA, "run")
+    assert list(tmp_path.iterdir()) == []
