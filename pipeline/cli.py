@@ -39,16 +39,12 @@ def print_report_hint(*run_dirs: str) -> None:
     print(f"report: python -m jobs.report {' '.join(run_dirs)}")
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def run_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
     """Run a job's main; a UserError becomes one line on stderr and exit status 2, a
     JobFailed one line and exit status 1, Ctrl-C or SIGTERM one line and exit status 130
     (what has been written stays, and the same command resumes)."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop: the same clean end as Ctrl-C
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # a scheduler's stop: the same clean end as Ctrl-C
     try:
         code = main(argv)
     except (Interrupted, KeyboardInterrupt) as exc:

@@ -125,7 +125,10 @@ def test_teacher_and_student_land_on_different_gpu_nodes(config_file):
         cluster.shutdown()
 
 
-def test_killed_worker_is_restarted_and_run_equals_single_process(ray_without_gpus, config_file, tmp_path):
+@pytest.mark.parametrize("victim", ["DecodeWorker", "ModelActor"])
+def test_killed_worker_is_restarted_and_run_equals_single_process(ray_without_gpus, config_file, tmp_path, capsys, victim):
+    """A student worker or the teacher is killed mid-run: the units it failed wait for it to
+    come back and are retried once each, and the rows equal one process's."""
     config = load_config(str(config_file))
     out = tmp_path / "run"
     killed = []
@@ -138,7 +141,7 @@ def test_killed_worker_is_restarted_and_run_equals_single_process(ray_without_gp
         while time.time() < deadline and not killed:
             if (out / "results").is_dir() and any((out / "results").glob("part-*")):
                 alive = list_actors(
-                    address=gcs_address, filters=[("class_name", "=", "DecodeWorker"), ("state", "=", "ALIVE")]
+                    address=gcs_address, filters=[("class_name", "=", victim), ("state", "=", "ALIVE")]
                 )
                 if alive:
                     os.kill(alive[0].pid, signal.SIGKILL)
@@ -159,9 +162,31 @@ def test_killed_worker_is_restarted_and_run_equals_single_process(ray_without_gp
     assert pq.read_schema(next((out / "results").glob("part-*.parquet"))).remove_metadata() == RESULT_SCHEMA
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["counts"]["rows"] == len(rows)
+    # one death: each unit it failed (at most two in flight per worker) is tried once more
+    assert 1 <= manifest["retried_units"] <= 2 * config.ray.num_students
+    assert "attempt 3 of" not in capsys.readouterr().out
 
     with pytest.raises(UserError, match="another configuration"):
         run_evaluation(load_config(str(config_file), ["decoding.max_new_tokens=9"]), str(out))
+
+
+def test_sigterm_ends_the_run_in_one_line_and_the_rerun_resumes(config_file, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "jobs.evaluate", "--config", str(config_file), "--out", str(out), "--set", "ray.num_students=1"]
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not any((out / "results").glob("part-*")):
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGTERM)
+    stdout, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stderr[-2000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr[-2000:]
+    assert errors[0].startswith("error: interrupted after ") and errors[0].endswith("work units; rerun the same command to resume")
+    assert not (out / ".run.lock").exists()
+    resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and "work units already done" in resumed.stdout
+    assert len(read_rows(out)) == N_EXAMPLES * len(STRATEGIES)
 
 
 def test_rerun_after_killed_driver_finishes_without_recomputing(config_file, tmp_path):

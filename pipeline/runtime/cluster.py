@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import socket
+import threading
 from collections.abc import Iterator
 
 import ray
@@ -38,8 +40,17 @@ def connect() -> str:
         with _agent_port_of_its_own():
             context = ray.init(address="local")
         where = f"started a local Ray cluster for this job ({context.address_info['gcs_address']}); it ends with the job"
+    _sigterm_as_interrupt()
     print(where, flush=True)
     return where
+
+
+def _sigterm_as_interrupt() -> None:
+    """Ray's core installs a SIGTERM handler of its own when it connects (a stack dump, then
+    the process dies mid-write); a scheduler's SIGTERM should end a job as Ctrl-C does: the
+    parts written stay, the lock goes, one line says how far it got."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @contextlib.contextmanager
