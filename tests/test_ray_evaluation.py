@@ -107,6 +107,13 @@ def test_unplaceable_actors_fail_with_a_clear_error(ray_with_two_gpus, config_fi
         start_decoders(config, shared_vocab_size(model_facts(config.student), model_facts(config.teacher)))
 
 
+def test_declared_memory_beyond_the_node_is_refused_at_placement(ray_with_two_gpus, config_file):
+    config = load_config(str(config_file), ["ray.placement_timeout_s=3"])
+    vocab = shared_vocab_size(model_facts(config.student), model_facts(config.teacher))
+    with pytest.raises(UserError, match="could not place.*memory_gb"):
+        start_decoders(config, vocab, {"student": 2**50, "teacher": 2**30})
+
+
 def test_teacher_and_student_land_on_different_gpu_nodes(config_file):
     from ray.cluster_utils import Cluster
 

@@ -256,6 +256,9 @@ class RoleResources:
     num_cpus: float = 1.0
     accelerator_type: str | None = None
     resources: dict = field(default_factory=dict)
+    # host memory the actor declares to Ray, in GiB; default: estimated from the model, the
+    # dtype, the batch and the longest prompt (pipeline/runtime/memory.py); 0: declare none
+    memory_gb: float | None = None
 
     def __post_init__(self) -> None:
         if not (0 <= self.num_gpus <= 1024 and 0 <= self.num_cpus <= 1024):
@@ -263,6 +266,8 @@ class RoleResources:
         if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e9
                    for k, v in self.resources.items()):
             raise UserError(f"ray: resources must map names to amounts ≥ 0, got {self.resources!r}")
+        if self.memory_gb is not None and not 0 <= self.memory_gb <= 1e5:
+            raise UserError(f"ray: memory_gb must be a number of GiB in [0, 100000], got {self.memory_gb!r}")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ class ModelFacts:
     hidden_size: int
     max_positions: int | None  # context length, when the config states it
     eos_ids: tuple[int, ...] = ()  # end-of-sequence ids: tokenizer, config and generation_config together
+    num_parameters: int = 0  # counted on an empty (meta-device) model: no weights read
+    kv_values_per_token: int = 0  # keys and values one token adds to the KV cache, over all layers
 
 
 @functools.lru_cache(maxsize=8)
@@ -40,7 +42,27 @@ def model_facts(spec: ModelSpec) -> ModelFacts:
     eos = _ids(tokenizer.eos_token_id) | _ids(getattr(config, "eos_token_id", None)) | _ids(generation_eos(spec))
     return ModelFacts(spec.path, model_identity(spec), len(vocab), digest, int(config.vocab_size),
                       int(config.num_hidden_layers), int(config.hidden_size), int(positions) if positions else None,
-                      tuple(sorted(eos)))
+                      tuple(sorted(eos)), count_parameters(config), kv_values_per_token(config))
+
+
+def count_parameters(config) -> int:
+    """Parameters of the model a config describes, built on the meta device (shapes only)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (ValueError, TypeError, RuntimeError):  # a config transformers cannot build alone: estimated elsewhere
+        return 0
+    return sum(p.numel() for p in model.parameters())
+
+
+def kv_values_per_token(config) -> int:
+    heads = int(getattr(config, "num_attention_heads", 0) or 0)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or (config.hidden_size // heads if heads else 0))
+    return 2 * int(config.num_hidden_layers) * kv_heads * head_dim
 
 
 def _ids(value) -> set[int]:

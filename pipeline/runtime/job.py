@@ -21,7 +21,9 @@ from pipeline.data.prompts import PromptTemplate
 from pipeline.errors import Interrupted, UserError
 from pipeline.models.facts import check_budget, model_facts, shared_vocab_size
 from pipeline.runtime.cluster import connect
+from pipeline.runtime.memory import declared_memory
 from pipeline.runtime.placement import start_decoders
+from pipeline.runtime.resources import cluster_has_gpus
 from pipeline.runtime.prompt_fit import check_prompts_fit
 from pipeline.runtime.scheduler import schedule
 from pipeline.store import lock
@@ -82,7 +84,8 @@ def run_units(config: RunConfig, out: str, job: Job, examples: list,
     student, teacher = model_facts(config.student), model_facts(config.teacher)
     vocab_size = shared_vocab_size(student, teacher)
     check_budget(config.decoding.max_new_tokens, student, teacher)
-    check_prompts_fit(config.student, job.units, config.default_prompt, config.decoding.max_new_tokens, student, teacher)
+    longest_prompt = check_prompts_fit(config.student, job.units, config.default_prompt, config.decoding.max_new_tokens,
+                                       student, teacher)
     beyond = [i for i in config.decoding.stop_token_ids if i >= vocab_size]
     if beyond:
         raise UserError(f"decoding.stop_token_ids {beyond} are not in the shared vocabulary ({vocab_size} tokens)")
@@ -90,7 +93,7 @@ def run_units(config: RunConfig, out: str, job: Job, examples: list,
     lock.acquire(fs, root, out)
     try:
         return _run_locked(config, out, job, examples, per_dataset or [(config.dataset, examples)], fs, root, vocab_size,
-                           {"student": student.identity, "teacher": teacher.identity})
+                           (student, teacher), longest_prompt)
     except BaseException:
         lock.release(fs, root)
         raise
@@ -108,8 +111,9 @@ def manifest_datasets(config: RunConfig, per_dataset: Sequence[tuple[DatasetSpec
     return {"datasets": [{"name": spec.name, **dataset_facts(spec, examples)} for spec, examples in per_dataset]}
 
 
-def _run_locked(config, out, job, examples, per_dataset, fs, root, vocab_size, identities) -> tuple[PartDataset, dict]:
+def _run_locked(config, out, job, examples, per_dataset, fs, root, vocab_size, models, longest_prompt) -> tuple[PartDataset, dict]:
     data_dir, manifest_path = join(root, job.dataset_dir), join(root, job.manifest_name)
+    identities = {"student": models[0].identity, "teacher": models[1].identity}
     key = resume_key(config_hash(config.results_key(job.ignored_config)), dataset_fingerprint(examples), identities)
     previous = read_json(fs, manifest_path)
     check_compatible(previous, key, out, has_rows=bool(existing_parts(fs, data_dir)))
@@ -139,7 +143,8 @@ def _run_locked(config, out, job, examples, per_dataset, fs, root, vocab_size, i
     started, retries = time.time(), 0
     if todo:
         connect()
-        fleet = start_decoders(config, vocab_size)
+        memory = declared_memory(config, *models, longest_prompt, cluster_has_gpus())
+        fleet = start_decoders(config, vocab_size, memory)
         extras = None
         try:
             teachers, workers = fleet.teachers, fleet.workers

@@ -46,16 +46,20 @@ class Fleet:
         self.teachers, self.workers, self.groups = [], [], []
 
 
-def start_decoders(config: RunConfig, vocab_size: int) -> Fleet:
-    """Teachers and student workers, each teacher packed with its students on one node where possible."""
+def start_decoders(config: RunConfig, vocab_size: int, memory: dict[str, int] | None = None) -> Fleet:
+    """Teachers and student workers, each teacher packed with its students on one node where
+    possible; `memory`: host bytes each role declares (none when not given)."""
     has_gpus = cluster_has_gpus()
+    memory = memory or {}
+    student_memory, teacher_memory = memory.get("student", 0), memory.get("teacher", 0)
     rc, dec = config.ray, config.decoding
     stop = run_stop_rule(config)
     fleet = Fleet()
     for t in range(rc.num_teachers):
         n_students = min(rc.students_per_teacher, rc.num_students - t * rc.students_per_teacher)
         group = ray.util.placement_group(
-            [bundle(rc.teacher, has_gpus)] + [bundle(rc.student, has_gpus)] * n_students, strategy="PACK"
+            [bundle(rc.teacher, has_gpus, teacher_memory)] + [bundle(rc.student, has_gpus, student_memory)] * n_students,
+            strategy="PACK"
         )
         try:
             _wait_for_group(group, rc.placement_timeout_s)
@@ -71,12 +75,13 @@ def start_decoders(config: RunConfig, vocab_size: int) -> Fleet:
         # live in the object store, and a restarted worker could lose it
         teacher_name = f"teacher-{uuid.uuid4().hex[:12]}"
         fleet.teachers.append(ModelActor.options(
-            **actor_options(rc.teacher, has_gpus), **restart_policy(rc.max_attempts), scheduling_strategy=place(0),
+            **actor_options(rc.teacher, has_gpus, teacher_memory), **restart_policy(rc.max_attempts), scheduling_strategy=place(0),
             name=teacher_name,
         ).remote(config.teacher, vocab_size, dec.reuse_preamble_cache, rc.teacher_batch_wait_s if rc.teacher_batch_steps else None))
         for s in range(n_students):
             fleet.workers.append(DecodeWorker.options(
-                **actor_options(rc.student, has_gpus), **restart_policy(rc.max_attempts), scheduling_strategy=place(1 + s),
+                **actor_options(rc.student, has_gpus, student_memory), **restart_policy(rc.max_attempts),
+                scheduling_strategy=place(1 + s),
             ).remote(config.student, teacher_name, vocab_size, config.default_prompt, stop, dec.reuse_preamble_cache,
                      dec.teacher_top_k or None))
     return fleet
@@ -118,5 +123,6 @@ def _wait_for_group(group, timeout_s: float) -> None:
         ray.util.remove_placement_group(group)
         raise UserError(
             f"Ray could not place a teacher and its students within {timeout_s:.0f}s: they need {group.bundle_specs}, "
-            f"the cluster has {ray.cluster_resources()}; lower ray.*.num_gpus/num_cpus or ray.num_students, or add nodes"
+            f"the cluster has {ray.cluster_resources()}; lower ray.*.num_gpus/num_cpus or ray.num_students, "
+            "lower decoding.batch_size or set ray.*.memory_gb (memory is in bytes), or add nodes"
         ) from None

@@ -10,13 +10,13 @@ from pipeline.models.facts import ModelFacts
 from pipeline.models.loading import load_tokenizer
 
 
-def check_prompts_fit(spec, units: Iterable, default_prompt: str, max_new_tokens: int, *models: ModelFacts) -> None:
+def check_prompts_fit(spec, units: Iterable, default_prompt: str, max_new_tokens: int, *models: ModelFacts) -> int:
     """Every unit's questions, encoded as the workers encode them (its template's preamble and
-    the question's suffix), plus the token budget, fit every model's context."""
+    the question's suffix), plus the token budget, fit every model's context. Returns the
+    longest prompt's length in tokens."""
     limits = [m.max_positions for m in models if m.max_positions is not None]
-    if not limits:
-        return
-    context = min(limits)
+    context = min(limits) if limits else None
+    longest = 0
     questions: dict[str, dict] = {}  # template name -> example id -> example (units repeat examples per strategy)
     for unit in units:
         questions.setdefault(getattr(unit, "prompt", None) or default_prompt, {}).update((ex.id, ex) for ex in unit.examples)
@@ -26,8 +26,10 @@ def check_prompts_fit(spec, units: Iterable, default_prompt: str, max_new_tokens
         preamble = len(encode_prompt(tokenizer, template, "")[0])
         suffixes = tokenizer([template.suffix(ex.question) for ex in examples.values()], add_special_tokens=False)["input_ids"]
         for ex, ids in zip(examples.values(), suffixes):
+            longest = max(longest, preamble + len(ids))
             needed = preamble + len(ids) + max_new_tokens
-            if needed > context:
+            if context is not None and needed > context:
                 raise UserError(f"example {ex.id}: its prompt ({preamble + len(ids):,} tokens) and decoding.max_new_tokens "
                                 f"({max_new_tokens}) need {needed:,} positions; the models hold {context:,}: shorten or drop "
                                 "the question, or lower max_new_tokens")
+    return longest

@@ -42,6 +42,9 @@ def retry_reason(exc: BaseException, unit_name: str) -> str:
     cause = root_cause(exc)
     if isinstance(cause, UserError):
         raise UserError(str(cause)) from None
+    if isinstance(cause, ray.exceptions.OutOfMemoryError):
+        return ("Ray's memory monitor killed a worker: its node ran out of memory (lower decoding.batch_size or "
+                "ray.num_students, or raise ray.student.memory_gb / ray.teacher.memory_gb so fewer actors share a node)")
     if isinstance(cause, INFRASTRUCTURE):
         kind = "worker death" if isinstance(cause, ray.exceptions.RayActorError) else type(cause).__name__
         return f"{kind} ({_first_line(cause)})"

@@ -1,0 +1,56 @@
+"""How much host memory each actor declares to Ray, so Ray does not pack more models on a
+node than its memory holds (and its memory monitor does not have to kill one mid-run).
+
+On CPU an actor holds its weights at the resolved dtype, the KV cache of the rows it decodes
+at once, and their logits; on a GPU those live in GPU memory and the host holds the weights
+only while loading. `ray.<role>.memory_gb` overrides the estimate (0: declare nothing).
+"""
+from __future__ import annotations
+
+from pipeline.config import RoleResources, RunConfig
+from pipeline.models.facts import ModelFacts
+from pipeline.models.loading import cpu_has_bf16
+
+GIB = 2**30
+RUNTIME_BYTES = GIB // 2  # the Python process, torch and transformers themselves
+MARGIN = 1.25  # allocator slack and transient copies
+FAN_OUT = 4  # rows per example at once: α-tree leaves, typically 1-3 (CoT-decoding: its k)
+
+
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per value of a ModelSpec dtype on a CPU actor ("auto": as this machine resolves it)."""
+    if dtype == "auto":
+        return 2 if cpu_has_bf16() else 4
+    return 4 if dtype == "float32" else 2
+
+
+def actor_bytes(facts: ModelFacts, dtype: str, on_gpu: bool, rows: int, positions: int) -> int:
+    """Host memory one model actor needs (see the module's note)."""
+    width = dtype_bytes(dtype)
+    weights = facts.num_parameters * width
+    if on_gpu:
+        return int((weights + RUNTIME_BYTES) * MARGIN)
+    kv = rows * positions * facts.kv_values_per_token * width
+    logits = rows * facts.output_size * 4 * 3  # float32 logits, probabilities, and a working copy
+    return int((weights + kv + logits + RUNTIME_BYTES) * MARGIN)
+
+
+def declared_memory(config: RunConfig, student: ModelFacts, teacher: ModelFacts, longest_prompt: int,
+                    cluster_has_gpus: bool) -> dict[str, int]:
+    """Bytes each role declares ("student", "teacher"); 0: nothing declared."""
+    positions = longest_prompt + config.decoding.max_new_tokens
+    branches = max([FAN_OUT] + [int(s.params.get("k", 0)) for s in config.strategies if s.name == "cot_decoding"])
+    rows = {"student": config.decoding.batch_size * branches,
+            "teacher": config.decoding.batch_size * branches * config.ray.students_per_teacher}
+    declared = {}
+    for role, facts, spec, resources in (("student", student, config.student, config.ray.student),
+                                         ("teacher", teacher, config.teacher, config.ray.teacher)):
+        declared[role] = _declared(resources, lambda: actor_bytes(
+            facts, spec.dtype, cluster_has_gpus and resources.num_gpus > 0, rows[role], positions))
+    return declared
+
+
+def _declared(resources: RoleResources, estimate) -> int:
+    if resources.memory_gb is not None:
+        return int(resources.memory_gb * GIB)
+    return estimate()
