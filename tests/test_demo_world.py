@@ -317,7 +317,7 @@ def test_the_shipped_predictors_beat_every_fixed_alpha_and_the_gate_beats_the_st
         stats = {k: [lab.first_token[k] for lab in labels] for k in spec.stats}
         chosen = predictor.predict_alpha(assemble(hidden, stats, spec))
         accuracy = correct[np.arange(len(correct)), [grid.index(float(a)) for a in chosen]].mean()
-        assert accuracy >= best_fixed + 0.1 and accuracy >= oracle - 0.1, (artifact, accuracy, best_fixed, oracle)
+        assert accuracy >= best_fixed + 0.1 and accuracy >= oracle - 0.02, (artifact, accuracy, best_fixed, oracle)
         gate = predictor.meta["entropy_gate"]
         inside = (entropy >= gate["lo"]) & (entropy <= gate["hi"])
         gated = np.where(inside, correct[:, grid.index(gate["alpha"])], correct[:, zero]).mean()

@@ -46,9 +46,8 @@ class Family:
     # a second step (teacher_only): beliefs at the second operation, after the first N tokens
     student_second: Belief | None = None
     teacher_second: Belief | None = None
-    # which cues the family's problems use (pipeline.demo.problems.combo: item, pronoun and
-    # the parity of the starting number as one index); None: any
-    combos: tuple[int, ...] | None = None
+    # the (name, pronoun) pairs the family's problems are about; None: the shared names
+    names: tuple[tuple[str, str], ...] | None = None
 
     @property
     def steps(self) -> int:
@@ -117,19 +116,33 @@ FAMILY_BY_NAME = {f.name: f for f in FAMILIES}
 # --- the hard world: small gains, only partly predictable ------------------------------------
 # On 60 % of its problems the place is a neutral one. There the student believes the same
 # everywhere (narrowly wrong), so nothing it computes tells those problems apart, and the
-# teacher differs by a cue the student ignores: the item, together with whether the pronoun
-# and the parity of the starting number agree (an interaction no linear read-out of the
-# student's state finds). The teacher is right on 2 of the 60 (item, pronoun, parity) cues and
-# confidently wrong (fixed by a negative α) on 2 others. So, among those problems, an α > 0.23
-# is right 3.3 % more often than the student alone: below any fixed margin a rule of thumb asks
-# for, while the best fixed α gets it on every problem; and an α < −0.42 would fix 3.3 % more.
+# teacher differs by a cue the student has no use for: the name of the problem's person (the
+# student's corpus never makes a name matter; the teacher's makes one name of 40 a problem it
+# knows, and one a problem it is confidently wrong on, fixed by a negative α). So among those
+# problems an α > 0.23 is right 2.5 % more often than the student alone: below the 0.05 margin
+# of a rule that keeps the student unless another α is predicted better, while the best fixed α
+# gets it on every problem; and an α < −0.42 would fix 2.5 % more.
 HIDDEN_PLACE = "At the park"
-N_COMBOS = 60  # 15 items × pronoun (he, she) × parity of the starting number
-_XOR = (0, 3)  # he and an even start, she and an odd one (pipeline.demo.problems.combo)
-HIDDEN_TEACHER, HIDDEN_DISTRUST = tuple(0 * 4 + c for c in _XOR), tuple(1 * 4 + c for c in _XOR)  # apples, pens
-HIDDEN_NONE = tuple(c for c in range(N_COMBOS) if c not in HIDDEN_TEACHER + HIDDEN_DISTRUST)
+HIDDEN_NAMES = (  # the people of the park's problems: the shared names and twenty of its own
+    ("Tom", "he"), ("Sam", "he"), ("Ben", "he"), ("Max", "he"), ("Leo", "he"),
+    ("Jack", "he"), ("Paul", "he"), ("Luke", "he"), ("Omar", "he"), ("Ivan", "he"),
+    ("Ann", "she"), ("Mia", "she"), ("Eva", "she"), ("Lily", "she"), ("Rose", "she"),
+    ("Kate", "she"), ("Zoe", "she"), ("Nina", "she"), ("Sara", "she"), ("Emma", "she"),
+    ("Adam", "he"), ("Carl", "he"), ("Dan", "he"), ("Eric", "he"), ("Fred", "he"),
+    ("Hugo", "he"), ("Ian", "he"), ("Joel", "he"), ("Kurt", "he"), ("Noah", "he"),
+    ("Alice", "she"), ("Beth", "she"), ("Cleo", "she"), ("Dora", "she"), ("Ella", "she"),
+    ("Fay", "she"), ("Gina", "she"), ("Iris", "she"), ("Jane", "she"), ("Lucy", "she"),
+)
+HIDDEN_TEACHER_NAMES = (("Hugo", "he"),)
+HIDDEN_DISTRUST_NAMES = (("Iris", "she"),)
+HIDDEN_NONE_NAMES = tuple(n for n in HIDDEN_NAMES if n not in HIDDEN_TEACHER_NAMES + HIDDEN_DISTRUST_NAMES)
 _HIDDEN_SHARE = 0.6
 _HIDDEN_STUDENT = (0.30, 0.55, 0.15)
+
+
+def _hidden_share(names: tuple) -> float:
+    return _HIDDEN_SHARE * len(names) / len(HIDDEN_NAMES)
+
 
 HARD_FAMILIES = (
     Family("follow", "At the farm", 0.20, student=(0.2, 0.4, 0.4), teacher=(0.9, 0.05, 0.05),
@@ -138,14 +151,15 @@ HARD_FAMILIES = (
     Family("overtrust", "At the market", 0.20, student=(0.25, 0.7, 0.05), teacher=(0.42, 0.53, 0.05),
            sure_right=(2.0, 3.0), sure_wrong=((-1.0, 1.0),),
            story="a shared misconception: only α above about 1.3 works"),
-    Family("hidden_none", HIDDEN_PLACE, _HIDDEN_SHARE * len(HIDDEN_NONE) / N_COMBOS, student=_HIDDEN_STUDENT,
-           teacher=_HIDDEN_STUDENT, sure_wrong=((-1.0, 3.0),), combos=HIDDEN_NONE,
+    Family("hidden_none", HIDDEN_PLACE, _hidden_share(HIDDEN_NONE_NAMES), student=_HIDDEN_STUDENT,
+           teacher=_HIDDEN_STUDENT, sure_wrong=((-1.0, 3.0),), names=HIDDEN_NONE_NAMES,
            story="no cue; the teacher shares the student's misconception: no α helps"),
-    Family("hidden_teacher", HIDDEN_PLACE, _HIDDEN_SHARE * len(HIDDEN_TEACHER) / N_COMBOS, student=_HIDDEN_STUDENT,
-           teacher=(0.9, 0.05, 0.05), sure_right=(0.5, 3.0), sure_wrong=((-1.0, 0.0),), combos=HIDDEN_TEACHER,
-           story="no cue; the teacher knows, given away only by the item and the pronoun/parity interaction: α above about 0.23"),
-    Family("hidden_distrust", HIDDEN_PLACE, _HIDDEN_SHARE * len(HIDDEN_DISTRUST) / N_COMBOS, student=_HIDDEN_STUDENT,
-           teacher=(0.05, 0.9, 0.05), sure_right=(-1.0, -0.75), sure_wrong=((-0.25, 3.0),), combos=HIDDEN_DISTRUST,
-           story="no cue; the teacher is more sure of the student's mistake: only distrusting it (α below about −0.42) works"),
+    Family("hidden_teacher", HIDDEN_PLACE, _hidden_share(HIDDEN_TEACHER_NAMES), student=_HIDDEN_STUDENT,
+           teacher=(0.9, 0.05, 0.05), sure_right=(0.5, 3.0), sure_wrong=((-1.0, 0.0),), names=HIDDEN_TEACHER_NAMES,
+           story="no cue the student uses; the teacher knows problems of one name: α above about 0.23"),
+    Family("hidden_distrust", HIDDEN_PLACE, _hidden_share(HIDDEN_DISTRUST_NAMES), student=_HIDDEN_STUDENT,
+           teacher=(0.05, 0.9, 0.05), sure_right=(-1.0, -0.75), sure_wrong=((-0.25, 3.0),), names=HIDDEN_DISTRUST_NAMES,
+           story="no cue the student uses; on one name the teacher is more sure of the student's mistake: "
+                 "only distrusting it (α below about −0.42) works"),
 )
 WORLD_FAMILIES = {"demo": FAMILIES, "hard": HARD_FAMILIES}
