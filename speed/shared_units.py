@@ -18,7 +18,7 @@ import torch
 
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.shared_batch import decode_strategies
-from pipeline.tasks.evaluate import built_strategy
+from pipeline.tasks.evaluate import built_strategy, for_examples
 from speed.in_process import encoded_examples, in_process_decoder, speed_arguments, speed_config
 
 
@@ -32,8 +32,8 @@ def main() -> None:
     torch.set_num_threads(1)
     config = speed_config(args)
     decoder = in_process_decoder(config)
-    strategies = [built_strategy(spec) for spec in config.strategies]
-    _, prompts, _ = encoded_examples(config, decoder)
+    examples, prompts, _ = encoded_examples(config, decoder)
+    strategies = [for_examples(built_strategy(spec), examples) for spec in config.strategies]
     size = config.decoding.batch_size
     batches = [prompts[i: i + size] for i in range(0, len(prompts), size)]
     decode_strategies(decoder, strategies, batches[0])  # warm-up, untimed

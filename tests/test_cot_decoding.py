@@ -159,10 +159,10 @@ def test_mixed_branching_with_k_one_is_fixed_alpha_at_n_one(decoder, prompts):
 
 
 @pytest.mark.parametrize("params,message", [
-    ({"k": 0}, "k must be an integer ≥ 1"),
-    ({"k": 2.5}, "k must be an integer ≥ 1"),
-    ({"k": True}, "k must be an integer ≥ 1"),
-    ({"k": "3"}, "k must be an integer ≥ 1"),
+    ({"k": 0}, "k must be an integer from 1 to 256"),
+    ({"k": 2.5}, "k must be an integer from 1 to 256"),
+    ({"k": True}, "k must be an integer from 1 to 256"),
+    ({"k": "3"}, "k must be an integer from 1 to 256"),
     ({"alpha": float("inf")}, "alpha must be a finite number"),
     ({"alpha": float("nan")}, "alpha must be a finite number"),
     ({"alpha": "x"}, "alpha must be a finite number"),
@@ -228,3 +228,19 @@ def test_ray_evaluation_with_a_remote_teacher_equals_in_process(tiny_pair, tmp_p
         return {r["example_id"]: tuple(r[f] for f in fields) for r in rows}
 
     assert keyed(read_rows(tmp_path / "run")) == keyed(single_process_rows(config))
+
+
+@pytest.mark.parametrize("answer_type, choices, text, span", [
+    ("number", (), "Add: 6+3=9. The answer is 9.", "9"),
+    ("number", (), "6+3=9, so 9 it is", "9"),
+    ("choice", ("A", "B", "C", "D"), "Birds fly, so (B) fits. The answer is C.", "C"),
+    ("yes_no", (), "Paris is in France, 2 cities. So the answer is yes.", "yes"),
+    ("math", (), "We get 2+2=4, so the result is $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
+])
+def test_the_answer_span_is_the_benchmarks_answer(answer_type, choices, text, span):
+    """CoT-decoding's confidence is measured on the answer the benchmark scores: a letter on
+    ARC, yes/no on StrategyQA, the \\boxed{} content on MATH, not the last number."""
+    from pipeline.data.answer_span import span_finder
+
+    start, end = span_finder(answer_type, choices)(text)
+    assert text[start:end] == span

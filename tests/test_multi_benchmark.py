@@ -137,7 +137,7 @@ def test_a_single_dataset_config_is_unchanged():
     ({"dataset": entries("svamp")[0], "datasets": entries("gsm8k")}, (), "give either 'dataset' (one) or 'datasets' (a list), not both"),
     ({"datasets": entries("svamp", "svamp")}, (), "'datasets' has two entries named 'svamp'"),
     ({"datasets": [*entries("svamp"), {**entries("gsm8k")[0], "name": "svamp"}]}, (), "two entries named 'svamp'"),
-    ({"datasets": [{**entries("svamp")[0], "name": "my/svamp"}]}, (), "cannot name a results directory"),
+    ({"datasets": [{**entries("svamp")[0], "name": "my/svamp"}]}, (), "cannot name a dataset in example ids and result folders"),
     ({"datasets": []}, (), "'datasets' must be a non-empty list"),
     ({"datasets": entries("svamp") + ["gsm8k"]}, (), "'datasets.1' must be a mapping"),
     ({"student": {"path": "s"}, "teacher": {"path": "t"}, "datasets": entries("svamp")}, MODEL_AND_DATA, "this job reads one dataset"),

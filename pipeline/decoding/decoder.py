@@ -226,7 +226,7 @@ class Decoder:
         and left after it: it shapes the branching token only (full rows, so that the mixed
         top-k is exact: one row per example, once)."""
         if strategy.answer_span is None:
-            raise ValueError("cot_decoding needs the benchmark's answer_span (see pipeline.tasks.evaluate.built_strategy)")
+            raise ValueError("cot_decoding needs the benchmark's answer_span (see pipeline.tasks.evaluate.for_examples)")
         session = uuid.uuid4().hex
         gens = [Generation(tokens_processed=self.student.prompt_cost(p), alpha=strategy.alpha) for p in prompts]
         phase = TeacherPhase(strategy, self.teacher, session, list(range(len(prompts))), gens, self.teacher_top_k) if strategy.alpha else None

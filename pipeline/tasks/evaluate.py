@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 
 from pipeline.config import DatasetSpec, RunConfig, StrategySpec
-from pipeline.data.answer_span import answer_span
+from pipeline.data.answer_span import span_finder
 from pipeline.data.answer_types import score
 from pipeline.data.datasets import Example, load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt, load_template, prompt_hash
@@ -32,9 +32,17 @@ def built_strategy(spec: StrategySpec) -> Strategy:
     loaded once, by `predictor.online.build_strategy`; CoT-decoding is handed the answer
     extraction it measures confidence on)."""
     if spec.label not in _BUILT:
-        strategy = build_strategy(spec.name, spec.params)
-        _BUILT[spec.label] = replace(strategy, answer_span=answer_span) if isinstance(strategy, CotDecoding) else strategy
+        _BUILT[spec.label] = build_strategy(spec.name, spec.params)
     return _BUILT[spec.label]
+
+
+def for_examples(strategy: Strategy, examples: Sequence[Example]) -> Strategy:
+    """The strategy as it decodes these examples (one benchmark's: a unit never mixes two):
+    CoT-decoding measures confidence on their answer type's span."""
+    if not isinstance(strategy, CotDecoding):
+        return strategy
+    letters = sorted({c for ex in examples for c in ex.choices})
+    return replace(strategy, answer_span=span_finder(examples[0].answer_type, letters))
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ def decode_unit(decoder: Decoder, template: PromptTemplate, unit: EvalUnit, work
     """Decode one unit under every strategy and turn each generation into a result row
     (RESULT_SCHEMA). A row's latency is its strategy's own time plus an equal share of the
     work the strategies shared, per example."""
-    strategies = [built_strategy(spec) for spec in unit.strategies]
+    strategies = [for_examples(built_strategy(spec), unit.examples) for spec in unit.strategies]
     prompts = [encode_prompt(decoder.tokenizer, template, ex.question) for ex in unit.examples]
     per_strategy, shared_s = decode_strategies(decoder, strategies, prompts)
     hashes = [prompt_hash(template, ex.question) for ex in unit.examples]
