@@ -23,12 +23,12 @@ from pipeline.models.facts import check_budget, model_facts, shared_vocab_size
 from pipeline.runtime.cluster import connect
 from pipeline.runtime.memory import declared_memory
 from pipeline.runtime.placement import start_decoders
-from pipeline.runtime.resources import cluster_has_gpus
 from pipeline.runtime.prompt_fit import check_prompts_fit
+from pipeline.runtime.resources import cluster_has_gpus
 from pipeline.runtime.scheduler import schedule
 from pipeline.store import lock
-from pipeline.store.ownership import claim_output
 from pipeline.store.manifest import check_compatible, code_version, config_hash, now, package_versions, resume_key
+from pipeline.store.ownership import claim_output
 from pipeline.store.parts import (
     PartDataset, check_output_location, existing_parts, filesystem, join, read_json, trusted_parts, write_json, write_part,
 )
