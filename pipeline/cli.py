@@ -48,7 +48,7 @@ def run_main(main: Callable[[list[str] | None], int | None], argv: list[str] | N
     try:
         code = main(argv)
     except (Interrupted, KeyboardInterrupt) as exc:
-        print(f"error: {exc or 'interrupted'}; rerun the same command to resume", file=sys.stderr)
+        print(f"error: {str(exc) or 'interrupted'}; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -20,7 +20,7 @@ import pandas as pd
 from pipeline.errors import UserError
 from predictor.decision import Policy
 from predictor.features import FeatureSpec
-from predictor.files import FORMAT_VERSION, HELDOUT_FILE, METADATA_FILE, METADATA_HASH
+from predictor.files import FORMAT_VERSION, HELDOUT_FILE, METADATA_FILE, METADATA_HASH, READABLE_FORMATS
 from predictor.models import MODELS
 
 
@@ -99,12 +99,13 @@ class Predictor:
         models are stored as skops (trusted scikit-learn types only) or safetensors."""
         directory = Path(directory)
         meta = read_metadata(directory)
+        # format 3 (trained before the metadata carried its digest) is read as it is
         if meta.get(METADATA_HASH) != metadata_digest(meta) and meta.get("format_version") == FORMAT_VERSION:
             raise UserError(f"{directory}: {METADATA_FILE} was changed after training (its {METADATA_HASH} does not match): "
                             "retrain the artifact, or restore its metadata")
-        if meta.get("format_version") != FORMAT_VERSION or meta.get("model_kind") not in MODELS:
+        if meta.get("format_version") not in READABLE_FORMATS or meta.get("model_kind") not in MODELS:
             raise UserError(f"{directory}: unsupported artifact (format {meta.get('format_version')}, model "
-                            f"{meta.get('model_kind')}; this version reads format {FORMAT_VERSION}): retrain it with jobs.train_predictor")
+                            f"{meta.get('model_kind')}; this version reads formats {', '.join(map(str, READABLE_FORMATS))}): retrain it with jobs.train_predictor")
         files = meta.get("files")
         model_file = meta.get("model_file")
         if not isinstance(files, dict) or not isinstance(model_file, str) or model_file not in files:

@@ -161,3 +161,10 @@ def test_an_mlp_artifact_without_a_tensor_is_one_line(tmp_path):
 
     with pytest.raises(UserError, match="cannot load its torch_mlp model: KeyError"):
         Predictor.load(tampered(good, tmp_path, rehash))
+
+
+def test_an_artifact_of_the_previous_format_still_loads(artifact, tmp_path):
+    """Format 3 artifacts were trained before the metadata carried its own digest."""
+    older = tampered(artifact, tmp_path, lambda copy, meta: (meta.update(format_version=3), meta.pop("metadata_sha256")),
+                     restamp=False)
+    assert Predictor.load(older).n_tokens == 2

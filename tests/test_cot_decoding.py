@@ -234,6 +234,7 @@ def test_ray_evaluation_with_a_remote_teacher_equals_in_process(tiny_pair, tmp_p
     ("number", (), "Add: 6+3=9. The answer is 9.", "9"),
     ("number", (), "6+3=9, so 9 it is", "9"),
     ("choice", ("A", "B", "C", "D"), "Birds fly, so (B) fits. The answer is C.", "C"),
+    ("choice", ("A", "B", "C", "D"), "It is (B). But Birds differ.", "B"),  # not the B of "But" or "Birds"
     ("yes_no", (), "Paris is in France, 2 cities. So the answer is yes.", "yes"),
     ("math", (), "We get 2+2=4, so the result is $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}"),
 ])

@@ -65,3 +65,20 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(JobFailed, match="No space left on device.*rerun the same command to resume"):
         write_part(fs, root, "part-b000000.parquet", [{"x": 1}], SCHEMA, "run")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_directory_from_before_the_marker_is_still_ours(tmp_path):
+    import json
+
+    old = tmp_path / "old-run"
+    (old / "results").mkdir(parents=True)
+    (old / "manifest.json").write_text(json.dumps({"job": "evaluate", "status": "running"}))
+    claim_output(str(old), "label_alpha")
+    assert json.loads((old / MARKER).read_text()) == {"jobs": ["evaluate", "label_alpha"]}
+
+
+def test_parts_from_before_footers_are_kept_when_the_manifest_vouches(tmp_path):
+    fs, root = filesystem(str(tmp_path))
+    write_part(fs, root, "part-b000000.parquet", [{"x": 1}], SCHEMA)  # no footer stamp: an older version's
+    assert trusted_parts(fs, root, {"part-b000000.parquet"}, "run", log=print, unstamped_ok=True) == {"part-b000000.parquet"}
+    assert trusted_parts(fs, root, {"part-b000000.parquet"}, "run", log=print) == set()  # no manifest: set aside

@@ -78,10 +78,14 @@ class RunConfig:
         return out
 
     def results_key(self, ignore: tuple[str, ...] = ()) -> dict:
-        """What determines a job's output (placement never does): equal keys may share an output location."""
+        """What determines a job's output (placement and reading limits never do): equal keys
+        may share an output location."""
         key = self.to_dict()
         for name in ("ray", *ignore):
             key.pop(name)
+        for data in [key.get("dataset"), *key.get("datasets", [])]:
+            if data is not None:
+                data.pop("max_row_bytes")
         if "signals" in key:
             key["signals"].pop("ta_resources")
         return key

@@ -18,6 +18,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 ANSWER_FORMATS = ("gsm8k", "plain")
 FEATURE_POOLS = ("concat", "mean")
 MAX_SAMPLES = 256  # sampled answers or branches per example: beyond, a typo rather than a plan
+MAX_ABS_ALPHA = 100.0  # beyond, p_s + α(p_t − p_s) is the teacher's difference alone, then overflow
 
 
 def is_int(value: Any) -> bool:
@@ -49,6 +50,7 @@ class ModelSpec:
 SPLIT_NAMES = ("train", "test", "validation", "dev", "val")
 # names that stay strings in a partition folder (benchmark=01 would be read back as the number 1)
 DATASET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+SPLIT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-\[\]:%+]{0,63}")  # Hub slices too: test[:100]
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,8 @@ class DatasetSpec:
                 if not name or name in (".", ".."):
                     raise UserError(f"dataset.name is required for {self.source}: neither the file nor a folder in its path names the dataset")
             inferred.append(f"name={name}")
-        for key, value in (("name", name), ("split", split)):
-            if not DATASET_NAME.fullmatch(value):
+        for key, value, rule in (("name", name, DATASET_NAME), ("split", split, SPLIT_NAME)):
+            if not rule.fullmatch(value):
                 raise UserError(f"dataset.{key} {value!r} cannot name a dataset in example ids and result folders: start "
                                 f"with a letter, then letters, digits, '_', '-' or '.' (64 at most); set dataset.{key}")
         said = f"dataset {self.source}: inferred {', '.join(inferred)} (set dataset.split / dataset.name to choose)" if inferred else ""
@@ -202,8 +204,8 @@ class LabelSettings:
             raise UserError("alpha grid is empty: give at least one α value")
         if any(isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) for a in grid):
             raise UserError(f"alpha grid must hold finite numbers, got {list(grid)}")
-        if any(abs(a) > 100 for a in grid):
-            raise UserError(f"alpha grid values must lie in [-100, 100], got {list(grid)}")
+        if any(abs(a) > MAX_ABS_ALPHA for a in grid):
+            raise UserError(f"alpha grid values must lie in [-{MAX_ABS_ALPHA:g}, {MAX_ABS_ALPHA:g}], got {list(grid)}")
         duplicates = sorted({a for a in grid if list(grid).count(a) > 1})
         if duplicates:
             raise UserError(f"alpha grid has duplicate values {duplicates}")

@@ -10,11 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.config.sections import MAX_SAMPLES, is_int
+from pipeline.config.sections import MAX_ABS_ALPHA, MAX_SAMPLES, is_int
 from pipeline.errors import UserError
-
-
-MAX_ABS_ALPHA = 100.0  # beyond, p_s + α(p_t − p_s) is the teacher's difference alone, then overflow
 
 
 def check_alpha(alpha: Any, where: str = "alpha") -> None:

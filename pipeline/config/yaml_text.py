@@ -18,6 +18,8 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: set = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: merged, not a key
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
                 duplicate = key in seen

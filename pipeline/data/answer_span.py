@@ -3,6 +3,7 @@ measured over the answer's tokens), for every answer type: the number after "The
 on GSM8K, but the letter on ARC, yes/no on StrategyQA, the \\boxed{} content on MATH."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -19,13 +20,14 @@ def answer_span(text: str, kind: AnswerType = ANSWER_TYPES["number"], choices: S
     answer = strict if strict is not None else kind.flexible(text, choices)
     if not answer:
         return None
-    # the strict form's first match is after "answer is" (the scored one); else the last occurrence
-    after = text.lower().find("answer is") if strict is not None else -1
-    start = text.find(answer, after) if after >= 0 else -1
-    if start < 0:
-        start = text.rfind(answer)
-    if start < 0:
+    # whole-word occurrences: the letter "B" is not the one in "But", nor "9" the one in "19"
+    starts = [m.start() for m in re.finditer(rf"(?<!\w){re.escape(answer)}(?!\w)", text)] or \
+             [m.start() for m in re.finditer(re.escape(answer), text)]
+    if not starts:
         return None
+    # the strict form's first match after "answer is" is the scored one; the flexible, the last
+    after = text.lower().find("answer is") if strict is not None else -1
+    start = next((i for i in starts if i >= after), starts[-1]) if after >= 0 else starts[-1]
     return start, start + len(answer.rstrip(".,"))  # "9." ends a sentence: its period is not the answer's
 
 

@@ -123,6 +123,7 @@ def build_demo_world(out_dir: str | Path | None = None, seed: int = DEFAULT_SEED
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-building-", dir=final.parent))
     try:
         _build(demo_paths(staging, world), seed, n_train, n_test, teacher_spec, student_spec, threads, world, log)
+        staging.chmod(0o755)  # mkdtemp's 0700 is for the build, not for the world
         _replace_dir(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -53,8 +53,10 @@ def count_parameters(config) -> int:
     try:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
-    except (ValueError, TypeError, RuntimeError):  # a config transformers cannot build alone: estimated elsewhere
-        return 0
+    except Exception:  # noqa: BLE001 - a config transformers cannot build alone: a dense transformer's count
+        hidden, layers = int(config.hidden_size), int(config.num_hidden_layers)
+        inner = int(getattr(config, "intermediate_size", None) or 4 * hidden)
+        return layers * (4 * hidden * hidden + 3 * hidden * inner) + 2 * int(config.vocab_size) * hidden
     return sum(p.numel() for p in model.parameters())
 
 

@@ -228,16 +228,26 @@ def check_replaceable(out: Path) -> None:
     present = _files_under(out)
     if not present:
         return
-    if REPORT_MARKER not in present:
-        raise UserError(f"report --out {out} is not a report directory (it holds other files): choose a new directory")
-    try:
-        written = set(json.loads((out / REPORT_MARKER).read_text())["files"])
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f"report --out {out}: its {REPORT_MARKER} is not one the report wrote: choose a new directory") from None
-    added = sorted(present - written - {REPORT_MARKER})
+    written = _listed_files(out)
+    if written is None:  # a report from before its marker listed the files: its own names only
+        added = sorted(f for f in present - {REPORT_MARKER} if f not in ("report.html", "report.md")
+                       and not f.startswith(("plots/", "data/")))
+        if REPORT_MARKER not in present and (added or not {"report.html", "report.md"} <= present):
+            raise UserError(f"report --out {out} is not a report directory (it holds other files): choose a new directory")
+    else:
+        added = sorted(present - written - {REPORT_MARKER})
     if added:
         raise UserError(f"report --out {out} holds files the report did not write ({', '.join(added[:3])}): "
                         "move them, or choose a new directory")
+
+
+def _listed_files(out: Path) -> set[str] | None:
+    """The files the report's marker lists; None when there is no marker listing them."""
+    try:
+        listed = json.loads((out / REPORT_MARKER).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return set(listed) if isinstance(listed, list) else None
 
 
 def write_report(runs: list[Run], out: str | Path) -> Path:

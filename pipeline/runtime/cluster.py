@@ -93,8 +93,10 @@ def _token_for_private_cluster() -> None:
     if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     # Importing ray has already read both settings into its C++ config and token cache;
-    # Ray's own token setup refreshes them the same way.
-    from ray._raylet import AuthenticationTokenLoader, Config
-
+    # Ray's own token setup refreshes them the same way (a Ray without token auth has neither)
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:
+        return
     Config.initialize("")
     AuthenticationTokenLoader.instance().reset_cache()

@@ -30,7 +30,7 @@ from pipeline.store import lock
 from pipeline.store.manifest import check_compatible, code_version, config_hash, now, package_versions, resume_key
 from pipeline.store.ownership import claim_output
 from pipeline.store.parts import (
-    PartDataset, check_output_location, existing_parts, filesystem, join, read_json, trusted_parts, write_json, write_part,
+    PartDataset, existing_parts, filesystem, join, read_json, trusted_parts, write_json, write_part,
 )
 
 
@@ -80,7 +80,6 @@ def run_units(config: RunConfig, out: str, job: Job, examples: list,
     configuration, dataset or checkpoint into the same `out` are refused; one run at a
     time holds `out` (a lock released by `finish`).
     """
-    check_output_location(out)
     student, teacher = model_facts(config.student), model_facts(config.teacher)
     vocab_size = shared_vocab_size(student, teacher)
     check_budget(config.decoding.max_new_tokens, student, teacher)
@@ -118,7 +117,8 @@ def _run_locked(config, out, job, examples, per_dataset, fs, root, vocab_size, m
     previous = read_json(fs, manifest_path)
     check_compatible(previous, key, out, has_rows=bool(existing_parts(fs, data_dir)))
     run = config_hash(key)  # in every part's footer: resume keeps only this run's parts
-    done = trusted_parts(fs, data_dir, {u.part_name for u in job.units}, run)
+    # parts from before footers were stamped: the manifest (checked just above) vouches for them
+    done = trusted_parts(fs, data_dir, {u.part_name for u in job.units}, run, unstamped_ok=previous is not None)
     manifest = {
         "job": job.name,
         "status": "running",

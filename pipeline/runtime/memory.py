@@ -7,9 +7,11 @@ only while loading. `ray.<role>.memory_gb` overrides the estimate (0: declare no
 """
 from __future__ import annotations
 
+import torch
+
 from pipeline.config import RoleResources, RunConfig
 from pipeline.models.facts import ModelFacts
-from pipeline.models.loading import cpu_has_bf16
+from pipeline.models.loading import resolve_dtype
 
 GIB = 2**30
 RUNTIME_BYTES = GIB // 2  # the Python process, torch and transformers themselves
@@ -17,16 +19,17 @@ MARGIN = 1.25  # allocator slack and transient copies
 FAN_OUT = 4  # rows per example at once: α-tree leaves, typically 1-3 (CoT-decoding: its k)
 
 
-def dtype_bytes(dtype: str) -> int:
-    """Bytes per value of a ModelSpec dtype on a CPU actor ("auto": as this machine resolves it)."""
-    if dtype == "auto":
-        return 2 if cpu_has_bf16() else 4
-    return 4 if dtype == "float32" else 2
+def dtype_bytes(dtype: str, on_gpu: bool) -> int:
+    """Bytes per value of a ModelSpec dtype: "auto" resolves as on this machine's CPU, or to
+    bfloat16 on a GPU (the driver may run on a CPU head that says nothing of the GPU nodes)."""
+    if dtype == "auto" and on_gpu:
+        return 2
+    return resolve_dtype(dtype, torch.device("cpu")).itemsize
 
 
 def actor_bytes(facts: ModelFacts, dtype: str, on_gpu: bool, rows: int, positions: int) -> int:
     """Host memory one model actor needs (see the module's note)."""
-    width = dtype_bytes(dtype)
+    width = dtype_bytes(dtype, on_gpu)
     weights = facts.num_parameters * width
     if on_gpu:
         return int((weights + RUNTIME_BYTES) * MARGIN)

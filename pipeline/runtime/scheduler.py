@@ -89,6 +89,8 @@ def schedule(
             submit_next(worker)
     while in_flight or probes or later:
         now = time.monotonic()
+        if any(deadline < now for *_, deadline in [*probes.values(), *later]):
+            raise JobFailed(f"a worker (or its teacher) did not come back within {RESTART_WAIT_S:.0f}s of dying")
         for entry in [e for e in later if e[0] <= now]:
             later.remove(entry)
             probes[ready(entry[1])] = entry[1:]
@@ -105,8 +107,6 @@ def schedule(
             worker, unit, attempt, deadline = probes.pop(ref)
             if _is_ready(ref):
                 submit(worker, unit, attempt)
-            elif time.monotonic() > deadline:
-                raise JobFailed(f"a worker (or its teacher) did not come back within {RESTART_WAIT_S:.0f}s of dying")
             else:
                 later.append((time.monotonic() + PROBE_AGAIN_S, worker, unit, attempt, deadline))
             continue

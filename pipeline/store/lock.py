@@ -35,13 +35,15 @@ def acquire(fs: pafs.FileSystem, root: str, where: str, log=print) -> None:
     held = _read(fs, path)
     if held == {}:
         raise UserError(f"{where} has a lock file {path} that names no run; if no run is writing there, delete it")
-    if held is not None and not (held.get("host") == me["host"] and held.get("pid") == me["pid"]):
+    if held is not None:
         holder = f"pid {held.get('pid')} on {held.get('host')} (user {held.get('owner') or '?'}, since {held.get('started')})"
-        if held.get("host") != me["host"]:
+        mine = held["host"] == me["host"] and held["pid"] == me["pid"]  # or a dead run's, in a container restarted alike
+        if held["host"] != me["host"]:
             raise UserError(f"{where} is being written by {holder}; if that run is gone, delete {path}")
-        if _alive(held["pid"]):
+        if not mine and _alive(held["pid"]):
             raise UserError(f"{where} is being written by another run: {holder}; wait for it or stop it")
-        log(f"taking over the lock of a run that died: {holder}")
+        if not mine:
+            log(f"taking over the lock of a run that died: {holder}")
         fs.delete_file(path)
     if fs.type_name == "local":
         _create_with_content(path, me, where)
@@ -62,8 +64,19 @@ def _create_with_content(path: str, content: dict, where: str) -> None:
         os.link(tmp, path)
     except FileExistsError:
         raise UserError(f"{where} is being written by another run that started at the same moment") from None
+    except OSError:  # a mount without hard links: an exclusive create, written at once
+        _create_exclusive(path, content, where)
     finally:
         os.unlink(tmp)
+
+
+def _create_exclusive(path: str, content: dict, where: str) -> None:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        raise UserError(f"{where} is being written by another run that started at the same moment") from None
+    with os.fdopen(fd, "w") as f:
+        json.dump(content, f)
 
 
 def release(fs: pafs.FileSystem, root: str) -> None:

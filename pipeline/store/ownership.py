@@ -14,17 +14,21 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from pipeline.errors import UserError
-from pipeline.store.parts import filesystem, join
+from pipeline.store.parts import check_output_location, filesystem, join, read_json
 
 MARKER = ".limited-teacher-run.json"
+# what a job of this project wrote before the marker existed: its manifest names the job
+LEGACY_MANIFESTS = ("manifest.json", "labels_manifest.json", "signals_manifest.json")
 # filesystems whose writes outlive the process; pyarrow's "mock" keeps them in memory only
 DURABLE = {"local", "s3", "gcs", "hdfs", "abfs", "py"}
 
 
 def output_filesystem(out: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path) of an output location, refusing ones that cannot hold results."""
+    """(filesystem, path) of an output location, refusing ones that cannot hold results (or
+    that would vanish with `ray job submit`'s copy of the working directory)."""
     if not out or not out.strip():
         raise UserError("--out is empty: name the output directory")
+    check_output_location(out)
     try:
         fs, root = filesystem(out)
     except (pa.ArrowException, OSError, ValueError) as exc:
@@ -44,6 +48,8 @@ def claim_output(out: str, job: str) -> tuple[pafs.FileSystem, str]:
         if info.type == pafs.FileType.File:
             raise UserError(f"--out {out} is a file, not a directory")
         marker = _read_marker(fs, root, out) if info.type == pafs.FileType.Directory else None
+        if marker is None and info.type == pafs.FileType.Directory:
+            marker = _legacy_marker(fs, root)
         if marker is None and info.type == pafs.FileType.Directory:
             names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(root)))
             if names:
@@ -71,6 +77,19 @@ def _read_marker(fs: pafs.FileSystem, root: str, out: str) -> dict | None:
     if not isinstance(marker, dict) or not isinstance(marker.get("jobs"), list):
         raise UserError(f"--out {out}: its {MARKER} is not this project's: choose a new directory")
     return marker
+
+
+def _legacy_marker(fs: pafs.FileSystem, root: str) -> dict | None:
+    """A run directory written before the marker existed: the jobs its manifests name."""
+    jobs = []
+    for name in LEGACY_MANIFESTS:
+        try:
+            manifest = read_json(fs, join(root, name))
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(manifest, dict) and isinstance(manifest.get("job"), str):
+            jobs.append(manifest["job"])
+    return {"jobs": jobs} if jobs else None
 
 
 def _write_marker(fs: pafs.FileSystem, root: str, marker: dict) -> None:

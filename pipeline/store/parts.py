@@ -76,13 +76,14 @@ def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
 
 
 def trusted_parts(fs: pafs.FileSystem, directory: str, expected: set[str], run: str,
-                  log: Callable[[str], None] = print) -> set[str]:
+                  log: Callable[[str], None] = print, unstamped_ok: bool = False) -> set[str]:
     """The finished parts a resumed run may keep: readable, named for one of its units, and
-    written by this run (footer). Any other part is moved into a hidden folder beside them,
-    said in one line, and its unit runs again."""
+    written by this run (footer; `unstamped_ok`: a part written before footers were stamped
+    counts as this run's, when the manifest beside it says it is). Any other part is moved
+    into a hidden folder beside them, said in one line, and its unit runs again."""
     kept = set()
     for name in sorted(existing_parts(fs, directory)):
-        why = _distrust(fs, join(directory, name), name, name in expected, run)
+        why = _distrust(fs, join(directory, name), name, name in expected, run, unstamped_ok)
         if why is None:
             kept.add(name)
             continue
@@ -93,7 +94,7 @@ def trusted_parts(fs: pafs.FileSystem, directory: str, expected: set[str], run: 
     return kept
 
 
-def _distrust(fs: pafs.FileSystem, path: str, name: str, expected: bool, run: str) -> str | None:
+def _distrust(fs: pafs.FileSystem, path: str, name: str, expected: bool, run: str, unstamped_ok: bool) -> str | None:
     """Why a part cannot be kept, or None."""
     try:
         footer = pq.read_metadata(path, filesystem=fs).metadata or {}
@@ -101,6 +102,8 @@ def _distrust(fs: pafs.FileSystem, path: str, name: str, expected: bool, run: st
         return f"unreadable: {str(exc).splitlines()[0][:120]}"
     if not expected:
         return "no unit of this run writes it"
+    if unstamped_ok and RUN_KEY not in footer:
+        return None
     if footer.get(UNIT_KEY) != name.encode() or footer.get(RUN_KEY) != run.encode():
         return "written by another run or configuration"
     return None
