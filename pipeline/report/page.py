@@ -152,7 +152,8 @@ def html_table(df: pd.DataFrame) -> str:
         return f"<td class='num'>{html.escape(_fmt(v))}</td>" if number else f"<td>{html.escape(_fmt(v))}</td>"
 
     body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in df.itertuples(index=False))
-    # wide tables scroll sideways inside the page instead of overflowing it
+    # wide tables scroll sideways inside the page instead of overflowing it, at their natural
+    # width: squeezed to the page, short words broke letter by letter
     return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
@@ -165,9 +166,9 @@ def _more_rows(s: Section) -> str:
 
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}td{max-width:26em;overflow-wrap:anywhere}
+table{border-collapse:collapse;font-size:13px;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}td{max-width:26em;overflow-wrap:break-word}
 th{background:#f3f3f3;white-space:nowrap}td.num{text-align:right;white-space:nowrap}td:first-child{white-space:nowrap}
-.wide{overflow-x:auto;max-width:100%}img{max-width:100%}.note{color:#555}
+.wide{overflow-x:auto;max-width:100%}.wide table{width:max-content}img{max-width:100%}.note{color:#555}
 .missing{background:#fff4d6;border-left:4px solid #e9c46a;padding:.5em .8em;color:#5a4500}"""
 
 
