@@ -8,7 +8,7 @@ import pytest
 from pipeline.errors import JobFailed, UserError
 from pipeline.store import parts
 from pipeline.store.ownership import MARKER, claim_output
-from pipeline.store.parts import filesystem, trusted_parts, write_part
+from pipeline.store.parts import existing_parts, filesystem, trusted_parts, write_part
 
 SCHEMA = pa.schema([("x", pa.int64())])
 
@@ -46,7 +46,7 @@ def test_resume_keeps_only_this_runs_parts_and_sets_the_rest_aside(tmp_path):
     (tmp_path / "benchmark=x" / "part-b000002.parquet").rename(tmp_path / "benchmark=x" / "part-b000003.parquet")
     said = []
     expected = {"part-b000000.parquet", "part-b000001.parquet", "benchmark=x/part-b000003.parquet"}
-    kept = trusted_parts(fs, root, expected, "run-a", log=said.append)
+    kept = trusted_parts(fs, root, existing_parts(fs, root), expected, "run-a", log=said.append)
     assert kept == {"part-b000000.parquet"}
     assert any("part-b000001.parquet (written by another run or configuration)" in s and "runs again" in s for s in said)
     assert any("part-b000009.parquet (no unit of this run writes it)" in s for s in said)
@@ -80,5 +80,6 @@ def test_a_run_directory_from_before_the_marker_is_still_ours(tmp_path):
 def test_parts_from_before_footers_are_kept_when_the_manifest_vouches(tmp_path):
     fs, root = filesystem(str(tmp_path))
     write_part(fs, root, "part-b000000.parquet", [{"x": 1}], SCHEMA)  # no footer stamp: an older version's
-    assert trusted_parts(fs, root, {"part-b000000.parquet"}, "run", log=print, unstamped_ok=True) == {"part-b000000.parquet"}
-    assert trusted_parts(fs, root, {"part-b000000.parquet"}, "run", log=print) == set()  # no manifest: set aside
+    part = {"part-b000000.parquet"}
+    assert trusted_parts(fs, root, part, part, "run", log=print, unstamped_ok=True) == part
+    assert trusted_parts(fs, root, part, part, "run", log=print) == set()  # no manifest: set aside

@@ -115,10 +115,11 @@ def _run_locked(config, out, job, examples, per_dataset, fs, root, vocab_size, m
     identities = {"student": models[0].identity, "teacher": models[1].identity}
     key = resume_key(config_hash(config.results_key(job.ignored_config)), dataset_fingerprint(examples), identities)
     previous = read_json(fs, manifest_path)
-    check_compatible(previous, key, out, has_rows=bool(existing_parts(fs, data_dir)))
+    present = existing_parts(fs, data_dir)
+    check_compatible(previous, key, out, has_rows=bool(present))
     run = config_hash(key)  # in every part's footer: resume keeps only this run's parts
     # parts from before footers were stamped: the manifest (checked just above) vouches for them
-    done = trusted_parts(fs, data_dir, {u.part_name for u in job.units}, run, unstamped_ok=previous is not None)
+    done = trusted_parts(fs, data_dir, present, {u.part_name for u in job.units}, run, unstamped_ok=previous is not None)
     manifest = {
         "job": job.name,
         "status": "running",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.config import RoleResources, RunConfig
+from pipeline.config import RunConfig
 from pipeline.models.facts import ModelFacts
 from pipeline.models.loading import resolve_dtype
 
@@ -48,12 +48,7 @@ def declared_memory(config: RunConfig, student: ModelFacts, teacher: ModelFacts,
     declared = {}
     for role, facts, spec, resources in (("student", student, config.student, config.ray.student),
                                          ("teacher", teacher, config.teacher, config.ray.teacher)):
-        declared[role] = _declared(resources, lambda: actor_bytes(
-            facts, spec.dtype, cluster_has_gpus and resources.num_gpus > 0, rows[role], positions))
+        on_gpu = cluster_has_gpus and resources.num_gpus > 0
+        declared[role] = (int(resources.memory_gb * GIB) if resources.memory_gb is not None
+                          else actor_bytes(facts, spec.dtype, on_gpu, rows[role], positions))
     return declared
-
-
-def _declared(resources: RoleResources, estimate) -> int:
-    if resources.memory_gb is not None:
-        return int(resources.memory_gb * GIB)
-    return estimate()

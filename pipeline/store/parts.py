@@ -75,14 +75,15 @@ def _delete_quietly(fs: pafs.FileSystem, path: str) -> None:
         pass
 
 
-def trusted_parts(fs: pafs.FileSystem, directory: str, expected: set[str], run: str,
+def trusted_parts(fs: pafs.FileSystem, directory: str, present: set[str], expected: set[str], run: str,
                   log: Callable[[str], None] = print, unstamped_ok: bool = False) -> set[str]:
     """The finished parts a resumed run may keep: readable, named for one of its units, and
     written by this run (footer; `unstamped_ok`: a part written before footers were stamped
     counts as this run's, when the manifest beside it says it is). Any other part is moved
-    into a hidden folder beside them, said in one line, and its unit runs again."""
+    into a hidden folder beside them, said in one line, and its unit runs again. `present`:
+    the parts in `directory` (`existing_parts`)."""
     kept = set()
-    for name in sorted(existing_parts(fs, directory)):
+    for name in sorted(present):
         why = _distrust(fs, join(directory, name), name, name in expected, run, unstamped_ok)
         if why is None:
             kept.add(name)
