@@ -20,6 +20,7 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 # implemented in pipeline/data/answer_types.py (a test keeps the two lists equal)
 ANSWER_TYPES = ("number", "yes_no", "choice", "math")
 _TOP_KEYS = ("description", "source", "fields", "answer_type", "prompt")
+FIELD_ROLES = ("question", "answer", "choices")
 
 
 @dataclass(frozen=True)
@@ -106,11 +107,11 @@ def read_benchmark(name_or_path: str) -> BenchmarkSpec:
     raw = read_yaml(path, where)
     raw = _mapping(raw, where, _TOP_KEYS, required=("source", "fields", "answer_type", "prompt"))
     source = _mapping(raw["source"], f"{where}: source", ("hub", "config", "split"), required=("hub", "split"))
-    fields = _mapping(raw["fields"], f"{where}: fields", ("question", "answer", "choices"), required=("question", "answer"))
+    fields = _mapping(raw["fields"], f"{where}: fields", FIELD_ROLES, required=("question", "answer"))
     answer_type = raw["answer_type"]
     if answer_type not in ANSWER_TYPES:
         raise UserError(f"{where}: unknown answer_type {answer_type!r} (known: {', '.join(ANSWER_TYPES)})")
-    choices = _choices_rule(fields["choices"], f"{where}: fields.choices") if "choices" in fields else None
+    choices = choices_rule(fields["choices"], f"{where}: fields.choices") if "choices" in fields else None
     if (choices is None) != (answer_type != "choice"):
         raise UserError(f"{where}: fields.choices is needed by, and only by, answer_type choice")
     prompt = raw["prompt"]
@@ -121,8 +122,8 @@ def read_benchmark(name_or_path: str) -> BenchmarkSpec:
             raise UserError(f"{where}: source.{key} must be a non-empty string, got {source[key]!r}")
     return BenchmarkSpec(
         name=path.stem, ref=name_or_path, hub=source["hub"], config=source.get("config"), split=source["split"],
-        question=_field_rule(fields["question"], f"{where}: fields.question"),
-        answer=_field_rule(fields["answer"], f"{where}: fields.answer"),
+        question=field_rule(fields["question"], f"{where}: fields.question"),
+        answer=field_rule(fields["answer"], f"{where}: fields.answer"),
         answer_type=answer_type, prompt=prompt, choices=choices, description=str(raw.get("description", "")),
     )
 
@@ -139,7 +140,13 @@ def _mapping(raw: Any, where: str, known: tuple[str, ...], required: tuple[str, 
     return raw
 
 
-def _field_rule(raw: Any, where: str) -> FieldRule:
+def field_overrides(raw: Any, where: str) -> dict[str, FieldRule | ChoicesRule]:
+    """A config's `dataset.fields`: rules for some of the roles, each as a benchmark file writes it."""
+    raw = _mapping(raw, where, FIELD_ROLES, required=())
+    return {role: (choices_rule if role == "choices" else field_rule)(value, f"{where}.{role}") for role, value in raw.items()}
+
+
+def field_rule(raw: Any, where: str) -> FieldRule:
     if isinstance(raw, str) and raw:
         return FieldRule(field=raw)
     raw = _mapping(raw, where, ("field", "format", "after", "before"), required=())
@@ -158,7 +165,7 @@ def _field_rule(raw: Any, where: str) -> FieldRule:
     return FieldRule(**raw)
 
 
-def _choices_rule(raw: Any, where: str) -> ChoicesRule:
+def choices_rule(raw: Any, where: str) -> ChoicesRule:
     if isinstance(raw, str) and raw:
         return ChoicesRule(field=raw)
     raw = _mapping(raw, where, ("field", "text", "label"), required=("field",))

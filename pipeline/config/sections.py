@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config.benchmark_spec import BenchmarkSpec, read_benchmark
+from pipeline.config.benchmark_spec import BenchmarkSpec, ChoicesRule, FieldRule, field_overrides, read_benchmark
 from pipeline.errors import UserError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -48,6 +48,7 @@ class ModelSpec:
 
 
 SPLIT_NAMES = ("train", "test", "validation", "dev", "val")
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".tsv")
 # names that stay strings in a partition folder (benchmark=01 would be read back as the number 1)
 DATASET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 SPLIT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-\[\]:%+]{0,63}")  # Hub slices too: test[:100]
@@ -70,6 +71,10 @@ class DatasetSpec:
     # split (train.jsonl -> train); "test" for a Hub id
     split: str | None = None
     config: str | None = None  # Hub config, e.g. "main"
+    # where this copy keeps the question, answer and choices, over the benchmark's own (or the
+    # fields below): {question: input, answer: target}, a format "{Body} {Question}", or a rule
+    # {field: answer, after: "#### "}, as a benchmark file writes them
+    fields: dict | None = None
     question_field: str = "question"
     answer_field: str = "answer"
     answer_format: str = "gsm8k"  # "gsm8k": gold after '#### '; "plain": the field is the answer itself
@@ -84,6 +89,8 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         self._apply_benchmark()
+        if self.fields is not None:
+            field_overrides(self.fields, "dataset.fields")
         if not isinstance(self.source, str) or not self.source.strip():
             raise UserError("dataset source must be a JSONL or Parquet path or a Hub dataset id (or set dataset.benchmark)")
         if self.answer_format not in ANSWER_FORMATS:
@@ -110,7 +117,9 @@ class DatasetSpec:
         bench = read_benchmark(self.benchmark)
         for key, default in (("question_field", "question"), ("answer_field", "answer"), ("answer_format", "gsm8k")):
             if getattr(self, key) != default:
-                raise UserError(f"dataset.{key} cannot be set with dataset.benchmark: benchmark '{bench.name}' names its fields")
+                role = "question" if key == "question_field" else "answer"
+                raise UserError(f"dataset.{key} cannot be set with dataset.benchmark: benchmark '{bench.name}' names its fields; "
+                                f"map this copy's with dataset.fields.{role} instead")
         if self.source is None:
             object.__setattr__(self, "source", bench.hub)
             object.__setattr__(self, "config", self.config if self.config is not None else bench.config)
@@ -162,8 +171,13 @@ class DatasetSpec:
         return split, name, said
 
     @property
+    def field_rules(self) -> dict[str, FieldRule | ChoicesRule]:
+        """The roles `fields` maps (question, answer, choices), each as a rule."""
+        return {} if self.fields is None else field_overrides(self.fields, "dataset.fields")
+
+    @property
     def is_local(self) -> bool:
-        return self.source.endswith((".jsonl", ".json", ".parquet")) or Path(self.source).expanduser().exists()
+        return self.source.endswith(LOCAL_SUFFIXES) or Path(self.source).expanduser().exists()
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ class AnswerType:
 
 
 def _number_gold(value: Any, labels: Sequence[str]) -> str:
+    if isinstance(value, list) and len(value) == 1:  # MultiArith's lSolutions: [42.0]
+        value = value[0]
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError("is not a number")
     gold = answers.normalize_number(str(value))

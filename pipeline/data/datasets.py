@@ -1,10 +1,10 @@
 """Loading a benchmark's rows as `Example`s: the config's `DatasetSpec` names where they are
 and which fields to read (its benchmark file's, or its own question/answer fields).
 
-Local files are read here, from their content, with bounds: JSONL line by line (a bad row
-is reported with its file and line number), Parquet through pyarrow (rows numbered from 0,
-as example ids count). Hub datasets (e.g. `openai/gsm8k`, config `main`) load through
-`datasets.load_dataset`.
+Local files are read here, whatever their container (`containers.py`: JSON Lines, JSON,
+CSV, Parquet), with bounds; every bad row is reported with its file and line (or row,
+counted from 0 as example ids count). Hub datasets (e.g. `openai/gsm8k`, config `main`)
+load through `datasets.load_dataset`.
 """
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.config.sections import DatasetSpec
 from pipeline.data.example import Example
+from pipeline.data.containers import read_file_rows
+from pipeline.data.field_hints import mapping_hint
 from pipeline.data.rows import RowProblem, RowReader
 from pipeline.errors import UserError
 from pipeline.hub import check_hub_dataset
@@ -38,13 +38,11 @@ def load_examples(spec: DatasetSpec) -> list[Example]:
     if spec.is_local:
         path = _regular_file(Path(spec.source).expanduser())
         where = str(path)
-        rows = _parquet_rows(path, reader) if path.suffix.lower() == ".parquet" else _jsonl_rows(path, reader, spec.max_row_bytes)
+        rows = _local_rows(path, reader, spec.max_row_bytes)
     else:
         rows = _load_hub(spec)
         where = spec.source
-        missing = [f for f in reader.fields if f not in rows.column_names]
-        if missing:
-            raise UserError(f"{where}: no field(s) {', '.join(repr(f) for f in missing)} (fields: {', '.join(rows.column_names)})")
+        _check_fields(where, reader, rows.column_names)
     total = len(rows)
     if total == 0:
         raise UserError(f"dataset is empty: {where}")
@@ -125,66 +123,32 @@ def _refuse_bad(problems: dict[str, list[int]], where: str, noun: str, counting:
         raise UserError(f"{where}: {count} bad {noun}{'s' if count > 1 else ''}{counting}: {_describe(problems, noun)}")
 
 
-def _parquet_rows(path: Path, reader: RowReader) -> list[dict]:
-    """Every row of a local Parquet file, each checked (rows counted from 0, as example ids count)."""
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as e:
-        raise UserError(f"{path}: not a readable Parquet file: {_one_line(e)}") from None
-    missing = [f for f in reader.fields if f not in table.column_names]
-    if missing:
-        raise UserError(f"{path}: no field(s) {', '.join(repr(f) for f in missing)} (fields: {', '.join(table.column_names)})")
-    rows = table.select(list(reader.fields)).to_pylist()
-    problems: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
+def _local_rows(path: Path, reader: RowReader, max_row_bytes: int) -> list[dict]:
+    """Every row of a local file, whatever its container, each checked; the container said in one line."""
+    found = read_file_rows(path, max_row_bytes, reader.fields)
+    if found.columns:  # the header, or the first object's keys
+        _check_fields(str(path), reader, found.columns)
+    problems = found.problems
+    for position, row in found.rows:
         try:
             reader.read(row)
         except RowProblem as problem:
-            problems.setdefault(str(problem), []).append(index)
-    _refuse_bad(problems, str(path), "row", " (counted from 0)")
-    return rows
-
-
-def _jsonl_rows(path: Path, reader: RowReader, max_row_bytes: int) -> list[dict]:
-    """Every (non-blank) row of a local JSONL file, each checked, read line by line with a
-    bound on a line's length: a file that is not JSON Lines fails at its first long line
-    instead of filling memory. Parsed here rather than by `datasets`, whose cache of local
-    files is keyed on path and modification time: a file rewritten with its time restored
-    (`cp -p`, `rsync -a`) would come back with its old rows."""
-    problems: dict[str, list[int]] = {}
-    rows: list[dict] = []
-    first_is_array, nonblank = False, 0
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(iter(lambda: f.readline(max_row_bytes + 1), b""), start=1):
-            if len(raw) > max_row_bytes and not raw.endswith(b"\n"):
-                raise UserError(f"{path}: line {lineno} is longer than dataset.max_row_bytes ({max_row_bytes:,} bytes): "
-                                "not a JSON Lines dataset, or raise the limit")
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                problems.setdefault("not UTF-8 text", []).append(lineno)
-                continue
-            except json.JSONDecodeError:
-                if lineno == 1 and raw.lstrip().startswith(b"["):  # an array over several lines
-                    raise UserError(f"{path}: expected JSON Lines (one JSON object per line), found a JSON array") from None
-                problems.setdefault("not valid JSON", []).append(lineno)
-                continue
-            first_is_array = first_is_array or (lineno == 1 and isinstance(row, list))
-            nonblank += 1
-            try:
-                reader.read(row)
-            except RowProblem as problem:
-                problems.setdefault(str(problem), []).append(lineno)
-                continue
-            rows.append(row)
-    if first_is_array and nonblank == 1:  # the whole file is one array
-        raise UserError(f"{path}: expected JSON Lines (one JSON object per line), found a JSON array")
-    _refuse_bad(problems, str(path), "line")
-    if not rows:
+            problems.setdefault(str(problem), []).append(position)
+    _refuse_bad(problems, str(path), found.unit, " (counted from 0)" if found.unit == "row" else "")
+    if not found.rows:
         raise UserError(f"dataset is empty: {path}")
-    return rows
+    print(f"dataset {path}: {found.format}, {len(found.rows)} rows", flush=True)
+    return [row for _, row in found.rows]
+
+
+def _check_fields(where: str, reader: RowReader, columns: Sequence[str]) -> None:
+    """Fields the reader needs that the data (its header, or its first row) lacks: one line
+    naming them, the fields there are, and the `--set` lines that would map them."""
+    missing = [f for f in reader.fields if f not in columns]
+    if not missing:
+        return
+    raise UserError(f"{where}: no field(s) {', '.join(repr(f) for f in missing)} (fields: {', '.join(columns) or 'none'}); "
+                    f"map this copy's fields, e.g. {mapping_hint(reader, columns)}")
 
 
 def _one_line(e: BaseException) -> str:

@@ -2,7 +2,7 @@
 benchmark file (or, without one, the dataset section's fields) says."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.config.benchmark_spec import ChoicesRule, FieldRule, read_benchmark
@@ -34,13 +34,25 @@ class RowReader:
 
     @classmethod
     def for_spec(cls, spec: DatasetSpec) -> RowReader:
+        """The benchmark's rules (or, without one, a question field and numbers after "#### " or
+        as they are), with the roles `dataset.fields` maps for this copy replaced."""
         if spec.benchmark is not None:
             bench = read_benchmark(spec.benchmark)
-            return cls(bench.question, bench.answer, answer_type(bench.answer_type), bench.choices, spec.group_field, bench.name)
-        # today's configs: a question field and numbers, after "#### " (gsm8k) or as they are (plain)
-        after = "#### " if spec.answer_format == "gsm8k" else None
-        return cls(FieldRule(field=spec.question_field), FieldRule(field=spec.answer_field, after=after),
-                   answer_type("number"), group_field=spec.group_field)
+            reader = cls(bench.question, bench.answer, answer_type(bench.answer_type), bench.choices, spec.group_field, bench.name)
+        else:
+            after = "#### " if spec.answer_format == "gsm8k" else None
+            reader = cls(FieldRule(field=spec.question_field), FieldRule(field=spec.answer_field, after=after),
+                         answer_type("number"), group_field=spec.group_field)
+        return replace(reader, **spec.field_rules)
+
+    def roles(self) -> dict[str, tuple[str, ...]]:
+        """The row fields each role reads: {"question": ("Body", "Question"), "answer": ("Answer",)}."""
+        roles = {"question": self.question.reads, "answer": self.answer.reads}
+        if self.choices is not None:
+            roles["choices"] = (self.choices.field,)
+        if self.group_field is not None:
+            roles["group"] = (self.group_field,)
+        return roles
 
     @property
     def fields(self) -> tuple[str, ...]:

@@ -1,0 +1,182 @@
+"""A local dataset file's rows, whatever container holds them, told from its content (not its
+name): JSON Lines, a JSON array of objects, a JSON object with its rows in a list under one
+key (a BIG-bench task's `examples`), CSV or TSV, or Parquet.
+
+Rows come back as they are, each with where it is (a line number, or a row index counted from
+0), so one message can list every bad row. A BIG-bench row's `target_scores` gives the row an
+`answer` (the option scored highest), unless it has one.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import UserError
+
+_SNIFF_BYTES = 1 << 16
+_LIST_KEYS = ("examples", "data", "rows", "instances")  # tried in this order when several keys hold rows
+
+
+@dataclass
+class FileRows:
+    """A file's rows, in order, with their positions; lines that are not rows, by reason."""
+
+    format: str  # in words, for the line the job prints: "JSON Lines", "a BIG-bench task (JSON, 'examples')"
+    unit: str  # what a position counts: "line" or "row" (rows from 0)
+    rows: list[tuple[int, Any]] = field(default_factory=list)
+    problems: dict[str, list[int]] = field(default_factory=dict)
+    columns: tuple[str, ...] = ()  # a table's header; for JSON, the first row's keys
+
+    def add_problem(self, reason: str, position: int) -> None:
+        self.problems.setdefault(reason, []).append(position)
+
+
+def read_file_rows(path: Path, max_row_bytes: int, row_fields: tuple[str, ...]) -> FileRows:
+    """Every row of `path`. `row_fields` (the fields a row must have) tell a one-line JSON
+    object holding rows under a key from a JSON Lines file of one row."""
+    with path.open("rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    if head.startswith(b"PAR1"):
+        return _parquet(path)
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+    if not text:
+        raise UserError(f"dataset is empty: {path}")
+    if text.startswith("["):
+        doc = _parse_json(path)
+        return _json_document(path, doc) if isinstance(doc, list) else _jsonl(path, max_row_bytes)
+    if text.startswith("{"):
+        first = _first_line_json(text)
+        if first is None or _holds_rows(first, row_fields):  # perhaps one object over the file, pretty-printed or not
+            doc = _parse_json(path)
+            if isinstance(doc, dict) and (first is None or _holds_rows(doc, row_fields)):
+                return _json_document(path, doc)
+        return _jsonl(path, max_row_bytes)
+    return _table(path, text, max_row_bytes)
+
+
+def _holds_rows(doc: Any, row_fields: tuple[str, ...]) -> bool:
+    """A JSON object that is not itself a row but has rows under a key."""
+    return isinstance(doc, dict) and not set(row_fields) & set(doc) and _rows_key(doc) is not None
+
+
+def _first_line_json(text: str) -> Any:
+    """The file's first line as JSON; None where it is not whole JSON (a document over lines)."""
+    try:
+        return json.loads(text.split("\n", 1)[0])
+    except json.JSONDecodeError:
+        return None
+
+
+def _parse_json(path: Path) -> Any:
+    """The file as one JSON value; None where it is not one (JSON Lines, or broken)."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _jsonl(path: Path, max_row_bytes: int) -> FileRows:
+    """Line by line with a bound on a line's length: a file that is not JSON Lines fails at its
+    first long line instead of filling memory."""
+    out = FileRows("JSON Lines", "line")
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(iter(lambda: f.readline(max_row_bytes + 1), b""), start=1):
+            if len(raw) > max_row_bytes and not raw.endswith(b"\n"):
+                raise UserError(f"{path}: line {lineno} is longer than dataset.max_row_bytes ({max_row_bytes:,} bytes): "
+                                "not a JSON Lines dataset, or raise the limit")
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8-sig"))
+            except UnicodeDecodeError:
+                out.add_problem("not UTF-8 text", lineno)
+                continue
+            except json.JSONDecodeError:
+                out.add_problem("not valid JSON", lineno)
+                continue
+            out.rows.append((lineno, row))
+    out.columns = _keys(out.rows)
+    return out
+
+
+def _json_document(path: Path, doc: Any) -> FileRows:
+    """A whole-file JSON array of rows, or an object with its rows in a list under one key."""
+    if isinstance(doc, list):
+        out = FileRows("a JSON array", "row", list(enumerate(doc)))
+    elif isinstance(doc, dict):
+        key = _rows_key(doc)
+        if key is None:
+            raise UserError(f"{path}: a JSON object without a list of rows under any key (keys: {', '.join(map(str, doc)) or 'none'})")
+        big_bench = any(isinstance(r, dict) and "target_scores" in r for r in doc[key])
+        what = "a BIG-bench task" if big_bench else "a JSON object"
+        out = FileRows(f"{what} (rows under '{key}')", "row", [(i, _scored_answer(r)) for i, r in enumerate(doc[key])])
+    else:
+        raise UserError(f"{path}: a JSON {type(doc).__name__}, not rows")
+    out.columns = _keys(out.rows)
+    return out
+
+
+def _scored_answer(row: dict) -> dict:
+    """A BIG-bench row with its `answer`: the `target_scores` option scored highest ({"Yes": 1, "No": 0}: "Yes")."""
+    scores = row.get("target_scores")
+    if "answer" in row or not isinstance(scores, dict) or not scores:
+        return row
+    if not all(isinstance(v, (int, float)) for v in scores.values()):
+        return row
+    return {**row, "answer": max(scores, key=scores.get)}
+
+
+def _rows_key(doc: dict) -> str | None:
+    """The key of `doc` that holds its rows: the one list of objects, else the first of _LIST_KEYS."""
+    keys = [k for k, v in doc.items() if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)]
+    if len(keys) == 1:
+        return keys[0]
+    return next((k for k in _LIST_KEYS if k in keys), None)
+
+
+def _table(path: Path, text: str, max_row_bytes: int) -> FileRows:
+    """CSV or TSV (the delimiter sniffed from the header), every value a string, as the file holds it."""
+    first = text.split("\n", 1)[0]
+    try:
+        dialect = csv.Sniffer().sniff(first, delimiters=",\t;|") if first else None
+    except csv.Error:
+        dialect = None
+    if dialect is None:
+        raise UserError(f"{path}: not a dataset file this job reads (JSON Lines, a JSON array or object, CSV or TSV, Parquet)")
+    name = {"\t": "TSV"}.get(dialect.delimiter, f"CSV ('{dialect.delimiter}'-separated)")
+    out = FileRows(name, "line")
+    csv.field_size_limit(max_row_bytes)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f, delimiter=dialect.delimiter)
+            out.columns = tuple(reader.fieldnames or ())
+            for row in reader:
+                extra = row.pop(None, None)
+                if extra is not None:
+                    out.add_problem("more values than the header has columns", reader.line_num)
+                    continue
+                out.rows.append((reader.line_num, row))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    except csv.Error as e:
+        raise UserError(f"{path}: not a readable CSV file: {e}") from None
+    return out
+
+
+def _parquet(path: Path) -> FileRows:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise UserError(f"{path}: not a readable Parquet file: {str(e).strip().splitlines()[0][:300]}") from None
+    return FileRows("Parquet", "row", list(enumerate(table.to_pylist())), columns=tuple(table.column_names))
+
+
+def _keys(rows: list[tuple[int, Any]]) -> tuple[str, ...]:
+    first = next((row for _, row in rows if isinstance(row, dict)), {})
+    return tuple(str(k) for k in first)
