@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.config.sections import (
     DatasetSpec, DecodingConfig, ExportSettings, LabelSettings, ModelSpec, RayConfig, SignalSettings,
 )
+from pipeline.config.prompt_style import CHAT_TEMPLATE_ROLES, PromptStyle
 from pipeline.config.settings import settings_from
 from pipeline.config.strategies import StrategySpec
 from pipeline.config.yaml_text import parse_yaml, read_yaml
@@ -38,6 +39,8 @@ class RunConfig:
     # default: the dataset's benchmark's template, else gsm8k_cot_8shot; with `datasets`, when
     # not given it stays None and each entry is encoded with its own benchmark's template
     prompt: str | None = None
+    # raw few-shot text, or the chat template (`prompt: {template: ..., chat: true, ...}`)
+    prompt_style: PromptStyle = PromptStyle()
     decoding: DecodingConfig = DecodingConfig()
     ray: RayConfig = RayConfig()
     labels: LabelSettings = LabelSettings()
@@ -75,6 +78,8 @@ class RunConfig:
                 data.pop("inferred")  # how split and name were found, not what they are
         if not out["datasets"]:  # a run over one dataset keeps the config hash it always had (it resumes)
             out.pop("datasets")
+        if self.prompt_style == PromptStyle():  # so does a run with raw prompts
+            out.pop("prompt_style")
         return out
 
     def results_key(self, ignore: tuple[str, ...] = ()) -> dict:
@@ -151,18 +156,33 @@ def _strategy_specs(raw: Any) -> tuple[StrategySpec, ...]:
     return tuple(s for s, _ in specs)
 
 
+def _prompt_section(raw: Any) -> tuple[str | None, PromptStyle]:
+    """`prompt: NAME` (a template), or a mapping: `template` plus the PromptStyle fields."""
+    if raw is None or isinstance(raw, str):
+        return raw, PromptStyle()
+    if not isinstance(raw, dict):
+        raise UserError(f"config: 'prompt' must name a template or be a mapping (template, chat, system, ...), got {raw!r}")
+    template = raw.get("template")
+    if template is not None and not (isinstance(template, str) and template.strip()):
+        raise UserError(f"config: 'prompt.template' must name a template, got {template!r}")
+    style = settings_from(PromptStyle, {k: v for k, v in raw.items() if k != "template"}, "config: 'prompt'")
+    if style.chat_template is not None and style.chat_template not in CHAT_TEMPLATE_ROLES and style.chat_template.endswith((".jinja", ".j2")):
+        style = replace(style, chat_template=resolve_path(style.chat_template))
+    return template, style
+
+
 def parse_config(raw: dict, needs: tuple[str, ...] = EVALUATION) -> RunConfig:
     """Validate every section given; `needs` are the sections the job cannot run without."""
     if not isinstance(raw, dict):
         raise UserError("config: top level must be a mapping")
-    known = {f.name for f in dataclasses.fields(RunConfig)}
+    known = {f.name for f in dataclasses.fields(RunConfig)} - {"prompt_style"}  # written inside `prompt`
     unknown = sorted(set(raw) - known)
     if unknown:
         raise UserError(f"config: unknown key(s) {unknown} (known: {sorted(known)})")
     missing = _missing_sections(raw, needs)
     if missing:
         raise UserError(f"config: this job needs the section(s) {missing}")
-    prompt = raw.get("prompt")  # None: RunConfig picks the benchmark's
+    prompt, style = _prompt_section(raw.get("prompt"))  # prompt None: RunConfig picks the benchmark's
 
     def optional(key: str, cls, path_keys: tuple[str, ...]):
         return _section(raw, key, cls, path_keys) if key in raw else None
@@ -174,6 +194,7 @@ def parse_config(raw: dict, needs: tuple[str, ...] = EVALUATION) -> RunConfig:
         datasets=_dataset_list(raw["datasets"]) if "datasets" in raw else (),
         strategies=_strategy_specs(raw["strategies"]) if "strategies" in raw else (),
         prompt=resolve_path(prompt) if prompt is not None and str(prompt).endswith((".yaml", ".yml")) else prompt,
+        prompt_style=style,
         decoding=settings_from(DecodingConfig, raw.get("decoding"), "config: 'decoding'"),
         ray=settings_from(RayConfig, raw.get("ray"), "config: 'ray'"),
         labels=settings_from(LabelSettings, raw.get("labels"), "config: 'labels'"),
@@ -203,6 +224,8 @@ def apply_override(raw: dict, assignment: str) -> None:
         if last:
             node[part] = parsed
         else:
+            if depth == 0 and part == "prompt" and isinstance(node.get(part), str):  # `prompt: NAME` gains chat settings
+                node[part] = {"template": node[part]}
             if isinstance(node, dict):
                 node = node.setdefault(part, {})
             else:

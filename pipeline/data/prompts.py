@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipeline.config.benchmark_spec import read_benchmark
 from pipeline.config.yaml_text import read_yaml
+from pipeline.data.chat import ChatFormat, chat_messages, encode_chat, render_chat
 from pipeline.errors import UserError
 
 TEMPLATE_DIR = Path(__file__).parent / "prompt_templates"
@@ -34,6 +35,7 @@ class PromptTemplate:
     answer_prefix: str = "\nA:"
     separator: str = "\n\n"
     stop_strings: tuple[str, ...] = ("\n\nQ:", "\nQ:")
+    chat: ChatFormat | None = None  # put through a chat template (pipeline/data/chat.py), else raw text
 
     def preamble(self) -> str:
         shots = "".join(
@@ -75,6 +77,8 @@ def load_template(name_or_path: str) -> PromptTemplate:
 
 def template_from_mapping(raw: dict, default_name: str, where: str) -> PromptTemplate:
     """A template from its YAML mapping (name, instruction, prefixes, exemplars, ...)."""
+    if "chat" in raw:
+        raise UserError(f"{where}: 'chat' belongs to the run config (prompt: {{chat: true}}), not to a template")
     try:
         raw = dict(raw)
         exemplars = tuple(Exemplar(str(e["question"]), str(e["answer"])) for e in raw.pop("exemplars", []))
@@ -89,8 +93,11 @@ def encode_prompt(tokenizer, template: PromptTemplate, question: str) -> tuple[l
     """Token ids of (preamble, question suffix), encoded separately.
 
     Encoding the two parts separately *defines* the prompt's tokens, so decoding
-    with and without a cached preamble sees exactly the same ids.
+    with and without a cached preamble sees exactly the same ids. A chat prompt's tokens are
+    `apply_chat_template`'s, split where the turns every question shares end.
     """
+    if template.chat is not None:
+        return encode_chat(tokenizer, template, question, template.chat)
     preamble = tokenizer.encode(template.preamble(), add_special_tokens=False) if template.preamble() else []
     suffix = tokenizer.encode(template.suffix(question), add_special_tokens=False)
     if getattr(tokenizer, "bos_token_id", None) is not None and getattr(tokenizer, "add_bos_token", False):
@@ -98,6 +105,14 @@ def encode_prompt(tokenizer, template: PromptTemplate, question: str) -> tuple[l
     return preamble, suffix
 
 
+def prompt_text(tokenizer, template: PromptTemplate, question: str) -> str:
+    """The prompt as text: the template's rendering, or the chat template's."""
+    if template.chat is None:
+        return template.render(question)
+    return render_chat(tokenizer, chat_messages(template, question, template.chat), template.chat)
+
+
 def prompt_hash(template: PromptTemplate, question: str) -> str:
-    """Identifies the exact prompt text a row was decoded from."""
-    return hashlib.sha256(template.render(question).encode()).hexdigest()[:16]
+    """Identifies the exact prompt text a row was decoded from (and the chat template shaping it)."""
+    text = template.render(question) + (f"\0chat:{template.chat.digest}" if template.chat is not None else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

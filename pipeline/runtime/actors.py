@@ -13,7 +13,8 @@ import ray
 import torch
 
 from pipeline.config.sections import ModelSpec
-from pipeline.data.prompts import PromptTemplate, load_template
+from pipeline.data.chat import ChatFormat
+from pipeline.data.prompts import PromptTemplate
 from pipeline.decoding.decoder import Decoder
 from pipeline.engine.hf import HFEngine
 from pipeline.engine.interface import NextToken
@@ -21,6 +22,7 @@ from pipeline.engine.remote import RemoteEngine
 from pipeline.engine.stop import StopRule
 from pipeline.models.loading import load_model, pick_device
 from pipeline.runtime.engine_queue import EngineQueue
+from pipeline.runtime.prompting import run_template
 
 
 def _limit_threads() -> None:
@@ -111,10 +113,11 @@ class DecodeWorker:
     benchmarks) is encoded with that one and ends at its stop strings."""
 
     def __init__(self, student: ModelSpec, teacher_name: str, vocab_size: int, prompt: str, stop: StopRule, reuse_preamble: bool,
-                 teacher_top_k: int | None = 32):
+                 teacher_top_k: int | None = 32, chat: ChatFormat | None = None):
         _limit_threads()
         lm = load_model(student)
-        self.template, self.stop = load_template(prompt), stop
+        self.chat = chat
+        self.template, self.stop = run_template(prompt, chat), stop
         self.templates: dict[str, PromptTemplate] = {prompt: self.template}
         teacher = RemoteEngine(ray.get_actor(teacher_name), reuse_preamble)
         self.decoder = Decoder(HFEngine(lm, vocab_size, reuse_preamble), teacher, lm.tokenizer, stop, teacher_top_k)
@@ -134,7 +137,7 @@ class DecodeWorker:
         if prompt is None:
             return self.template
         if prompt not in self.templates:
-            self.templates[prompt] = load_template(prompt)
+            self.templates[prompt] = run_template(prompt, self.chat)
         return self.templates[prompt]
 
     def placement(self) -> dict:

@@ -24,6 +24,7 @@ from pipeline.runtime.cluster import connect
 from pipeline.runtime.memory import declared_memory
 from pipeline.runtime.placement import start_decoders
 from pipeline.runtime.prompt_fit import check_prompts_fit
+from pipeline.runtime.prompting import run_chat
 from pipeline.runtime.resources import cluster_has_gpus
 from pipeline.runtime.scheduler import schedule
 from pipeline.store import lock
@@ -84,7 +85,7 @@ def run_units(config: RunConfig, out: str, job: Job, examples: list,
     vocab_size = shared_vocab_size(student, teacher)
     check_budget(config.decoding.max_new_tokens, student, teacher)
     longest_prompt = check_prompts_fit(config.student, job.units, config.default_prompt, config.decoding.max_new_tokens,
-                                       student, teacher)
+                                       student, teacher, chat=run_chat(config))
     beyond = [i for i in config.decoding.stop_token_ids if i >= vocab_size]
     if beyond:
         raise UserError(f"decoding.stop_token_ids {beyond} are not in the shared vocabulary ({vocab_size} tokens)")

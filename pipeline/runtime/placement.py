@@ -11,6 +11,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from pipeline.config import RoleResources, RunConfig
 from pipeline.config.sections import ModelSpec
 from pipeline.data.prompts import load_template
+from pipeline.runtime.prompting import run_chat
 from pipeline.engine.stop import StopRule, stop_rule
 from pipeline.errors import UserError
 from pipeline.models.facts import model_facts
@@ -83,7 +84,7 @@ def start_decoders(config: RunConfig, vocab_size: int, memory: dict[str, int] | 
                 **actor_options(rc.student, has_gpus, student_memory), **restart_policy(rc.max_attempts),
                 scheduling_strategy=place(1 + s),
             ).remote(config.student, teacher_name, vocab_size, config.default_prompt, stop, dec.reuse_preamble_cache,
-                     dec.teacher_top_k or None))
+                     dec.teacher_top_k or None, run_chat(config)))
     return fleet
 
 
@@ -93,8 +94,10 @@ def run_stop_rule(config: RunConfig) -> StopRule:
     template, in a run over several benchmarks)."""
     student, teacher = model_facts(config.student), model_facts(config.teacher)
     dec = config.decoding
-    return stop_rule(student.eos_ids + teacher.eos_ids, dec.stop_token_ids, load_template(config.default_prompt).stop_strings,
-                     dec.max_new_tokens)
+    chat = run_chat(config)
+    turn_ends = chat.end_ids if chat is not None else ()  # a chat model's answer ends its turn
+    return stop_rule(student.eos_ids + teacher.eos_ids + turn_ends, dec.stop_token_ids,
+                     load_template(config.default_prompt).stop_strings, dec.max_new_tokens)
 
 
 def start_model_actor(spec: ModelSpec, resources: RoleResources, vocab_size: int, config: RunConfig, name: str, role: str):

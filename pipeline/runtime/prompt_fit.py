@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pipeline.data.prompts import encode_prompt, load_template
+from pipeline.data.chat import ChatFormat
+from pipeline.data.prompts import encode_prompt
 from pipeline.errors import UserError
 from pipeline.models.facts import ModelFacts
 from pipeline.models.loading import load_tokenizer
+from pipeline.runtime.prompting import run_template
 
 
-def check_prompts_fit(spec, units: Iterable, default_prompt: str, max_new_tokens: int, *models: ModelFacts) -> int:
+def check_prompts_fit(spec, units: Iterable, default_prompt: str, max_new_tokens: int, *models: ModelFacts,
+                      chat: ChatFormat | None = None) -> int:
     """Every unit's questions, encoded as the workers encode them (its template's preamble and
     the question's suffix), plus the token budget, fit every model's context. Returns the
     longest prompt's length in tokens."""
@@ -22,14 +25,21 @@ def check_prompts_fit(spec, units: Iterable, default_prompt: str, max_new_tokens
         questions.setdefault(getattr(unit, "prompt", None) or default_prompt, {}).update((ex.id, ex) for ex in unit.examples)
     tokenizer = load_tokenizer(spec)
     for name, examples in questions.items():
-        template = load_template(name)
-        preamble = len(encode_prompt(tokenizer, template, "")[0])
-        suffixes = tokenizer([template.suffix(ex.question) for ex in examples.values()], add_special_tokens=False)["input_ids"]
-        for ex, ids in zip(examples.values(), suffixes):
-            longest = max(longest, preamble + len(ids))
-            needed = preamble + len(ids) + max_new_tokens
+        lengths = _prompt_lengths(tokenizer, run_template(name, chat), [ex.question for ex in examples.values()])
+        for ex, length in zip(examples.values(), lengths):
+            longest = max(longest, length)
+            needed = length + max_new_tokens
             if context is not None and needed > context:
-                raise UserError(f"example {ex.id}: its prompt ({preamble + len(ids):,} tokens) and decoding.max_new_tokens "
+                raise UserError(f"example {ex.id}: its prompt ({length:,} tokens) and decoding.max_new_tokens "
                                 f"({max_new_tokens}) need {needed:,} positions; the models hold {context:,}: shorten or drop "
                                 "the question, or lower max_new_tokens")
     return longest
+
+
+def _prompt_lengths(tokenizer, template, questions: list[str]) -> list[int]:
+    """Each question's prompt length in tokens; raw prompts as one batched tokenizer call."""
+    if template.chat is not None:
+        return [sum(map(len, encode_prompt(tokenizer, template, q))) for q in questions]
+    preamble = len(encode_prompt(tokenizer, template, "")[0])
+    suffixes = tokenizer([template.suffix(q) for q in questions], add_special_tokens=False)["input_ids"]
+    return [preamble + len(ids) for ids in suffixes]

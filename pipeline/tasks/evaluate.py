@@ -2,6 +2,7 @@
 the per-strategy summary (per benchmark and strategy, in a run over several benchmarks)."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,7 +20,10 @@ from pipeline.decoding.shared_batch import decode_strategies
 from pipeline.decoding.strategies import CotDecoding, PredictedAlpha, Strategy
 from pipeline.errors import UserError
 from pipeline.models.facts import model_facts
+from pipeline.models.loading import load_tokenizer
 from pipeline.runtime.job import Job, batches, finish, run_units
+from pipeline.runtime.placement import run_stop_rule
+from pipeline.runtime.runaway import RunawayWatch
 from pipeline.stats.intervals import Estimate, accuracy, paired_difference
 from pipeline.store.schemas import BENCHMARK_KEY, RESULT_SCHEMA
 from predictor.online import build_strategy
@@ -219,8 +223,9 @@ class StrategyTally:
     with its accuracy, examples/s and teacher tokens per example over the rows decoded so far
     (the summary at the end covers every row, resumed ones included)."""
 
-    def __init__(self, units: list[EvalUnit]):
+    def __init__(self, units: list[EvalUnit], runaway: RunawayWatch | None = None):
         self.total, self.seen = len(units), 0
+        self.runaway = runaway  # says rows that ran past a special token no stop rule ends
         # per strategy (per benchmark and strategy, in a `datasets` run): rows, correct, teacher tokens, busy seconds
         self.sums: dict[str, list] = {}
         self.by_benchmark = any(u.partitioned for u in units)
@@ -233,9 +238,10 @@ class StrategyTally:
             for i, value in enumerate((1, row["correct"], row["teacher_tokens"], row["latency_s"])):
                 sums[i] += value
         self.seen += 1
+        notes = self.runaway(rows) if self.runaway is not None else []
         if 4 * self.seen // self.total == 4 * (self.seen - 1) // self.total:
-            return None
-        lines = [f"{self.seen} of {self.total} units ({time.monotonic() - self.started:.0f} s into this run):"]
+            return "\n".join(notes) or None
+        lines = [*notes, f"{self.seen} of {self.total} units ({time.monotonic() - self.started:.0f} s into this run):"]
         for label, sums in self.sums.items():
             st = stats_of_sums(*sums)
             lines.append(f"  {label}: accuracy {st['accuracy']:.3f} on {st['n']} examples, {st['examples_per_s']:.1f} ex/s, "
@@ -261,8 +267,9 @@ def run_evaluation(config: RunConfig, out: str) -> list[dict]:
     per_dataset = [(spec, load_examples(spec)) for spec in config.all_datasets]
     examples = [ex for _, exs in per_dataset for ex in exs]
     units = evaluation_units(config, per_dataset)
+    runaway = RunawayWatch(load_tokenizer(config.student), run_stop_rule(config).eos_ids, config.decoding.stop_token_ids)
     job = Job("evaluate", "results", RESULT_SCHEMA, units, len(examples) * len(config.strategies),
-              ignored_config=("labels", "signals", "export"), tally=StrategyTally)
+              ignored_config=("labels", "signals", "export"), tally=functools.partial(StrategyTally, runaway=runaway))
     data, manifest = run_units(config, out, job, examples, per_dataset)
     benchmarks = [spec.name for spec in config.datasets]
     summary = summarize(data.read(SUMMARY_COLUMNS), config.strategies, benchmarks)

@@ -13,7 +13,7 @@ import ray
 from pipeline.config import RunConfig, SignalSettings
 from pipeline.data.answer_types import score
 from pipeline.data.datasets import Example, load_examples
-from pipeline.data.prompts import PromptTemplate, encode_prompt
+from pipeline.data.prompts import PromptTemplate, encode_prompt, prompt_text
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.sampling import Sampler
 from pipeline.decoding.strategies import Student, Teacher
@@ -75,7 +75,7 @@ class SignalUnit:
             s_mean, s_min = ta_confidence(s_scores[i])
             t_mean, t_min = ta_confidence(t_scores[i])
             rows.append({
-                "example_id": ex.id, "gold_answer": ex.gold, "prompt": template.render(ex.question),
+                "example_id": ex.id, "gold_answer": ex.gold, "prompt": prompt_text(decoder.tokenizer, template, ex.question),
                 "student_text": student[i].text, "student_answer": s_ans, "student_correct": s_ok,
                 "teacher_text": teacher[i].text, "teacher_answer": t_ans, "teacher_correct": t_ok,
                 "sc_k": k, "sc_temperature": float(self.settings.temperature), "sc_answers": answers,
