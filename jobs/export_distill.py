@@ -1,7 +1,7 @@
 """Export distillation data: `python -m jobs.export_distill --input runs/demo/with_signals --config configs/demo.yaml --out runs/demo/distill`.
 
 Writes a Parquet training set (prompt, target completion, source, per-token origin
-mask, signals, weight; rule in pipeline/distill.py) readable with
+mask, signals, weight; rule in pipeline/tasks/distill.py) readable with
 `datasets.load_dataset("parquet", data_files="OUT/*.parquet")`.
 """
 from __future__ import annotations

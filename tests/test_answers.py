@@ -3,7 +3,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data.answers import answers_match, extract_answer, gold_from_gsm8k, normalize_number
+from pipeline.config.sections import DatasetSpec
+from pipeline.data.answers import answers_match, extract_answer, normalize_number
+from pipeline.data.rows import RowProblem, RowReader
+
+GSM8K = RowReader.for_spec(DatasetSpec(benchmark="gsm8k"))
 
 GSM8K_DIR = Path(__file__).resolve().parents[2] / "shared/data/gsm8k"
 
@@ -117,6 +121,14 @@ def test_extract_then_match_end_to_end():
 
 
 # --- GSM8K gold answers -----------------------------------------------------------------
+
+
+def gold_from_gsm8k(answer: str) -> str:
+    """The gold a GSM8K row gives, through the benchmark's own reader (the number after '#### ')."""
+    try:
+        return GSM8K.read({"question": "q", "answer": answer}).gold
+    except RowProblem as problem:
+        raise ValueError(str(problem)) from None
 
 
 def test_gold_from_gsm8k():

@@ -224,7 +224,7 @@ def test_shipped_checkpoints_load_and_share_vocabulary():
 
 
 # Per family of the shipped test split, by greedy decoding: accuracy bounds of the student
-# and the teacher alone (the README's table; the beliefs imply 0/1 per family).
+# and the teacher alone (docs/demo-world.md's table; the beliefs imply 0/1 per family).
 ALONE_BOUNDS = {
     "follow": {"student": (0.0, 0.1), "teacher": (0.9, 1.0)},
     "ignore": {"student": (0.9, 1.0), "teacher": (0.0, 0.1)},
@@ -276,7 +276,7 @@ def shipped_labels():
 
 def test_the_label_job_recovers_each_familys_best_alpha_interval(shipped_labels):
     """Each family's labels are right inside its interval and wrong outside it, at the grid
-    α the README names for it (those near an interval end are left out: the learnt
+    α docs/demo-world.md names for it (those near an interval end are left out: the learnt
     beliefs are near the corpus proportions, not exactly on them)."""
     grid, correct, family = np.array(shipped_labels["grid"]), shipped_labels["correct"], shipped_labels["family"]
     for f in FAMILIES:

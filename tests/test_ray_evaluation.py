@@ -227,7 +227,7 @@ def _free_port():
 
 
 def test_ray_job_submit_end_to_end(config_file, tmp_path):
-    """The README's cluster commands: a token-authenticated cluster, job submit with the token."""
+    """The cluster commands of docs/cluster.md: a token-authenticated cluster, job submit with the token."""
     # the token goes to a HOME of this test's own, never the user's ~/.ray
     home = tmp_path / "home"
     home.mkdir()

@@ -123,3 +123,12 @@ def test_distill_weight_rule():
     })
     rows = distill_rows(table, ExportSettings(sources=("switch",)))
     assert len(rows) == 1 and rows[0]["origin_mask"] == [True, False] and rows[0]["teacher_token_share"] == 0.5
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
+def test_sampled_tokens_follow_the_tempered_distribution(temperature):
+    p = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    want = p.pow(1 / temperature) / p.pow(1 / temperature).sum()
+    draws = torch.tensor([int(Sampler(temperature, [seed])(p, [3], [0])) for seed in range(4000)])
+    seen = torch.bincount(draws, minlength=4) / len(draws)
+    assert torch.allclose(seen, want[0], atol=0.03), (seen, want)

@@ -64,15 +64,3 @@ def answers_match(pred: str | None, gold: str | None) -> bool:
     """True when both parse as numbers and are numerically equal."""
     a, b = _to_decimal(pred), _to_decimal(gold)
     return a is not None and b is not None and a == b
-
-
-def gold_from_gsm8k(answer: str) -> str:
-    """The normalized number after the last "#### " in a GSM8K answer; ValueError if absent."""
-    marker = "#### "
-    if marker not in answer:
-        raise ValueError(f"GSM8K answer has no '{marker}' marker: {answer[-80:]!r}")
-    raw = answer.rsplit(marker, 1)[1]
-    gold = normalize_number(raw)
-    if gold is None:
-        raise ValueError(f"GSM8K answer after '{marker}' is not a number: {raw.strip()[:80]!r}")
-    return gold

@@ -45,7 +45,7 @@ def read_file_rows(path: Path, max_row_bytes: int, row_fields: tuple[str, ...]) 
     if head.startswith(b"PAR1"):
         return _parquet(path)
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
-    if not text:
+    if not text and len(head) < _SNIFF_BYTES:
         raise UserError(f"dataset is empty: {path}")
     if text.startswith("["):
         doc = _parse_json(path)
@@ -151,7 +151,7 @@ def _table(path: Path, text: str, max_row_bytes: int) -> FileRows:
         raise UserError(f"{path}: not a dataset file this job reads (JSON Lines, a JSON array or object, CSV or TSV, Parquet)")
     name = {"\t": "TSV"}.get(dialect.delimiter, f"CSV ('{dialect.delimiter}'-separated)")
     out = FileRows(name, "line")
-    csv.field_size_limit(max_row_bytes)
+    limit = csv.field_size_limit(max_row_bytes)  # a process-wide setting: put back below
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f, delimiter=dialect.delimiter)
@@ -166,6 +166,8 @@ def _table(path: Path, text: str, max_row_bytes: int) -> FileRows:
         raise UserError(f"{path}: not UTF-8 text") from None
     except csv.Error as e:
         raise UserError(f"{path}: not a readable CSV file: {e}") from None
+    finally:
+        csv.field_size_limit(limit)
     return out
 
 

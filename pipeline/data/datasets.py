@@ -102,7 +102,7 @@ def _regular_file(path: Path) -> Path:
     """`path`, if it is a regular file this process may read; UserError otherwise (a directory,
     or a device such as /dev/zero, which would be read forever)."""
     if path.is_dir():
-        raise UserError(f"dataset path is a directory, expected a JSONL or Parquet file: {path}")
+        raise UserError(f"dataset path is a directory, expected a dataset file (JSON Lines, JSON, CSV, Parquet): {path}")
     try:
         info = path.stat()
         with path.open("rb"):

@@ -109,7 +109,8 @@ class TeacherPhase:
     def apply(self, t: int, p: torch.Tensor, active: list[int], tokens: torch.Tensor) -> None:
         if self.next is None:
             return
-        pos = torch.tensor([active.index(r) for r in self.rows], device=p.device)
+        at = {r: i for i, r in enumerate(active)}
+        pos = torch.tensor([at[r] for r in self.rows], device=p.device)
         picked, from_teacher = self.strategy.pick(t, p[pos], self.next, self.alphas[self.rows].to(p.device))
         changed = picked != tokens[pos]
         tokens[pos] = picked
@@ -131,7 +132,8 @@ class TeacherPhase:
         if not remaining or (steps is not None and t >= steps):
             self.close()
             return self._settle(still)
-        keep = [self.rows.index(r) for r in remaining]
+        at = {r: i for i, r in enumerate(self.rows)}
+        keep = [at[r] for r in remaining]
         fed = torch.tensor([token_of[r] for r in remaining])
         self._pending = self.teacher.step_async(self.session, fed, rows=keep if len(keep) < len(self.rows) else None,
                                                 top_k=self.top_k, full_dtype=self.full_dtype)

@@ -4,10 +4,6 @@ from __future__ import annotations
 import torch
 
 
-def probs(logits: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(logits.float(), dim=-1)
-
-
 def mix(p_student: torch.Tensor, p_teacher: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
     """p_s + α·(p_t − p_s); α may be a scalar or one value per row ([B] or [B, 1])."""
     if isinstance(alpha, torch.Tensor) and alpha.dim() == 1:

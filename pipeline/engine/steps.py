@@ -55,7 +55,8 @@ def decode_steps(
             still = hook.send(len(rows[still[0]].token_ids), still, token_of)
             if not still:
                 return
-        keep = [active.index(r) for r in still]
+        at = {r: i for i, r in enumerate(active)}
+        keep = [at[r] for r in still]
         p = engine.step(session, tokens[keep], rows=keep if len(keep) < len(active) else None).probs
         for r in still:
             rows[r].tokens_processed += 1

@@ -1,5 +1,5 @@
 """Every Parquet schema the package writes, in one place: evaluation results, α-labels,
-teaching-assistant signals and distillation data. The README documents each column."""
+teaching-assistant signals and distillation data. docs/outputs.md documents each column."""
 from __future__ import annotations
 
 import pyarrow as pa

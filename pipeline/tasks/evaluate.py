@@ -28,16 +28,10 @@ from pipeline.stats.intervals import Estimate, accuracy, paired_difference
 from pipeline.store.schemas import BENCHMARK_KEY, RESULT_SCHEMA
 from predictor.online import build_strategy
 
-_BUILT: dict[str, Strategy] = {}
-
-
 def built_strategy(spec: StrategySpec) -> Strategy:
-    """The strategy of a config entry, built once per process (an α-predictor artifact is
-    loaded once, by `predictor.online.build_strategy`; CoT-decoding is handed the answer
-    extraction it measures confidence on)."""
-    if spec.label not in _BUILT:
-        _BUILT[spec.label] = build_strategy(spec.name, spec.params)
-    return _BUILT[spec.label]
+    """The strategy of a config entry (a small frozen value, cheap to build; an α-predictor
+    artifact it names is loaded once per process, by `predictor.online.load_online`)."""
+    return build_strategy(spec.name, spec.params)
 
 
 def for_examples(strategy: Strategy, examples: Sequence[Example]) -> Strategy:
