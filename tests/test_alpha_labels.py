@@ -101,6 +101,7 @@ def test_settings_checked_against_budget_and_student_depth():
     LabelSettings(feature_layers=(0, -1, 2)).check_against(max_new_tokens=8, num_layers=2)
 
 
+@pytest.mark.ray  # runs a job on Ray
 def test_label_job_writes_parquet_and_refuses_bad_layers(tiny_pair, tmp_path):
     run = label_job(tiny_pair, tmp_path, 5, {"n_tokens": 2, "alpha_grid": [1.0, 0.0, -1.0], "feature_layers": [-1, 0]})
     bad = run("--set", "labels.feature_layers=[7]")

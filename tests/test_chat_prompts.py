@@ -121,6 +121,7 @@ def test_prompt_section_is_validated_and_raw_runs_keep_their_config_hash():
             parse_config({**base, "prompt": bad}, ("dataset",))
 
 
+@pytest.mark.ray  # runs a job on Ray
 def test_the_job_runs_chat_prompts_and_stops_at_the_end_of_turn(models, tmp_path):
     """Through jobs.evaluate on Ray: <|im_end|> ends the rows although neither model lists it."""
     data = tmp_path / "q.jsonl"

@@ -34,6 +34,7 @@ def with_change(raw, section, **fields):
     return changed
 
 
+@pytest.mark.slow  # a Python process per case
 @pytest.mark.parametrize("change, message", [
     (lambda root, raw: with_change(raw, "student", path=str(root / "no-such-model")), "model not found"),
     (lambda root, raw: with_change(raw, "decoding", reuse_preamble_cache="maybe"), "reuse_preamble_cache"),
@@ -63,6 +64,7 @@ def one_error_line(result, message):
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
 
 
+@pytest.mark.ray  # runs a job on Ray
 def test_bad_output_locations_are_one_line(base, tmp_path):
     root, raw = base
     a_file = tmp_path / "file"
@@ -72,6 +74,7 @@ def test_bad_output_locations_are_one_line(base, tmp_path):
     one_error_line(evaluate(root, raw, "relative/out", env=submitted), "relative")
 
 
+@pytest.mark.ray  # runs a job on Ray
 def test_lock_stale_resume_and_failed_start(base, tmp_path):
     """A run that failed at start-up does not block the corrected rerun; a dead run's lock is
     taken over; a live run's lock is respected; changed data at the same --out is refused."""

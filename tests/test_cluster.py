@@ -5,6 +5,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.ray  # starts Ray
+
 REPO = Path(__file__).resolve().parents[1]
 
 PROBE = """

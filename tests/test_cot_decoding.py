@@ -201,6 +201,7 @@ def test_result_rows_carry_the_cot_columns(decoder, models):
         assert row["teacher_token_mask"][:1] == [bool(row["alpha"])]
 
 
+@pytest.mark.ray  # runs a job on Ray
 def test_ray_evaluation_with_a_remote_teacher_equals_in_process(tiny_pair, tmp_path):
     from test_ray_evaluation import read_rows, single_process_rows
 

@@ -175,6 +175,7 @@ def test_tokenizer_round_trip_single_digits_and_one_token_per_operation():
     assert all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == 3
 
 
+@pytest.mark.slow  # rebuilds a world
 def test_build_is_reproducible_and_check_finds_a_changed_file(tmp_path):
     """A small world built twice gives identical files; --check rebuilds and compares."""
     from pipeline.demo.training import ModelSpec

@@ -104,6 +104,7 @@ def test_hard_world_regimes_hold_on_the_shipped_models(hard_labels):
         assert recovered.mean() >= 0.9, (f.name, recovered.mean())
 
 
+@pytest.mark.slow  # trains predictors on 1,200 labels
 def test_old_margin_rule_loses_to_the_best_fixed_alpha_and_the_new_policy_does_not(hard_labels):
     """Held-out over 5 folds by example, on the same rows: (a) the old rule scores below the
     best fixed α; (b) the decision relative to the best fixed α scores at least the best

@@ -57,6 +57,7 @@ def part_mtimes(results: Path) -> dict[str, int]:
     return {p.relative_to(results).as_posix(): p.stat().st_mtime_ns for p in results.rglob("*.parquet")}
 
 
+@pytest.mark.ray  # runs a job on Ray
 def test_two_benchmarks_make_one_partitioned_dataset_and_resume_per_benchmark(ray_without_gpus, tiny_pair, stopper, tmp_path):
     config = parse_config(raw_config(tiny_pair, stopper))
     out = tmp_path / "run"

@@ -286,6 +286,7 @@ def test_older_single_n_labels_train_only_for_their_n(tmp_path):
 
 # --- the job, through Ray ----------------------------------------------------------------------
 
+@pytest.mark.ray  # runs a job on Ray
 def test_label_job_over_an_n_grid(tiny_pair, tmp_path):
     run = label_job(tiny_pair, tmp_path, 4, {"n_grid": [1, 3], "alpha_grid": [1.0, 0.0, -1.0]})
     for bad, message in (("[1, 1]", "duplicate values"), ("[1, 7]", "larger than decoding.max_new_tokens")):

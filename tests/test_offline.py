@@ -48,6 +48,7 @@ def test_unreachable_hub_fails_at_once_for_models_and_datasets(monkeypatch, fres
     assert time.monotonic() - start < RETRY_LOOP_S
 
 
+@pytest.mark.slow  # a Python process per case
 @pytest.mark.parametrize("offline", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}],
                          ids=["hf_hub_offline", "hub_unreachable"])
 def test_a_cached_hub_model_loads_from_the_cache(tiny_pair, tmp_path, offline):

@@ -26,6 +26,8 @@ from pipeline.store.schemas import RESULT_SCHEMA
 from pipeline.tasks.evaluate import run_evaluation
 from pipeline.runtime.placement import run_stop_rule, start_decoders
 
+pytestmark = pytest.mark.ray  # starts Ray
+
 REPO = Path(__file__).resolve().parents[1]
 N_EXAMPLES = 10
 STRATEGIES = [

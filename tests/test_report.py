@@ -15,6 +15,8 @@ from matplotlib import colors, image
 from pipeline.demo.families import FAMILIES as DEMO_FAMILIES
 from pipeline.report.plots import HELPED
 
+pytestmark = pytest.mark.ray  # its runs fixture runs the jobs on Ray
+
 REPO = Path(__file__).resolve().parents[1]
 
 

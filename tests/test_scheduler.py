@@ -13,6 +13,8 @@ from pipeline.errors import JobFailed, UserError
 from pipeline.runtime.placement import restart_policy
 from pipeline.runtime.scheduler import schedule
 
+pytestmark = pytest.mark.ray  # starts Ray
+
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import test modules
 MAX_ATTEMPTS = 3
 

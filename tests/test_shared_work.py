@@ -11,7 +11,8 @@ from pipeline.data.prompts import encode_prompt, load_template
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.shared_batch import decode_strategies
 from pipeline.decoding.strategies import EntropyGate, FixedAlpha, Student, Switch, Teacher
-from pipeline.engine.hf import HFEngine
+from pipeline.engine import hf
+from pipeline.engine.hf import HFEngine, stack_states
 from pipeline.engine.interface import SessionLost
 from pipeline.engine.stop import StopRule
 from pipeline.models.facts import model_facts, shared_vocab_size
@@ -89,7 +90,7 @@ def test_features_of_a_merged_request_are_each_requests_own(decoder, prompts):
         decoder.student.close(session)
 
 
-def test_steps_of_several_sessions_in_one_forward_match_stepping_each(decoder, prompts):
+def test_steps_of_several_sessions_in_one_forward_match_stepping_each(decoder, prompts, monkeypatch):
     engine = decoder.teacher
     batched = HFEngine(engine.lm, engine.vocab_size)
     sessions = {"a": prompts[:3], "b": prompts[3:4], "c": prompts[4:]}  # different lengths and batch sizes
@@ -98,17 +99,25 @@ def test_steps_of_several_sessions_in_one_forward_match_stepping_each(decoder, p
             e.prefill(name, ps)
     tokens = {name: torch.arange(len(ps)) + 5 for name, ps in sessions.items()}
     forwards = batched.step_forwards
-    for t in range(4):
+    stacked = []  # rounds that stacked the sessions' caches anew
+    monkeypatch.setattr(hf, "stack_states", lambda states: stacked.append(len(states)) or stack_states(states))
+    for t in range(6):
         rows = {"a": [0, 2] if t == 1 else None, "b": None, "c": None}  # a drops its middle row
         if t == 1:
             tokens["a"] = tokens["a"][[0, 2]]
+        if t == 4:  # c steps alone between two rounds: the next round must not reuse the stack
+            own, mine = engine.step("c", tokens["c"]), batched.step("c", tokens["c"])
+            torch.testing.assert_close(mine.logits, own.logits, rtol=0, atol=1e-4)
+            tokens["c"] = own.logits.argmax(-1)
         one = {n: engine.step(n, tokens[n], rows[n]) for n in sessions}
         many = dict(zip(sessions, batched.step_many([(n, tokens[n], rows[n]) for n in sessions])))
         for n in sessions:
             torch.testing.assert_close(many[n].logits, one[n].logits, rtol=0, atol=1e-4)
             assert torch.equal(many[n].logits.argmax(-1), one[n].logits.argmax(-1))
             tokens[n] = one[n].logits.argmax(-1)
-    assert batched.step_forwards - forwards == 4  # one forward per round, for three sessions
+    assert batched.step_forwards - forwards == 6 + 1  # one forward per round for three sessions, and c's own step
+    # stacked at the first round, after a dropped its row, and after c stepped alone; the others keep the last stack
+    assert stacked == [3, 3, 3]
     for e in (engine, batched):
         for name in sessions:
             e.close(name)

@@ -84,6 +84,7 @@ def test_config_stop_ids_end_rows_and_a_runaway_row_says_length(pair):
     assert gen.finish_reason == "length" and gen.text == " The answer is"
 
 
+@pytest.mark.ray  # runs a job on Ray
 def test_the_job_stops_each_model_at_its_end(pair, tmp_path):
     """Through jobs.evaluate on Ray: the driver's stop rule reaches the workers and the teacher actor."""
     data = tmp_path / "q.jsonl"

@@ -69,6 +69,7 @@ def big_vocab(tmp_path_factory):
     return save_big_vocab_pair(tmp_path_factory.mktemp("bigvocab"))
 
 
+@pytest.mark.ray  # runs a job on Ray
 def test_a_remote_teacher_sends_under_one_percent_of_a_full_row_and_the_same_tokens(big_vocab):
     ray.init(address="local", num_cpus=2, num_gpus=0, log_to_driver=True)
     try:

@@ -90,6 +90,8 @@ class HFEngine:
         self.step_forwards = 0  # model forwards of `step` and `step_many`
         self.sessions: SessionStore[_Session] = sessions if sessions is not None else SessionStore()
         self._preamble: tuple[tuple[int, ...], object] | None = None
+        # the last step_many round: its sessions, the stacked cache, each session's slice of it
+        self._stack: tuple[tuple[str, ...], object, list] | None = None
 
     # -- StepEngine -------------------------------------------------------
     @torch.inference_mode()
@@ -146,7 +148,8 @@ class HFEngine:
         for state, (_, _, rows) in zip(states, calls):
             if rows is not None:
                 self._select(state, rows)
-        cache, mask, positions = stack_states(states)
+        names = tuple(session for session, _, _ in calls)
+        cache, mask, positions = self._kept_stack(names, states) or stack_states(states)
         tokens = torch.cat([t.to(self.device).view(-1, 1) for _, t, _ in calls])
         mask = torch.cat([mask, torch.ones_like(tokens)], dim=1)
         out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions.view(-1, 1), cache=cache, use_cache=True)
@@ -161,7 +164,18 @@ class HFEngine:
             state.attention_mask, state.last_logits = mask[rows], logits[rows]
             state.next_position = state.next_position + 1
             results.append(NextToken(state.last_logits))
+        self._stack = (names, out.cache, [(s.cache, s.cache.layers[0].keys) for s in states])
         return results
+
+    def _kept_stack(self, names: tuple[str, ...], states: list[_Session]):
+        """The last round's stacked cache, when this round steps the same sessions and none
+        was touched since (each still holds the very slice it was given): no re-stacking copy."""
+        if self._stack is None or self._stack[0] != names:
+            return None
+        _, cache, slices = self._stack
+        if not all(s.cache is c and s.cache.layers[0].keys is k for s, (c, k) in zip(states, slices)):
+            return None
+        return cache, torch.cat([s.attention_mask for s in states]), torch.cat([s.next_position for s in states])
 
     def fork(self, session: str, rows: list[int]) -> None:
         self._select(self.sessions.get(session), rows)
@@ -177,6 +191,8 @@ class HFEngine:
 
     def close(self, session: str) -> None:
         self.sessions.pop(session)
+        if self._stack is not None and session in self._stack[0]:
+            self._stack = None  # its memory goes with the sessions
 
     def prompt_cost(self, prompt: Prompt) -> int:
         return prompt_cost(prompt, self.reuse_preamble)
