@@ -119,8 +119,9 @@ def _chosen_template(choice: str | None, tokenizers: dict[str, Any], names: dict
     own = {role: _own_template(tok) for role, tok in tokenizers.items() if tok is not None}
     if choice is None:
         if own["student"] is None:
+            teacher = " or 'teacher'" if own.get("teacher") else ""
             raise UserError(f"prompt.chat: the student '{names['student']}' has no chat template: set prompt.chat_template "
-                            "to a Jinja file, Jinja text or 'teacher'")
+                            f"to a Jinja file or Jinja text{teacher}")
         if "teacher" in own and not _same_prompts(tokenizers["student"], own["student"], own["teacher"]):
             raise UserError("prompt.chat: the student's and the teacher's chat templates differ, and both models must get the "
                             "same prompt tokens: set prompt.chat_template to student, teacher or a Jinja file")

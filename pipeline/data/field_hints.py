@@ -17,7 +17,7 @@ _NAME_CUES = {
 
 def mapping_hint(reader: RowReader, columns: Sequence[str]) -> str:
     """`--set` lines for each role whose fields the data lacks, with a likely field of `columns`
-    (or <field> where none looks likely)."""
+    (or <field> where none looks likely; an optional group field is dropped instead)."""
     taken = {f for fields in reader.roles().values() for f in fields if f in columns}
     lines = []
     for role, fields in reader.roles().items():
@@ -25,8 +25,10 @@ def mapping_hint(reader: RowReader, columns: Sequence[str]) -> str:
             continue
         guess = _likely_field(role, [c for c in columns if c not in taken])
         taken.add(guess)
-        key = "dataset.group_field" if role == "group" else f"dataset.fields.{role}"
-        lines.append(f"--set {key}={guess}")
+        if role == "group":  # optional: without a likely field, drop it
+            lines.append(f"--set dataset.group_field={'null' if guess == '<field>' else guess}")
+        else:
+            lines.append(f"--set dataset.fields.{role}={guess}")
     return " ".join(lines)
 
 

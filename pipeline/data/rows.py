@@ -9,6 +9,7 @@ from pipeline.config.benchmark_spec import ChoicesRule, FieldRule, read_benchmar
 from pipeline.config.sections import DatasetSpec
 from pipeline.data.answer_types import AnswerType, answer_type
 from pipeline.data.choice_answers import LETTERS, format_choices
+from pipeline.errors import UserError
 
 
 class RowProblem(ValueError):
@@ -43,7 +44,10 @@ class RowReader:
             after = "#### " if spec.answer_format == "gsm8k" else None
             reader = cls(FieldRule(field=spec.question_field), FieldRule(field=spec.answer_field, after=after),
                          answer_type("number"), group_field=spec.group_field)
-        return replace(reader, **spec.field_rules)
+        rules = spec.field_rules
+        if "choices" in rules and reader.kind.name != "choice":
+            raise UserError(f"dataset.fields.choices applies to multiple-choice benchmarks; this one's answers are {reader.kind.name}")
+        return replace(reader, **rules)
 
     def roles(self) -> dict[str, tuple[str, ...]]:
         """The row fields each role reads: {"question": ("Body", "Question"), "answer": ("Answer",)}."""
