@@ -82,7 +82,8 @@ def test_tokens_equal_apply_chat_template_and_share_one_preamble(models, multitu
 
 
 def test_messages_put_exemplars_in_turns_and_the_instruction_in_the_system_turn():
-    fmt = chat_format(PromptStyle(chat=True, system="You are a tutor."), _tokenizer(QWEN_STYLE), None, ("s", ""))
+    tok = _tokenizer(QWEN_STYLE)
+    fmt = chat_format(PromptStyle(chat=True, system="You are a tutor."), tok, None, ("s", ""))
     assert chat_messages(TEMPLATE, "What is 9 plus 9?", fmt) == [
         {"role": "system", "content": "You are a tutor.\n\nBe brief."},
         {"role": "user", "content": "Q: What is 2 plus 2?\nA:"}, {"role": "assistant", "content": "The answer is 4."},
@@ -90,7 +91,8 @@ def test_messages_put_exemplars_in_turns_and_the_instruction_in_the_system_turn(
     one_turn = replace(fmt, fewshot_as_multiturn=False)
     assert chat_messages(TEMPLATE, "What is 9 plus 9?", one_turn) == [
         {"role": "system", "content": "You are a tutor."}, {"role": "user", "content": TEMPLATE.render("What is 9 plus 9?")}]
-    assert prompt_hash(replace(TEMPLATE, chat=fmt), "x") != prompt_hash(TEMPLATE, "x") != prompt_hash(replace(TEMPLATE, chat=one_turn), "x")
+    hashes = {prompt_hash(TEMPLATE, "x"), prompt_hash(replace(TEMPLATE, chat=fmt), "x", tok), prompt_hash(replace(TEMPLATE, chat=one_turn), "x", tok)}
+    assert len(hashes) == 3
 
 
 def test_the_models_must_agree_on_the_template_unless_the_config_names_one(models, tmp_path):
@@ -116,6 +118,7 @@ def test_prompt_section_is_validated_and_raw_runs_keep_their_config_hash():
     chat = parse_config({**base, "prompt": {"template": "gsm8k_cot_8shot", "chat": True, "system": "Hi"}}, ("dataset",))
     assert (chat.prompt, chat.prompt_style.chat, chat.to_dict()["prompt_style"]["system"]) == ("gsm8k_cot_8shot", True, "Hi")
     for bad, message in [({"chat": "yes"}, "'prompt.chat' must be true or false, got 'yes'"), ({"system": "Hi"}, "set prompt.chat: true"),
+                         ({"fewshot_as_multiturn": False}, "apply to chat prompts"),
                          ({"chat": True, "colour": 1}, r"unknown field\(s\) \['colour'\]"), (3, "'prompt' must name a template")]:
         with pytest.raises(UserError, match=message):
             parse_config({**base, "prompt": bad}, ("dataset",))

@@ -106,3 +106,49 @@ def test_a_bad_row_in_an_array_is_numbered_from_zero(tmp_path):
         _load("dataset.benchmark=multiarith", f"dataset.source={path}", "dataset.split=test",
               "dataset.fields.question=sQuestion", "dataset.fields.answer=lSolutions")
     assert str(err.value) == f"{path}: 1 bad row (counted from 0): 'lSolutions' is not a number (row 2)"
+
+
+def test_a_row_longer_than_the_sniffed_head_and_a_row_holding_a_list_stay_json_lines(tmp_path):
+    long = tmp_path / "long.jsonl"
+    _jsonl(long, [{"question": "What is 2+2? " + "x" * 100_000, "answer": "#### 4"}])
+    assert [e.gold for e in _load(f"dataset.source={long}", "dataset.split=test")[0]] == ["4"]
+    chat = tmp_path / "chat.jsonl"  # one row, its fields not yet mapped, holding a list of objects
+    _jsonl(chat, [{"messages": [{"role": "user", "content": "hi"}], "target": "1"}])
+    with pytest.raises(UserError, match=r"no field\(s\) 'question', 'answer' \(fields: messages, target\)"):
+        _load(f"dataset.source={chat}", "dataset.split=test")
+
+
+def test_csv_header_after_blank_lines_spaces_after_commas_and_records_numbered_where_they_start(tmp_path, capsys):
+    path = tmp_path / "q.csv"
+    path.write_text('\n\nquestion, answer\n"Tom has 2,\nthen 3 more. How many?", #### 5\nq2, #### 2, extra\n')
+    with pytest.raises(UserError) as err:
+        _load(f"dataset.source={path}", "dataset.split=test")
+    assert str(err.value) == f"{path}: 1 bad line: more values than the header has columns (line 6)"
+    path.write_text('\n\nquestion, answer\n"Tom has 2,\nthen 3 more. How many?", #### 5\n')
+    examples, _ = _load(f"dataset.source={path}", "dataset.split=test", capsys=capsys)
+    assert [(e.question, e.gold) for e in examples] == [("Tom has 2,\nthen 3 more. How many?", "5")]
+
+
+def test_parquet_reads_only_the_columns_it_needs(tmp_path):
+    path = tmp_path / "wide.parquet"
+    pq.write_table(pa.Table.from_pylist([{"question": "What is 3+3?", "answer": "#### 6", "image": b"\0" * 1000}]), path)
+    from pipeline.data.containers import read_file_rows
+
+    found = read_file_rows(path, 1 << 20, ("question", "answer"))
+    assert found.columns == ("question", "answer", "image") and found.rows == [(0, {"question": "What is 3+3?", "answer": "#### 6"})]
+
+
+def test_a_run_over_several_datasets_names_the_entry_to_map():
+    from pipeline.config import DatasetSpec
+    from pipeline.data.field_hints import mapping_hint
+    from pipeline.data.rows import RowReader
+
+    reader = RowReader.for_spec(DatasetSpec(benchmark="svamp"))
+    assert mapping_hint(reader, ["input", "target"], "datasets.1") == \
+        "--set datasets.1.fields.question=input --set datasets.1.fields.answer=target"
+
+
+def test_answer_format_and_an_answer_rule_are_not_given_together(tmp_path):
+    path = _jsonl(tmp_path / "rows.jsonl", [{"question": "q", "sol": "3"}])
+    with pytest.raises(UserError, match="dataset.answer_format cannot be set with dataset.fields.answer"):
+        _load(f"dataset.source={path}", "dataset.split=test", "dataset.answer_format=plain", "dataset.fields.answer=sol")

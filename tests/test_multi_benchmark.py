@@ -147,3 +147,14 @@ def test_config_errors(raw, needs, message):
     with pytest.raises(UserError) as err:
         parse_config(raw, needs=needs)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("config, key", [("configs/demo.yaml", "ec1b223d0f956b96"), ("configs/demo_predicted.yaml", "03f6ffe9686780e2")])
+def test_configs_keep_the_hash_their_earlier_runs_resume_by(config, key):
+    """A field added to a section must leave configs that do not use it with their hash:
+    runs written before resume only into a config with the same one."""
+    from pipeline.config import load_config
+    from pipeline.store.manifest import config_hash
+
+    repo = Path(__file__).resolve().parents[1]
+    assert config_hash(load_config(str(repo / config)).results_key(("labels", "signals", "export"))) == key

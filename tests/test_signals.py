@@ -132,3 +132,12 @@ def test_sampled_tokens_follow_the_tempered_distribution(temperature):
     draws = torch.tensor([int(Sampler(temperature, [seed])(p, [3], [0])) for seed in range(4000)])
     seen = torch.bincount(draws, minlength=4) / len(draws)
     assert torch.allclose(seen, want[0], atol=0.03), (seen, want)
+
+
+def test_sampling_never_draws_a_zero_probability_token_and_survives_low_temperatures():
+    p = torch.tensor([[0.0, 0.3, 0.0, 0.3, 0.25, 0.15, 0.0]])
+    for temperature in (0.001, 0.01, 1.0, 100.0):
+        draws = {int(Sampler(temperature, [seed])(p, [0], [0])) for seed in range(300)}
+        assert draws <= {1, 3, 4, 5}, (temperature, draws)
+        if temperature <= 0.01:  # the two tied top tokens, both drawn
+            assert draws == {1, 3}

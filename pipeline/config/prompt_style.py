@@ -27,5 +27,6 @@ class PromptStyle:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise UserError(f"prompt.{key} must be a non-empty string, got {value!r}")
-        if not self.chat and (self.system is not None or self.chat_template is not None):
-            raise UserError("prompt.system and prompt.chat_template apply to chat prompts: set prompt.chat: true")
+        if not self.chat and (self.system is not None or self.chat_template is not None or not self.fewshot_as_multiturn):
+            raise UserError("prompt.system, prompt.chat_template and prompt.fewshot_as_multiturn apply to chat prompts: "
+                            "set prompt.chat: true")

@@ -76,6 +76,8 @@ class RunConfig:
         for data in [out["dataset"], *out["datasets"]]:
             if data is not None:
                 data.pop("inferred")  # how split and name were found, not what they are
+                if data["fields"] is None:  # a dataset read as its benchmark says keeps its config hash
+                    data.pop("fields")
         if not out["datasets"]:  # a run over one dataset keeps the config hash it always had (it resumes)
             out.pop("datasets")
         if self.prompt_style == PromptStyle():  # so does a run with raw prompts

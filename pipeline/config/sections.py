@@ -90,7 +90,10 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         self._apply_benchmark()
         if self.fields is not None:
-            field_overrides(self.fields, "dataset.fields")
+            rules = field_overrides(self.fields, "dataset.fields")
+            if "answer" in rules and self.answer_format != "gsm8k":  # "gsm8k", the default, is then the rule's to say
+                raise UserError("dataset.answer_format cannot be set with dataset.fields.answer: write the rule there "
+                                '({field: answer, after: "#### "})')
         if not isinstance(self.source, str) or not self.source.strip():
             raise UserError("dataset source must be a JSONL or Parquet path or a Hub dataset id (or set dataset.benchmark)")
         if self.answer_format not in ANSWER_FORMATS:

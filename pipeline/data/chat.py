@@ -6,7 +6,6 @@ question shares (system and exemplar turns) is the preamble whose KV cache is re
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +38,6 @@ class ChatFormat:
     system: str | None = None
     fewshot_as_multiturn: bool = True
     end_ids: tuple[int, ...] = ()  # the ids that end an assistant turn (they join the stop rule)
-
-    @property
-    def digest(self) -> str:
-        """Identifies what shapes the prompt text (a row's prompt_hash includes it)."""
-        text = "\0".join((self.template, self.system or "", str(self.fewshot_as_multiturn)))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def chat_messages(template: FewShot, question: str, chat: ChatFormat) -> list[dict[str, str]]:

@@ -21,6 +21,7 @@ from pipeline.errors import UserError
 
 _SNIFF_BYTES = 1 << 16
 _LIST_KEYS = ("examples", "data", "rows", "instances")  # tried in this order when several keys hold rows
+_NOT_JSON, _TOO_LONG = object(), object()  # what a first line can be besides a JSON value
 
 
 @dataclass
@@ -43,34 +44,48 @@ def read_file_rows(path: Path, max_row_bytes: int, row_fields: tuple[str, ...]) 
     with path.open("rb") as f:
         head = f.read(_SNIFF_BYTES)
     if head.startswith(b"PAR1"):
-        return _parquet(path)
+        return _parquet(path, row_fields)
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
     if not text and len(head) < _SNIFF_BYTES:
         raise UserError(f"dataset is empty: {path}")
-    if text.startswith("["):
+    if text.startswith("["):  # a JSON array, read whole as a document must be; else JSON Lines of arrays
         doc = _parse_json(path)
         return _json_document(path, doc) if isinstance(doc, list) else _jsonl(path, max_row_bytes)
     if text.startswith("{"):
-        first = _first_line_json(text)
-        if first is None or _holds_rows(first, row_fields):  # perhaps one object over the file, pretty-printed or not
+        first = _first_row(path, max_row_bytes)
+        whole = first in (_NOT_JSON, _TOO_LONG)  # not a row on its own: perhaps one object over the file
+        if whole or _holds_rows(first, row_fields, _LIST_KEYS):
             doc = _parse_json(path)
-            if isinstance(doc, dict) and (first is None or _holds_rows(doc, row_fields)):
+            # rows under a key (a one-line object only under a usual one); an object over several
+            # lines without rows is said as such, a line too long is JSON Lines' to refuse
+            if _holds_rows(doc, row_fields, None if whole else _LIST_KEYS) or (first is _NOT_JSON and isinstance(doc, dict)):
                 return _json_document(path, doc)
         return _jsonl(path, max_row_bytes)
     return _table(path, text, max_row_bytes)
 
 
-def _holds_rows(doc: Any, row_fields: tuple[str, ...]) -> bool:
-    """A JSON object that is not itself a row but has rows under a key."""
-    return isinstance(doc, dict) and not set(row_fields) & set(doc) and _rows_key(doc) is not None
+def _holds_rows(doc: Any, row_fields: tuple[str, ...], keys: tuple[str, ...] | None) -> bool:
+    """A JSON object that is not itself a row but has rows under a key (one of `keys`, if given)."""
+    if not isinstance(doc, dict) or set(row_fields) & set(doc):
+        return False
+    key = _rows_key(doc)
+    return key is not None and (keys is None or key in keys)
 
 
-def _first_line_json(text: str) -> Any:
-    """The file's first line as JSON; None where it is not whole JSON (a document over lines)."""
-    try:
-        return json.loads(text.split("\n", 1)[0])
-    except json.JSONDecodeError:
-        return None
+def _first_row(path: Path, max_row_bytes: int) -> Any:
+    """The file's first non-blank line as JSON, read with the row bound; _NOT_JSON where it is
+    not whole JSON on its own (the start of a document over lines), _TOO_LONG beyond the bound."""
+    with path.open("rb") as f:
+        for raw in iter(lambda: f.readline(max_row_bytes + 1), b""):
+            if not raw.strip():
+                continue
+            if len(raw) > max_row_bytes and not raw.endswith(b"\n"):
+                return _TOO_LONG
+            try:
+                return json.loads(raw.decode("utf-8-sig"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                return _NOT_JSON
+    return _NOT_JSON
 
 
 def _parse_json(path: Path) -> Any:
@@ -154,14 +169,20 @@ def _table(path: Path, text: str, max_row_bytes: int) -> FileRows:
     limit = csv.field_size_limit(max_row_bytes)  # a process-wide setting: put back below
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f, delimiter=dialect.delimiter)
-            out.columns = tuple(reader.fieldnames or ())
-            for row in reader:
-                extra = row.pop(None, None)
-                if extra is not None:
-                    out.add_problem("more values than the header has columns", reader.line_num)
+            records = csv.reader(f, delimiter=dialect.delimiter, skipinitialspace=dialect.skipinitialspace)
+            while True:
+                start = records.line_num + 1  # where the next record begins (a quoted field may span lines)
+                record = next(records, None)
+                if record is None:
+                    break
+                if not record:  # a blank line
                     continue
-                out.rows.append((reader.line_num, row))
+                if not out.columns:
+                    out.columns = tuple(record)
+                elif len(record) > len(out.columns):
+                    out.add_problem("more values than the header has columns", start)
+                else:
+                    out.rows.append((start, dict(zip(out.columns, record + [None] * (len(out.columns) - len(record))))))
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text") from None
     except csv.Error as e:
@@ -171,12 +192,14 @@ def _table(path: Path, text: str, max_row_bytes: int) -> FileRows:
     return out
 
 
-def _parquet(path: Path) -> FileRows:
+def _parquet(path: Path, row_fields: tuple[str, ...]) -> FileRows:
+    """The columns rows are read from (a wide file's others are not converted)."""
     try:
-        table = pq.read_table(path)
+        names = tuple(pq.read_schema(path).names)
+        table = pq.read_table(path, columns=[f for f in row_fields if f in names])
     except (OSError, pa.ArrowException) as e:
         raise UserError(f"{path}: not a readable Parquet file: {str(e).strip().splitlines()[0][:300]}") from None
-    return FileRows("Parquet", "row", list(enumerate(table.to_pylist())), columns=tuple(table.column_names))
+    return FileRows("Parquet", "row", list(enumerate(table.to_pylist())), columns=names)
 
 
 def _keys(rows: list[tuple[int, Any]]) -> tuple[str, ...]:

@@ -30,19 +30,20 @@ _MAX_LISTED = 5
 __all__ = ["Example", "dataset_fingerprint", "load_examples"]
 
 
-def load_examples(spec: DatasetSpec) -> list[Example]:
-    """The rows `spec` selects, as `Example`s; `UserError` for missing, empty or malformed data."""
+def load_examples(spec: DatasetSpec, config_key: str = "dataset") -> list[Example]:
+    """The rows `spec` selects, as `Example`s; `UserError` for missing, empty or malformed data.
+    `config_key` is where the config holds `spec` (`datasets.1`), for the lines that map fields."""
     if spec.inferred:
         print(spec.inferred, flush=True)
     reader = RowReader.for_spec(spec)
     if spec.is_local:
         path = _regular_file(Path(spec.source).expanduser())
         where = str(path)
-        rows = _local_rows(path, reader, spec.max_row_bytes)
+        rows = _local_rows(path, reader, spec.max_row_bytes, config_key)
     else:
         rows = _load_hub(spec)
         where = spec.source
-        _check_fields(where, reader, rows.column_names)
+        _check_fields(where, reader, rows.column_names, config_key)
     total = len(rows)
     if total == 0:
         raise UserError(f"dataset is empty: {where}")
@@ -123,11 +124,11 @@ def _refuse_bad(problems: dict[str, list[int]], where: str, noun: str, counting:
         raise UserError(f"{where}: {count} bad {noun}{'s' if count > 1 else ''}{counting}: {_describe(problems, noun)}")
 
 
-def _local_rows(path: Path, reader: RowReader, max_row_bytes: int) -> list[dict]:
+def _local_rows(path: Path, reader: RowReader, max_row_bytes: int, config_key: str) -> list[dict]:
     """Every row of a local file, whatever its container, each checked; the container said in one line."""
     found = read_file_rows(path, max_row_bytes, reader.fields)
     if found.columns:  # the header, or the first object's keys
-        _check_fields(str(path), reader, found.columns)
+        _check_fields(str(path), reader, found.columns, config_key)
     problems = found.problems
     for position, row in found.rows:
         try:
@@ -141,14 +142,14 @@ def _local_rows(path: Path, reader: RowReader, max_row_bytes: int) -> list[dict]
     return [row for _, row in found.rows]
 
 
-def _check_fields(where: str, reader: RowReader, columns: Sequence[str]) -> None:
+def _check_fields(where: str, reader: RowReader, columns: Sequence[str], config_key: str) -> None:
     """Fields the reader needs that the data (its header, or its first row) lacks: one line
     naming them, the fields there are, and the `--set` lines that would map them."""
     missing = [f for f in reader.fields if f not in columns]
     if not missing:
         return
     raise UserError(f"{where}: no field(s) {', '.join(repr(f) for f in missing)} (fields: {', '.join(columns) or 'none'}); "
-                    f"map this copy's fields, e.g. {mapping_hint(reader, columns)}")
+                    f"map this copy's fields, e.g. {mapping_hint(reader, columns, config_key)}")
 
 
 def _one_line(e: BaseException) -> str:

@@ -15,7 +15,7 @@ _NAME_CUES = {
 }
 
 
-def mapping_hint(reader: RowReader, columns: Sequence[str]) -> str:
+def mapping_hint(reader: RowReader, columns: Sequence[str], config_key: str = "dataset") -> str:
     """`--set` lines for each role whose fields the data lacks, with a likely field of `columns`
     (or <field> where none looks likely; an optional group field is dropped instead)."""
     taken = {f for fields in reader.roles().values() for f in fields if f in columns}
@@ -26,9 +26,9 @@ def mapping_hint(reader: RowReader, columns: Sequence[str]) -> str:
         guess = _likely_field(role, [c for c in columns if c not in taken])
         taken.add(guess)
         if role == "group":  # optional: without a likely field, drop it
-            lines.append(f"--set dataset.group_field={'null' if guess == '<field>' else guess}")
+            lines.append(f"--set {config_key}.group_field={'null' if guess == '<field>' else guess}")
         else:
-            lines.append(f"--set dataset.fields.{role}={guess}")
+            lines.append(f"--set {config_key}.fields.{role}={guess}")
     return " ".join(lines)
 
 

@@ -112,7 +112,8 @@ def prompt_text(tokenizer, template: PromptTemplate, question: str) -> str:
     return render_chat(tokenizer, chat_messages(template, question, template.chat), template.chat)
 
 
-def prompt_hash(template: PromptTemplate, question: str) -> str:
-    """Identifies the exact prompt text a row was decoded from (and the chat template shaping it)."""
-    text = template.render(question) + (f"\0chat:{template.chat.digest}" if template.chat is not None else "")
+def prompt_hash(template: PromptTemplate, question: str, tokenizer=None) -> str:
+    """Identifies the exact prompt text a row was decoded from: for a chat prompt, the chat
+    template's rendering (which `tokenizer` makes; a template may put the date in it)."""
+    text = template.render(question) if template.chat is None else prompt_text(tokenizer, template, question)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -145,25 +145,30 @@ class HFEngine:
         states = [self.sessions.get(session) for session, _, _ in calls]
         if len(calls) == 1 or len({s for s, _, _ in calls}) < len(calls) or not all(map(stackable, states)):
             return [self.step(*call) for call in calls]
+        # stacked in the sessions' order, whatever order the callers' steps arrived in, so a
+        # round over the same sessions can reuse the last round's stack
+        order = sorted(range(len(calls)), key=lambda i: calls[i][0])
+        calls, states = [calls[i] for i in order], [states[i] for i in order]
         for state, (_, _, rows) in zip(states, calls):
             if rows is not None:
                 self._select(state, rows)
         names = tuple(session for session, _, _ in calls)
         cache, mask, positions = self._kept_stack(names, states) or stack_states(states)
+        self._stack = None  # the forward extends the stack in place: kept again only once it succeeds
         tokens = torch.cat([t.to(self.device).view(-1, 1) for _, t, _ in calls])
         mask = torch.cat([mask, torch.ones_like(tokens)], dim=1)
         out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions.view(-1, 1), cache=cache, use_cache=True)
         logits = self._last_logits(out.logits)
         self.tokens_processed += tokens.shape[0]
         self.step_forwards += 1
-        results, start = [], 0
-        for state in states:
+        results, start = [None] * len(calls), 0
+        for i, state in zip(order, states):
             rows = slice(start, start + state.next_position.shape[0])
             start = rows.stop
             state.cache = slice_cache(out.cache, rows)
             state.attention_mask, state.last_logits = mask[rows], logits[rows]
             state.next_position = state.next_position + 1
-            results.append(NextToken(state.last_logits))
+            results[i] = NextToken(state.last_logits)
         self._stack = (names, out.cache, [(s.cache, s.cache.layers[0].keys) for s in states])
         return results
 

@@ -92,7 +92,7 @@ def decode_unit(decoder: Decoder, template: PromptTemplate, unit: EvalUnit, work
     strategies = [for_examples(built_strategy(spec), unit.examples) for spec in unit.strategies]
     prompts = [encode_prompt(decoder.tokenizer, template, ex.question) for ex in unit.examples]
     per_strategy, shared_s = decode_strategies(decoder, strategies, prompts)
-    hashes = [prompt_hash(template, ex.question) for ex in unit.examples]
+    hashes = [prompt_hash(template, ex.question, decoder.tokenizer) for ex in unit.examples]
     rows = []
     for spec, strategy, done in zip(unit.strategies, strategies, per_strategy):
         share = (done.own_s + shared_s / len(strategies)) / len(prompts)
@@ -258,7 +258,8 @@ def run_evaluation(config: RunConfig, out: str) -> list[dict]:
         strategy.check_student(student)
         if isinstance(strategy, PredictedAlpha) and (note := strategy.policy_note()):
             print(f"{spec.label}: {note}")
-    per_dataset = [(spec, load_examples(spec)) for spec in config.all_datasets]
+    keys = [f"datasets.{i}" for i in range(len(config.datasets))] if config.datasets else ["dataset"]
+    per_dataset = [(spec, load_examples(spec, key)) for spec, key in zip(config.all_datasets, keys)]
     examples = [ex for _, exs in per_dataset for ex in exs]
     units = evaluation_units(config, per_dataset)
     runaway = RunawayWatch(load_tokenizer(config.student), run_stop_rule(config).eos_ids, config.decoding.stop_token_ids)

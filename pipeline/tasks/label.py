@@ -38,7 +38,7 @@ class LabelUnit:
         labels = label_batch(decoder, prompts, self.settings)
         share = (time.perf_counter() - start) / len(prompts)
         return [
-            self.row(ex, lab, prompt_hash(template, ex.question), worker_id, node_id, share)
+            self.row(ex, lab, prompt_hash(template, ex.question, decoder.tokenizer), worker_id, node_id, share)
             for ex, lab in zip(self.examples, labels)
         ]
 
