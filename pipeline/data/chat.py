@@ -65,10 +65,7 @@ def encode_chat(tokenizer: Any, template: FewShot, question: str, chat: ChatForm
     """(preamble, suffix) token ids whose concatenation is `apply_chat_template`'s, exactly: the
     rendered text tokenized whole, split where the shared turns end."""
     ids = _tokens(tokenizer, render_chat(tokenizer, chat_messages(template, question, chat), chat))
-    shared = _preamble_ids(tokenizer, template, chat)
-    n = 0
-    while n < min(len(shared), len(ids) - 1) and shared[n] == ids[n]:
-        n += 1
+    n = _common_length([[*_preamble_ids(tokenizer, template, chat), -1], ids])
     return ids[:n], ids[n:]
 
 
@@ -81,10 +78,15 @@ def _preamble_ids(tokenizer: Any, template: FewShot, chat: ChatFormat) -> tuple[
     texts = [render_chat(tokenizer, chat_messages(template, q, chat), chat) for q in _PROBES]
     shared = texts[0][: len(os.path.commonprefix(texts))]
     probes = [_tokens(tokenizer, text) for text in texts] + [_tokens(tokenizer, shared) + [-1]]
+    return tuple(probes[0][: _common_length(probes)])
+
+
+def _common_length(seqs: list[list[int]]) -> int:
+    """How many leading ids all of `seqs` share, each keeping at least one of its own."""
     n = 0
-    while all(len(p) > n + 1 and p[n] == probes[0][n] for p in probes):
+    while all(len(s) > n + 1 and s[n] == seqs[0][n] for s in seqs):
         n += 1
-    return tuple(probes[0][:n])
+    return n
 
 
 def _tokens(tokenizer: Any, text: str) -> list[int]:

@@ -44,6 +44,7 @@ def load_examples(spec: DatasetSpec, config_key: str = "dataset") -> list[Exampl
         rows = _load_hub(spec)
         where = spec.source
         _check_fields(where, reader, rows.column_names, config_key)
+        print(f"dataset {where}: a Hub dataset (config {spec.config}, split {spec.split}), {len(rows)} rows", flush=True)
     total = len(rows)
     if total == 0:
         raise UserError(f"dataset is empty: {where}")
