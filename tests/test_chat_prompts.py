@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import torch
 import pytest
 import yaml
 from transformers import AutoTokenizer
@@ -168,3 +169,23 @@ def test_the_stop_rule_holds_the_end_of_turn_id(models):
     im_end = AutoTokenizer.from_pretrained(str(models[0])).convert_tokens_to_ids("<|im_end|>")
     assert im_end in run_stop_rule(config).eos_ids
     assert im_end not in run_stop_rule(replace(config, prompt_style=PromptStyle())).eos_ids
+
+
+def test_the_exemplar_turns_are_the_cached_preamble(models):
+    """Questions encoded with the chat template share one preamble, whose KV cache the engine
+    computes once: a second batch is fed only its suffixes, and its logits equal a full prefill."""
+    from pipeline.config import ModelSpec
+    from pipeline.engine.hf import HFEngine
+    from pipeline.models.loading import load_model
+
+    lm = load_model(ModelSpec(str(models[0]), dtype="float32"))
+    fmt = chat_format(PromptStyle(chat=True, system="Be brief."), lm.tokenizer, None, ("s", ""))
+    template = replace(TEMPLATE, chat=fmt)
+    cached, full = HFEngine(lm, reuse_preamble=True), HFEngine(lm, reuse_preamble=False)
+    cached.prefill("warm", [encode_prompt(lm.tokenizer, template, "What is 2 plus 2?")])
+    prompts = [encode_prompt(lm.tokenizer, template, q) for q in ("What is 9 plus 9?", "9 plus 9?")]
+    assert len({tuple(p) for p, _ in prompts}) == 1 and len(prompts[0][0]) > 20  # system and exemplar turns
+    before = cached.tokens_processed
+    out = cached.prefill("a", prompts)
+    assert cached.tokens_processed - before == sum(len(s) for _, s in prompts)  # the preamble was not fed again
+    torch.testing.assert_close(out.logits, full.prefill("b", prompts).logits, rtol=0, atol=1e-4)
