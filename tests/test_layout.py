@@ -108,3 +108,31 @@ def test_ci_runs_the_readme_test_command_verbatim():
     commands = [line for line in block.strip().splitlines() if line.strip()]
     assert len(commands) == 2 and "pytest" in commands[1]
     assert commands[1] in (REPO / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_configuration_reference_names_every_field_and_strategy():
+    """docs/configuration.md is written by hand: a field or strategy added to the code and not
+    to its section's row there fails here."""
+    import dataclasses
+
+    from pipeline.config.prompt_style import PromptStyle
+    from pipeline.config.sections import (
+        DatasetSpec, DecodingConfig, ExportSettings, LabelSettings, ModelSpec, RayConfig, RoleResources, SignalSettings,
+    )
+    from pipeline.config.strategies import STRATEGY_PARAMS
+
+    rows = {}
+    for line in (REPO / "docs" / "configuration.md").read_text().splitlines():
+        if line.startswith("| `"):
+            section, text = line.split(" | ", 1)
+            for name in section.strip("| ").replace("`", "").split(", "):
+                rows[name] = text
+    sections = {"student": ModelSpec, "dataset": DatasetSpec, "decoding": DecodingConfig, "labels": LabelSettings,
+                "ray": RayConfig, "signals": SignalSettings, "export": ExportSettings, "prompt": PromptStyle}
+    missing = [f"{section}.{f.name}" for section, cls in sections.items() for f in dataclasses.fields(cls)
+               if f.init and f"`{f.name}`" not in rows[section]]
+    missing += [f"ray.student.{f.name}" for f in dataclasses.fields(RoleResources) if f"`{f.name}`" not in rows["ray"]]
+    for name, params in STRATEGY_PARAMS.items():
+        missing += [f"strategies.{name}"] if f"`{name}`" not in rows["strategies"] else []
+        missing += [f"strategies.{name}.{f.name}" for f in dataclasses.fields(params) if f"`{f.name}`" not in rows["strategies"]]
+    assert not missing, f"docs/configuration.md does not describe {missing}"
