@@ -10,7 +10,7 @@ import uuid
 import pyarrow.fs as pafs
 
 from pipeline.errors import UserError
-from pipeline.store.parts import join
+from pipeline.store.parts import join, read_json
 
 LOCK_NAME = ".run.lock"
 
@@ -88,12 +88,11 @@ def release(fs: pafs.FileSystem, root: str) -> None:
 
 def _read(fs: pafs.FileSystem, path: str) -> dict | None:
     """The lock's content; {} when it is not one this project writes; None when there is none."""
-    if fs.get_file_info(path).type != pafs.FileType.File:
+    try:
+        held = read_json(fs, path)
+    except ValueError:  # not JSON text
+        return {}
+    if held is None:
         return None
-    with fs.open_input_stream(path) as f:
-        try:
-            held = json.loads(f.read().decode())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return {}
     valid = isinstance(held, dict) and isinstance(held.get("pid"), int) and held["pid"] > 0 and isinstance(held.get("host"), str)
     return held if valid else {}

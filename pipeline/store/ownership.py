@@ -66,16 +66,13 @@ def claim_output(out: str, job: str) -> tuple[pafs.FileSystem, str]:
 
 
 def _read_marker(fs: pafs.FileSystem, root: str, out: str) -> dict | None:
-    path = join(root, MARKER)
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(path) as f:
-        try:
-            marker = json.loads(f.read().decode())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise UserError(f"--out {out}: its {MARKER} is not this project's: choose a new directory") from None
-    if not isinstance(marker, dict) or not isinstance(marker.get("jobs"), list):
-        raise UserError(f"--out {out}: its {MARKER} is not this project's: choose a new directory")
+    foreign = UserError(f"--out {out}: its {MARKER} is not this project's: choose a new directory")
+    try:
+        marker = read_json(fs, join(root, MARKER))
+    except ValueError:  # not JSON text
+        raise foreign from None
+    if marker is not None and (not isinstance(marker, dict) or not isinstance(marker.get("jobs"), list)):
+        raise foreign
     return marker
 
 

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -151,7 +152,8 @@ def write_json(fs: pafs.FileSystem, path: str, obj: dict) -> None:
     fs.move(tmp, path)
 
 
-def read_json(fs: pafs.FileSystem, path: str) -> dict | None:
+def read_json(fs: pafs.FileSystem, path: str) -> Any:
+    """The JSON value of a file; None when there is no file; ValueError when it is not JSON text."""
     if fs.get_file_info(path).type != pafs.FileType.File:
         return None
     with fs.open_input_stream(path) as f:
