@@ -1,8 +1,6 @@
-"""The α-predictor inside the decoding workers: an artifact handed to the strategies that use it.
-
-`build_strategy` is how a run turns a config entry into a decoding strategy: entries that
-name an artifact (`predicted_alpha`, `entropy_gate` with `artifact:`) load it here, once
-per process, and the strategy receives the loaded predictor or its calibrated gate.
+"""The α-predictor inside the decoding workers: an artifact as the strategies that name one
+see it (`pipeline.decoding.strategies.AlphaPolicy`), loaded once per process by
+`load_online`, which the task layer hands to `build_strategy`.
 """
 from __future__ import annotations
 
@@ -10,9 +8,7 @@ import functools
 
 import torch
 
-from pipeline.config.strategies import EntropyGateParams, strategy_params
 from pipeline.decoding.features import first_token_stats
-from pipeline.decoding.strategies import EntropyGate, Strategy, strategy_from_params
 from pipeline.engine.interface import FeatureRequest
 from predictor.artifact import Predictor
 from predictor.features import assemble
@@ -44,16 +40,3 @@ class OnlinePredictor:
 def load_online(directory: str) -> OnlinePredictor:
     """Decoding workers load an artifact once, not per batch."""
     return OnlinePredictor(Predictor.load(directory), directory)
-
-
-def build_strategy(name: str, params: dict | None = None) -> Strategy:
-    """The strategy of a config entry, with its artifact (if any) loaded and resolved."""
-    validated = strategy_params(name, params)
-    artifact = getattr(validated, "artifact", "")
-    if not artifact:
-        return strategy_from_params(name, validated)
-    online = load_online(artifact)
-    if isinstance(validated, EntropyGateParams):
-        gate = online.gate
-        return EntropyGate(gate["alpha"], online.n_tokens, gate["lo"], gate["hi"], artifact=artifact, student=online.student)
-    return strategy_from_params(name, validated, online)

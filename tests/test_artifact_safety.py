@@ -9,7 +9,8 @@ from test_predictor import synthetic_labels
 
 from pipeline.errors import UserError
 from predictor.artifact import Predictor, metadata_digest
-from predictor.online import build_strategy
+from pipeline.decoding.strategies import build_strategy
+from predictor.online import load_online
 from predictor.training import TrainSettings, train_predictor
 
 
@@ -67,7 +68,7 @@ def test_a_malicious_pickle_is_refused_and_never_runs(artifact, tmp_path, how):
     with pytest.raises(UserError):
         Predictor.load(copy)
     with pytest.raises(UserError):
-        build_strategy("predicted_alpha", {"artifact": str(copy)})  # what checking a config does
+        build_strategy("predicted_alpha", {"artifact": str(copy)}, load_online)  # what checking a config does
     assert not marker.exists()
 
 

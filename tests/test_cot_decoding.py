@@ -159,14 +159,16 @@ def test_mixed_branching_with_k_one_is_fixed_alpha_at_n_one(decoder, prompts):
 
 
 @pytest.mark.parametrize("params,message", [
-    ({"k": 0}, "k must be an integer from 1 to 256"),
-    ({"k": 2.5}, "k must be an integer from 1 to 256"),
-    ({"k": True}, "k must be an integer from 1 to 256"),
-    ({"k": "3"}, "k must be an integer from 1 to 256"),
+    ({"k": 0}, "k must be ≥ 1, got 0"),
+    ({"k": 257}, "k must be ≤ 256, got 257"),
+    ({"k": 2.5}, "k must be an integer, got 2.5"),
+    ({"k": True}, "k must be an integer, got True"),
+    ({"k": "3"}, "k must be an integer, got '3'"),
     ({"alpha": float("inf")}, "alpha must be a finite number"),
     ({"alpha": float("nan")}, "alpha must be a finite number"),
     ({"alpha": "x"}, "alpha must be a finite number"),
-    ({"n_tokens": 2}, "bad parameters"),
+    ({"n_tokens": 2}, "unknown parameter 'n_tokens'"),
+    ({"answer_span": len}, "unknown parameter 'answer_span'"),
 ])
 def test_bad_cot_parameters(params, message):
     with pytest.raises(UserError, match=message) as err:

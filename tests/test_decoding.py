@@ -151,7 +151,7 @@ def test_missing_model_is_a_user_error(tmp_path):
         ("fixed_alpha", {"alpha": "x", "n_tokens": 2}, "alpha"),
         ("entropy_gate", {"lo": 2.0, "hi": 1.0}, "lo"),
         ("nope", {}, "unknown strategy"),
-        ("switch", {"tau0": 0.1, "bogus": 1}, "bad parameters"),
+        ("switch", {"tau0": 0.1, "bogus": 1}, "unknown parameter 'bogus'"),
     ],
 )
 def test_bad_strategy_parameters(name, params, message):

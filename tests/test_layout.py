@@ -119,7 +119,7 @@ def test_the_configuration_reference_names_every_field_and_strategy():
     from pipeline.config.sections import (
         DatasetSpec, DecodingConfig, ExportSettings, LabelSettings, ModelSpec, RayConfig, RoleResources, SignalSettings,
     )
-    from pipeline.config.strategies import STRATEGY_PARAMS
+    from pipeline.decoding.strategies import STRATEGIES
 
     rows = {}
     for line in (REPO / "docs" / "configuration.md").read_text().splitlines():
@@ -132,7 +132,7 @@ def test_the_configuration_reference_names_every_field_and_strategy():
     missing = [f"{section}.{f.name}" for section, cls in sections.items() for f in dataclasses.fields(cls)
                if f.init and f"`{f.name}`" not in rows[section]]
     missing += [f"ray.student.{f.name}" for f in dataclasses.fields(RoleResources) if f"`{f.name}`" not in rows["ray"]]
-    for name, params in STRATEGY_PARAMS.items():
+    for name, cls in STRATEGIES.items():
         missing += [f"strategies.{name}"] if f"`{name}`" not in rows["strategies"] else []
-        missing += [f"strategies.{name}.{f.name}" for f in dataclasses.fields(params) if f"`{f.name}`" not in rows["strategies"]]
+        missing += [f"strategies.{name}.{f}" for f in cls.config_fields() if f"`{f}`" not in rows["strategies"]]
     assert not missing, f"docs/configuration.md does not describe {missing}"

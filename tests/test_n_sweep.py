@@ -249,7 +249,8 @@ def n_grid_labels(n=160, dim=6, seed=0):
 def test_predictor_trains_on_the_chosen_n(tmp_path):
     from jobs.train_predictor import main as train_main
     from predictor.artifact import Predictor
-    from predictor.online import build_strategy
+    from pipeline.decoding.strategies import build_strategy
+    from predictor.online import load_online
     from predictor.training import TrainSettings, read_labels, train_predictor
 
     path = tmp_path / "labels.parquet"
@@ -269,7 +270,7 @@ def test_predictor_trains_on_the_chosen_n(tmp_path):
     assert train_main(["--labels", str(path), "--out", str(out), "--n-tokens", "2", "--folds", "3"]) == 0
     artifact = Predictor.load(out)
     assert artifact.n_tokens == 2 and artifact.meta["label_fingerprint"] != m1["label_fingerprint"]
-    assert build_strategy("predicted_alpha", {"artifact": str(out)}).teacher_steps == 2  # decodes with its N
+    assert build_strategy("predicted_alpha", {"artifact": str(out)}, load_online).plan.steps == 2  # decodes with its N
     with pytest.raises(UserError, match="n_tokens must be an integer"):
         TrainSettings(n_tokens=0)
 

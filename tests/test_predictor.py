@@ -19,7 +19,8 @@ from pipeline.models.loading import load_model
 from pipeline.data.prompts import PromptTemplate, encode_prompt
 from pipeline.engine.hf import HFEngine
 from pipeline.decoding.strategies import FixedAlpha
-from predictor.online import build_strategy
+from pipeline.decoding.strategies import build_strategy
+from predictor.online import load_online
 from predictor.artifact import Predictor
 from predictor.decision import Policy, best_fixed_index, calibrate_entropy_gate, decoding_metrics, heldout_outcomes, teacher_tokens
 from predictor.training import TrainSettings, read_labels, train_predictor
@@ -156,7 +157,7 @@ def test_predicted_alpha_online_uses_label_features(tiny_pair, tmp_path):
     from predictor.features import feature_matrix
 
     expected = predictor.predict_alpha(feature_matrix(table, predictor.feature_spec))
-    strategy = build_strategy("predicted_alpha", {"artifact": artifact})
+    strategy = build_strategy("predicted_alpha", {"artifact": artifact}, load_online)
     strategy.check_student(model_identity(s_spec))
     gens = decoder.generate(strategy, prompts)
     assert [g.alpha for g in gens] == pytest.approx(expected.tolist(), abs=1e-6)
@@ -167,7 +168,7 @@ def test_predicted_alpha_online_uses_label_features(tiny_pair, tmp_path):
         assert all((gens[i].teacher_tokens_processed == 0) == (alpha == 0.0) for i in rows)
     with pytest.raises(UserError, match="built for student"):
         strategy.check_student(model_identity(t_spec))
-    gate = build_strategy("entropy_gate", {"artifact": artifact})
+    gate = build_strategy("entropy_gate", {"artifact": artifact}, load_online)
     calibrated = predictor.meta["entropy_gate"]
     assert (gate.lo, gate.hi, gate.alpha, gate.n_tokens) == (calibrated["lo"], calibrated["hi"], calibrated["alpha"], 2)
     with pytest.raises(UserError, match="calibrated for student"):
@@ -184,7 +185,7 @@ def test_predicted_alpha_online_uses_label_features(tiny_pair, tmp_path):
         assert {r["n_tokens"] for r in rows} == {2}
         assert all(json.loads(r["params"])["artifact"] == artifact for r in rows)
         if spec.name == "entropy_gate":
-            assert {(r["entropy_lo"], r["entropy_hi"]) for r in rows} == {(calibrated["lo"], calibrated["hi"])}
+            assert {(json.loads(r["params"])["lo"], json.loads(r["params"])["hi"]) for r in rows} == {(calibrated["lo"], calibrated["hi"])}
 
 
 def test_model_facts_are_read_once_per_process(tiny_pair, monkeypatch):
@@ -228,7 +229,7 @@ def test_two_model_predictor_reads_the_teacher_first_and_matches_its_labels(tiny
     artifact = str(predictor.save(tmp_path / "two"))
     expected = predictor.predict_alpha(feature_matrix(table, predictor.feature_spec))
 
-    gens = decoder.generate(build_strategy("predicted_alpha", {"artifact": artifact}), prompts)
+    gens = decoder.generate(build_strategy("predicted_alpha", {"artifact": artifact}, load_online), prompts)
     assert [g.alpha for g in gens] == pytest.approx(expected.tolist(), abs=1e-6)
     assert all(g.teacher_tokens_processed > 0 for g in gens)  # the teacher's first distribution, for every row
     for alpha in set(expected.tolist()):

@@ -5,10 +5,9 @@ from pipeline.config.sections import (
     DatasetSpec, DecodingConfig, ExportSettings, LabelSettings, ModelSpec, RayConfig, RoleResources, SignalSettings,
 )
 from pipeline.config.settings import settings_from
-from pipeline.config.strategies import StrategySpec, strategy_params
+from pipeline.config.strategies import StrategySpec
 
 __all__ = [
     "EVALUATION", "MODEL_AND_DATA", "DatasetSpec", "DecodingConfig", "ExportSettings", "LabelSettings", "ModelSpec", "RayConfig", "RoleResources",
     "RunConfig", "SignalSettings", "StrategySpec", "load_config", "parse_config", "resolve_path", "settings_from",
-    "strategy_params",
 ]

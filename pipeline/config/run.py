@@ -142,6 +142,8 @@ def _missing_sections(raw: dict, needs: tuple[str, ...]) -> list[str]:
 
 
 def _strategy_specs(raw: Any) -> tuple[StrategySpec, ...]:
+    """The entries' shape; their parameters are checked by the strategies' own schemas when
+    a job builds its run (`pipeline.decoding.strategies.check_strategies`)."""
     if not isinstance(raw, list) or not raw:
         raise UserError("config: 'strategies' must be a non-empty list of {name: ..., <params>}")
     specs = []
@@ -149,13 +151,8 @@ def _strategy_specs(raw: Any) -> tuple[StrategySpec, ...]:
         if not isinstance(item, dict) or "name" not in item:
             raise UserError(f"config: strategies[{i}] must be a mapping with a 'name'")
         params = {k: (resolve_path(v) if k == "artifact" and isinstance(v, str) else v) for k, v in item.items() if k != "name"}
-        spec = StrategySpec(str(item["name"]), params)
-        validated = spec.validated()  # parameters fail now, before any model is loaded
-        twin = next((s for s, v in specs if s.name == spec.name and v == validated), None)
-        if twin is not None:  # `alpha: 1` and `alpha: 1.0` are one strategy
-            raise UserError(f"config: duplicate strategies {twin.label} and {spec.label}")
-        specs.append((spec, validated))
-    return tuple(s for s, _ in specs)
+        specs.append(StrategySpec(str(item["name"]), params))
+    return tuple(specs)
 
 
 def _prompt_section(raw: Any) -> tuple[str | None, PromptStyle]:

@@ -63,8 +63,9 @@ class TeacherPhase:
         # turned out to be the student's own continues exactly like them (greedy is a
         # function of the prefix), so it takes their tokens instead of decoding them again
         self.reference = reference
-        self.top_k = None if strategy.full_teacher_rows else top_k
-        self.full_dtype = strategy.full_rows_dtype
+        self.top_k = None if strategy.plan.full_rows else top_k
+        self.full_dtype = strategy.plan.full_rows_dtype
+        self.steps = strategy.plan.steps
         self.alphas = torch.zeros(len(gens))
         self.next: TeacherNext | None = None
         self._pending = None
@@ -126,7 +127,7 @@ class TeacherPhase:
         is not needed; the rows the student still steps."""
         if self.next is None:
             return still
-        steps = self.strategy.teacher_steps
+        steps = self.steps
         alive = set(still)
         remaining = [r for r in self.rows if r in alive]
         if not remaining or (steps is not None and t >= steps):
@@ -192,7 +193,7 @@ class Decoder:
             decode_steps(self.student, session, p, gens, list(range(len(prompts))), self.stop, self.tokenizer, sampler, phase)
         finally:
             self.student.close(session)
-            if strategy.teacher_steps != 0 and (phase is None or phase.open):  # also after a failure mid-phase
+            if strategy.plan.steps != 0 and (phase is None or phase.open):  # also after a failure mid-phase
                 self.teacher.close(session)
         for g in gens:
             g.text = self.finish_text(g)
@@ -259,22 +260,22 @@ class Decoder:
     def _early_phase(self, session, strategy, prompts, gens) -> TeacherPhase | None:
         """A teacher phase whose rows are known before the student's prefill (every row), with
         the teacher's prefill already sent, so both prefills run at once."""
-        if strategy.teacher_steps == 0 or not (strategy.consults_every_row or strategy.reads_teacher_first):
+        if not strategy.plan.prefills_every_row:
             return None
         phase = TeacherPhase(strategy, self.teacher, session, list(range(len(prompts))), gens, self.teacher_top_k)
-        phase.send_prefill(prompts, full=strategy.reads_teacher_first)
+        phase.send_prefill(prompts, full=strategy.plan.reads_first)
         return phase
 
     def _teacher_phase(self, session, strategy, prompts, p_first, features, gens, early) -> TeacherPhase | None:
         """The rows that consult the teacher, and with which α: every row (`early`, prefilled
         already), or those the student's prefill selects; a strategy that reads both models
         chooses after the teacher's prefill of every row (rows that end with α = 0 then leave it)."""
-        if strategy.teacher_steps == 0:
+        if strategy.plan.steps == 0:
             return None
         if early is not None:
             phase = early
             phase.receive()
-            p_teacher = phase.next.full().to(p_first.device) if strategy.reads_teacher_first else None
+            p_teacher = phase.next.full().to(p_first.device) if strategy.plan.reads_first else None
             alphas = strategy.row_alphas(p_first, features, p_teacher).cpu()
         else:
             alphas = strategy.row_alphas(p_first, features).cpu()

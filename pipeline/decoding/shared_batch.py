@@ -55,7 +55,7 @@ class _Prefilled:
 def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts: list[Prompt]) -> tuple[list[StrategyRows], float]:
     """Rows of each strategy (in order) on `prompts`, and the seconds of shared work."""
     start = time.perf_counter()
-    mixing = [i for i, s in enumerate(strategies) if s.generator == "student" and s.teacher_steps != 0]
+    mixing = [i for i, s in enumerate(strategies) if s.generator == "student" and s.plan.steps != 0]
     session = uuid.uuid4().hex
     out: list[StrategyRows | None] = [None] * len(strategies)
     try:
@@ -63,7 +63,7 @@ def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts:
         alphas = {i: _alphas(strategies[i], shared) for i in mixing}
         if shared.teacher is None:
             _prefill_teacher_late(decoder, shared, prompts, alphas)
-        wants_greedy = any(s.generator == "student" and s.teacher_steps == 0 for s in strategies) or any(
+        wants_greedy = any(s.generator == "student" and s.plan.steps == 0 for s in strategies) or any(
             bool((a == 0).any()) for a in alphas.values())
         greedy = _greedy(decoder, shared, prompts) if wants_greedy else None
         shared_s = time.perf_counter() - start
@@ -86,7 +86,7 @@ def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts:
 def _prefill(decoder: Decoder, strategies, mixing: list[int], prompts: list[Prompt], session: str) -> _Prefilled:
     """The student's prefill, with the teacher's of every row sent first (so both run at once)
     when some strategy consults every row or reads the teacher's first distribution."""
-    early = any(strategies[i].consults_every_row or strategies[i].reads_teacher_first for i in mixing)
+    early = any(strategies[i].plan.prefills_every_row for i in mixing)
     pending = decoder.teacher.prefill_async(session, prompts, top_k=decoder.teacher_top_k) if early else None
     request = FeatureRequest.merged([s.feature_request for s in strategies])
     first = decoder.student.prefill(session, prompts, request)
@@ -100,7 +100,7 @@ def _prefill(decoder: Decoder, strategies, mixing: list[int], prompts: list[Prom
 def _alphas(strategy: Strategy, shared: _Prefilled) -> torch.Tensor:
     request = strategy.feature_request
     features = None if request is None else request.take(shared.features, shared.request)
-    p_teacher = shared.teacher.full().to(shared.p.device) if strategy.reads_teacher_first else None
+    p_teacher = shared.teacher.full().to(shared.p.device) if strategy.plan.reads_first else None
     return strategy.row_alphas(shared.p, features, p_teacher).cpu()
 
 
@@ -159,7 +159,7 @@ def _mixed(decoder: Decoder, strategy: Strategy, shared: _Prefilled, prompts: li
             g.text = decoder.finish_text(g)
             gens[r] = g
     # the teacher prompts the strategy pays for alone: every row's when it prefills them all
-    billed = range(len(prompts)) if strategy.consults_every_row or strategy.reads_teacher_first else rows
+    billed = range(len(prompts)) if strategy.plan.prefills_every_row else rows
     for r in billed:
         gens[r].teacher_tokens_processed += decoder.teacher.prompt_cost(prompts[r])
     return gens

@@ -21,7 +21,7 @@ from predictor.files import HELDOUT_FILE
 
 # per-example columns a report needs; hidden features and token ids stay on disk
 # (`group` is absent from runs written before datasets had a group_field: read as null)
-RESULT_COLUMNS = ["example_id", "group", "strategy", "strategy_name", "alpha", "n_tokens", "entropy_lo", "entropy_hi",
+RESULT_COLUMNS = ["example_id", "group", "strategy", "strategy_name", "alpha", "n_tokens", "params",
                   "correct", "teacher_tokens", "latency_s", "student_first_entropy"]
 LABEL_COLUMNS = ["example_id", "group", "n_tokens", "alpha_grid", "correct", "student_entropy",
                  "interval_lo", "interval_hi", "interval_correct", "n_grid", "correct_per_n"]

@@ -6,6 +6,8 @@ checked against a direct pandas computation on the same files.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -155,9 +157,10 @@ def entropy_bands(runs: list[Run]) -> pd.DataFrame:
             rows.append({"run": run.name, "source": "calibrated", "lo": gate["lo"], "hi": gate["hi"], "alpha": gate["alpha"]})
         if run.results is not None:
             gates = run.results[run.results["strategy_name"] == "entropy_gate"]
-            for (lo, hi, alpha), _ in gates.groupby(["entropy_lo", "entropy_hi", "alpha"]):
+            for (params, alpha), _ in gates.groupby(["params", "alpha"]):
                 if alpha != 0.0:  # rows outside the band record α = 0
-                    rows.append({"run": run.name, "source": "entropy_gate strategy", "lo": lo, "hi": hi, "alpha": alpha})
+                    band = json.loads(params)
+                    rows.append({"run": run.name, "source": "entropy_gate strategy", "lo": band["lo"], "hi": band["hi"], "alpha": alpha})
     return _frame(rows, ["run", "source", "lo", "hi", "alpha"])
 
 

@@ -19,13 +19,9 @@ RESULT_SCHEMA = pa.schema(
         pa.field("group", pa.string()),  # the dataset's group_field value (e.g. the demo family), if any
         pa.field("strategy", pa.string(), nullable=False),  # unique label, e.g. fixed_alpha(alpha=1.0,n_tokens=5)
         pa.field("strategy_name", pa.string()),
-        pa.field("params", pa.string()),  # the strategy's parameters as JSON
+        pa.field("params", pa.string()),  # the parameters it ran with, as JSON (an artifact's resolved)
         pa.field("alpha", pa.float64()),  # α the row actually used (0: teacher not asked)
-        pa.field("n_tokens", pa.int64()),
-        pa.field("tau0", pa.float64()),
-        pa.field("lam", pa.float64()),
-        pa.field("entropy_lo", pa.float64()),
-        pa.field("entropy_hi", pa.float64()),
+        pa.field("n_tokens", pa.int64()),  # the steps of a first-N strategy (null for the others)
         pa.field("prompt_hash", pa.string()),
         pa.field("generated_text", pa.string()),
         pa.field("generated_token_ids", pa.list_(pa.int64())),

@@ -6,7 +6,7 @@ import functools
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pyarrow as pa
 
@@ -17,7 +17,7 @@ from pipeline.data.datasets import Example, load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt, load_template, prompt_hash
 from pipeline.decoding.decoder import Decoder, Generation
 from pipeline.decoding.shared_batch import decode_strategies
-from pipeline.decoding.strategies import CotDecoding, PredictedAlpha, Strategy
+from pipeline.decoding.strategies import Strategy, build_strategy, check_strategies
 from pipeline.errors import UserError
 from pipeline.models.facts import model_facts
 from pipeline.models.loading import load_tokenizer
@@ -26,21 +26,20 @@ from pipeline.runtime.placement import run_stop_rule
 from pipeline.runtime.runaway import RunawayWatch
 from pipeline.stats.intervals import Estimate, accuracy, paired_difference
 from pipeline.store.schemas import BENCHMARK_KEY, RESULT_SCHEMA
-from predictor.online import build_strategy
+from predictor.online import load_online
+
 
 def built_strategy(spec: StrategySpec) -> Strategy:
     """The strategy of a config entry (a small frozen value, cheap to build; an α-predictor
     artifact it names is loaded once per process, by `predictor.online.load_online`)."""
-    return build_strategy(spec.name, spec.params)
+    return build_strategy(spec.name, spec.params, load_online)
 
 
 def for_examples(strategy: Strategy, examples: Sequence[Example]) -> Strategy:
-    """The strategy as it decodes these examples (one benchmark's: a unit never mixes two):
-    CoT-decoding measures confidence on their answer type's span."""
-    if not isinstance(strategy, CotDecoding):
-        return strategy
+    """The strategy as it decodes these examples (one benchmark's: a unit never mixes two),
+    with their answer type's span finder (CoT-decoding measures confidence on it)."""
     letters = sorted({c for ex in examples for c in ex.choices})
-    return replace(strategy, answer_span=span_finder(examples[0].answer_type, letters))
+    return strategy.with_answer_span(span_finder(examples[0].answer_type, letters))
 
 
 @dataclass(frozen=True)
@@ -119,10 +118,6 @@ def result_row(unit: EvalUnit, spec: StrategySpec, strategy: Strategy, ex: Examp
         "params": json.dumps(params, sort_keys=True),
         "alpha": gen.alpha,
         "n_tokens": params.get("n_tokens"),
-        "tau0": params.get("tau0"),
-        "lam": params.get("lam"),
-        "entropy_lo": params.get("lo"),
-        "entropy_hi": params.get("hi"),
         "prompt_hash": p_hash,
         "generated_text": gen.text,
         "generated_token_ids": gen.token_ids,
@@ -250,13 +245,14 @@ def run_evaluation(config: RunConfig, out: str) -> list[dict]:
         raise UserError("config: 'strategies' is empty: list at least one strategy to evaluate")
     if not config.all_datasets:
         raise UserError("config: this job needs the section(s) ['dataset']")
+    check_strategies(config.strategies)
     for spec in config.all_datasets:
         load_template(config.prompt_for(spec))  # a bad template fails before anything starts
     student = model_facts(config.student).identity
     for spec in config.strategies:
         strategy = built_strategy(spec)
         strategy.check_student(student)
-        if isinstance(strategy, PredictedAlpha) and (note := strategy.policy_note()):
+        if note := strategy.note():
             print(f"{spec.label}: {note}")
     keys = [f"datasets.{i}" for i in range(len(config.datasets))] if config.datasets else ["dataset"]
     per_dataset = [(spec, load_examples(spec, key)) for spec, key in zip(config.all_datasets, keys)]

@@ -1,0 +1,44 @@
+"""The one way a config entry becomes a strategy: evaluate, label, signals and the speed scripts
+all build through here. An entry that names an artifact gets it from the `load_artifact` its
+caller passes (the task layer passes `predictor.online.load_online`)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline.config.schema import validated
+from pipeline.config.strategies import StrategySpec
+from pipeline.decoding.strategies.base import STRATEGIES, LoadArtifact, Strategy
+from pipeline.errors import UserError
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    if name not in STRATEGIES:
+        raise UserError(f"unknown strategy '{name}' (known: {', '.join(sorted(STRATEGIES))})")
+    return STRATEGIES[name]
+
+
+def parsed_strategy(name: str, params: dict | None = None) -> Strategy:
+    """The strategy an entry describes, checked by its class's schema; artifacts not loaded."""
+    cls = strategy_class(name)
+    known = cls.config_fields()
+    runtime = sorted(set(params or {}) & set(cls.runtime_fields))
+    if runtime:
+        raise UserError(f"strategy '{name}': unknown parameter '{runtime[0]}' (known: {', '.join(known) or 'none'})")
+    return validated(cls, dict(params or {}), f"strategy '{name}'", known)
+
+
+def build_strategy(name: str, params: dict | None = None, load_artifact: LoadArtifact | None = None) -> Strategy:
+    """The decoding unit of a config entry, with the artifact it names loaded."""
+    return parsed_strategy(name, params).resolved(load_artifact)
+
+
+def check_strategies(specs: Sequence[StrategySpec]) -> None:
+    """Every entry's parameters, and no two entries that are one strategy (`alpha: 1` and
+    `alpha: 1.0`): checked before any model loads."""
+    seen: list[tuple[StrategySpec, Strategy]] = []
+    for spec in specs:
+        parsed = parsed_strategy(spec.name, spec.params)
+        twin = next((s for s, p in seen if p == parsed), None)
+        if twin is not None:
+            raise UserError(f"config: duplicate strategies {twin.label} and {spec.label}")
+        seen.append((spec, parsed))

@@ -1,0 +1,55 @@
+"""Fixed α only for rows whose student first-token entropy (nats) lies in a band [lo, hi]: the
+teacher is asked where the student is unsure. With `artifact`, α, N and the band are the ones
+an α-predictor calibrated on its labels."""
+import dataclasses
+import math
+
+import torch
+from pydantic import model_validator
+
+from pipeline.config.schema import Number
+from pipeline.decoding.distributions import entropy
+from pipeline.decoding.strategies.base import LoadArtifact, TeacherPlan, runtime_field, strategy
+from pipeline.decoding.strategies.fixed_alpha import FixedAlpha
+from pipeline.errors import UserError
+
+
+@strategy("entropy_gate")
+class EntropyGate(FixedAlpha):
+    lo: Number = 0.0
+    hi: Number = math.inf
+    artifact: str = ""
+    student: str = runtime_field("")  # the student a calibrated gate was calibrated on
+    runtime_fields = ("student",)
+
+    @model_validator(mode="after")
+    def _band(self):
+        if not self.lo <= self.hi:
+            raise ValueError(f"lo ({self.lo}) must not exceed hi ({self.hi})")
+        return self
+
+    @property
+    def plan(self) -> TeacherPlan:
+        return TeacherPlan(steps=self.n_tokens)  # the band decides per row
+
+    def params(self) -> dict:
+        params = super().params()
+        return params if self.artifact else {k: v for k, v in params.items() if k != "artifact"}
+
+    def resolved(self, load_artifact: LoadArtifact | None) -> "EntropyGate":
+        if not self.artifact:
+            return self
+        if load_artifact is None:
+            raise UserError(f"entropy_gate: an artifact ({self.artifact}) needs the α-predictor loader")
+        policy = load_artifact(self.artifact)
+        gate = policy.gate
+        return dataclasses.replace(self, alpha=gate["alpha"], n_tokens=policy.n_tokens, lo=gate["lo"], hi=gate["hi"], student=policy.student)
+
+    def check_student(self, identity: str) -> None:
+        if self.student and self.student != identity:
+            raise UserError(f"entropy gate of {self.artifact} was calibrated for student '{self.student}', but the student in use is '{identity}'")
+
+    def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
+        h = entropy(p_first)
+        inside = (h >= self.lo) & (h <= self.hi)
+        return super().row_alphas(p_first) * inside
