@@ -134,40 +134,72 @@ def test_teacher_and_student_land_on_different_gpu_nodes(config_file):
         cluster.shutdown()
 
 
+def held_config(config_file: Path, tmp_path: Path, after: int) -> tuple[Path, Path]:
+    """The config with `hold_plugin:hold` added (tests/hold_plugin): from each worker's
+    `after`-th batch on, a unit waits while the returned HOLD file exists."""
+    hold = tmp_path / "HOLD"
+    hold.touch()
+    raw = yaml.safe_load(config_file.read_text())
+    raw["strategies"] = [*raw["strategies"], {"name": "hold_plugin:hold", "path": str(hold), "after": after}]
+    path = tmp_path / "held.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, hold
+
+
+def wait_for(condition, what: str, limit_s: float = 300) -> None:
+    """Polls until `condition()`; the limit only turns a hang into a failure."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+def held_units(tmp_path: Path) -> int:
+    return len(list(tmp_path.glob("HOLD.waiting.*")))
+
+
+@pytest.fixture
+def plugin_path(monkeypatch):
+    """Ray's workers (they inherit this environment) and job subprocesses import tests/hold_plugin."""
+    tests = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")])))
+    return os.environ.copy()
+
+
 @pytest.mark.parametrize("victim", ["DecodeWorker", "ModelActor"])
-def test_killed_worker_is_restarted_and_run_equals_single_process(ray_without_gpus, config_file, tmp_path, capsys, victim):
-    """A student worker or the teacher is killed mid-run: the units it failed wait for it to
-    come back and are retried once each, and the rows equal one process's."""
-    config = load_config(str(config_file))
+def test_killed_worker_is_restarted_and_run_equals_single_process(plugin_path, ray_without_gpus, config_file, tmp_path, capsys, victim):
+    """A student worker or the teacher is killed while a unit is in flight (held by a file,
+    not by timing): the units it failed wait for it to come back and are retried once
+    each, and the rows equal one process's."""
+    held, hold = held_config(config_file, tmp_path, after=1)
+    config = load_config(str(held))
     out = tmp_path / "run"
     killed = []
     gcs_address = ray.get_runtime_context().gcs_address  # this test's cluster, whatever else runs here
 
-    def kill_a_worker_once_work_started():
+    def kill_while_a_unit_is_held():
         from ray.util.state import list_actors
 
-        deadline = time.time() + 120
-        while time.time() < deadline and not killed:
-            if (out / "results").is_dir() and any((out / "results").glob("part-*")):
-                alive = list_actors(
-                    address=gcs_address, filters=[("class_name", "=", victim), ("state", "=", "ALIVE")]
-                )
-                if alive:
-                    os.kill(alive[0].pid, signal.SIGKILL)
-                    killed.append(alive[0].pid)
-            time.sleep(0.05)
+        try:
+            wait_for(lambda: held_units(tmp_path) > 0, "a unit is held")
+            alive = list_actors(address=gcs_address, filters=[("class_name", "=", victim), ("state", "=", "ALIVE")])
+            os.kill(alive[0].pid, signal.SIGKILL)
+            killed.append(alive[0].pid)
+        finally:
+            hold.unlink()
 
-    killer = threading.Thread(target=kill_a_worker_once_work_started, daemon=True)
+    killer = threading.Thread(target=kill_while_a_unit_is_held, daemon=True)
     killer.start()
     summary = run_evaluation(config, str(out))
     killer.join(timeout=5)
-    assert killed, "the test did not manage to kill a worker mid-run"
+    assert killed, "the test did not kill a worker"
 
     rows = read_rows(out)
-    assert len(rows) == N_EXAMPLES * len(STRATEGIES)
+    n_strategies = len(config.strategies)
+    assert len(rows) == N_EXAMPLES * n_strategies
     assert len({(r["example_id"], r["strategy"]) for r in rows}) == len(rows)
     assert keyed(rows) == keyed(single_process_rows(config))
-    assert [s["n"] for s in summary] == [N_EXAMPLES] * len(STRATEGIES)
+    assert [s["n"] for s in summary] == [N_EXAMPLES] * n_strategies
     assert pq.read_schema(next((out / "results").glob("part-*.parquet"))).remove_metadata() == RESULT_SCHEMA
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["counts"]["rows"] == len(rows)
@@ -176,49 +208,54 @@ def test_killed_worker_is_restarted_and_run_equals_single_process(ray_without_gp
     assert "attempt 3 of" not in capsys.readouterr().out
 
     with pytest.raises(UserError, match="another configuration"):
-        run_evaluation(load_config(str(config_file), ["decoding.max_new_tokens=9"]), str(out))
+        run_evaluation(load_config(str(held), ["decoding.max_new_tokens=9"]), str(out))
 
 
-def test_sigterm_ends_the_run_in_one_line_and_the_rerun_resumes(config_file, tmp_path):
+def test_sigterm_ends_the_run_in_one_line_and_the_rerun_resumes(plugin_path, config_file, tmp_path):
+    held, hold = held_config(config_file, tmp_path, after=1)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "jobs.evaluate", "--config", str(config_file), "--out", str(out), "--set", "ray.num_students=1"]
-    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 180
-    while time.time() < deadline and not any((out / "results").glob("part-*")):
-        time.sleep(0.05)
-    driver.send_signal(signal.SIGTERM)
-    stdout, stderr = driver.communicate(timeout=120)
+    cmd = [sys.executable, "-m", "jobs.evaluate", "--config", str(held), "--out", str(out), "--set", "ray.num_students=1"]
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=plugin_path)
+    try:
+        wait_for(lambda: held_units(tmp_path) > 0 or driver.poll() is not None, "the second unit is held")
+        driver.send_signal(signal.SIGTERM)
+        stdout, stderr = driver.communicate(timeout=120)
+    finally:
+        hold.unlink()
     assert driver.returncode == 130, stderr[-2000:]
     errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in stderr, stderr[-2000:]
     assert errors[0].startswith("error: interrupted after ") and errors[0].endswith("work units; rerun the same command to resume")
     assert not (out / ".run.lock").exists()
-    resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0 and "work units already done" in resumed.stdout
-    assert len(read_rows(out)) == N_EXAMPLES * len(STRATEGIES)
+    resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=plugin_path)
+    assert resumed.returncode == 0 and "work units already done" in resumed.stdout, resumed.stderr[-2000:]
+    assert len(read_rows(out)) == N_EXAMPLES * (len(STRATEGIES) + 1)
 
 
-def test_rerun_after_killed_driver_finishes_without_recomputing(config_file, tmp_path):
+def test_rerun_after_killed_driver_finishes_without_recomputing(plugin_path, config_file, tmp_path):
+    held, hold = held_config(config_file, tmp_path, after=3)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "jobs.evaluate", "--config", str(config_file), "--out", str(out), "--set", "ray.num_students=1"]
-    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 180
-    while time.time() < deadline and len(list((out / "results").glob("part-*"))) < 3:
-        time.sleep(0.05)
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
-    driver.wait()
+    cmd = [sys.executable, "-m", "jobs.evaluate", "--config", str(held), "--out", str(out), "--set", "ray.num_students=1"]
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=plugin_path)
+    try:  # three units written, the fourth held: the one worker's next unit waits behind it
+        wait_for(lambda: (held_units(tmp_path) > 0 and len(list((out / "results").glob("part-*"))) == 3) or driver.poll() is not None,
+                 "three units are written and the fourth is held")
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray cluster it started
+        driver.wait()
+    finally:
+        hold.unlink()
     before = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("part-*")}
     units = N_EXAMPLES // 2  # batches of 2, every strategy in each
-    assert 3 <= len(before) < units, "the run was not interrupted mid-way"
+    assert len(before) == 3
     assert json.loads((out / "manifest.json").read_text())["status"] == "running"
 
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=plugin_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"{len(before)} of {units} work units already done" in done.stdout
+    assert f"3 of {units} work units already done" in done.stdout
     after = {p.name: p.stat().st_mtime_ns for p in (out / "results").glob("part-*")}
     assert {k: after[k] for k in before} == before  # finished parts untouched
     rows = read_rows(out)
-    assert len(rows) == N_EXAMPLES * len(STRATEGIES)
+    assert len(rows) == N_EXAMPLES * (len(STRATEGIES) + 1)
     assert len({(r["example_id"], r["strategy"]) for r in rows}) == len(rows)
 
 

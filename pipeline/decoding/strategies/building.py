@@ -3,6 +3,7 @@ all build through here. An entry that names an artifact gets it from the `load_a
 caller passes (the task layer passes `predictor.online.load_online`)."""
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 
 from pipeline.config.schema import validated
@@ -12,9 +13,18 @@ from pipeline.errors import UserError
 
 
 def strategy_class(name: str) -> type[Strategy]:
-    if name not in STRATEGIES:
-        raise UserError(f"unknown strategy '{name}' (known: {', '.join(sorted(STRATEGIES))})")
-    return STRATEGIES[name]
+    """The class registered under `name`; `MODULE:NAME` imports MODULE first (a strategy kept
+    in a package of one's own, importable wherever the job's workers run)."""
+    module, _, registered = name.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UserError(f"strategy '{name}': cannot import {module}: {exc}") from None
+    if registered not in STRATEGIES:
+        where = f" after importing {module}" if module else ""
+        raise UserError(f"unknown strategy '{registered}'{where} (known: {', '.join(sorted(STRATEGIES))})")
+    return STRATEGIES[registered]
 
 
 def parsed_strategy(name: str, params: dict | None = None) -> Strategy:
