@@ -19,6 +19,7 @@ from pipeline.models.facts import model_facts, shared_vocab_size
 from pipeline.models.loading import load_model
 from pipeline.runtime.engine_queue import EngineQueue
 from pipeline.store.parts import PartDataset, filesystem, write_part
+from reference_decoding import reference_generate
 
 QUESTIONS = [f"Tom has {i} apples and buys {i + 3} more. How many apples does he have?" for i in range(7)]
 
@@ -49,7 +50,7 @@ def _gate_around_median(decoder, prompts) -> EntropyGate:
 def test_every_strategy_on_one_batch_equals_each_strategy_alone(decoder, prompts):
     strategies = [Student(), Teacher(), FixedAlpha(1.0, 1), FixedAlpha(-0.5, 2), FixedAlpha(0.0, 2),
                   _gate_around_median(decoder, prompts), Switch(0.3, 0.1)]
-    alone = [decoder.generate(s, prompts) for s in strategies]
+    alone = [reference_generate(decoder, s, prompts) for s in strategies]
     before = decoder.student.tokens_processed
     together, _ = decode_strategies(decoder, strategies, prompts)
     shared_work = decoder.student.tokens_processed - before
@@ -65,7 +66,7 @@ def test_mixed_rows_whose_prefix_is_the_students_own_take_the_greedy_decode(deco
     """α = 0.01 barely moves the first token: those rows copy the student-greedy continuation
     instead of decoding it (the student is fed the mixed prefix only)."""
     strategies = [Student(), FixedAlpha(0.01, 1)]
-    greedy, mixed = (decoder.generate(s, prompts) for s in strategies)
+    greedy, mixed = (reference_generate(decoder, s, prompts) for s in strategies)
     assert [g.token_ids for g in greedy] == [g.token_ids for g in mixed]
     before = decoder.student.tokens_processed
     together, _ = decode_strategies(decoder, strategies, prompts)

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import torch
 
 from pipeline.config.sections import LabelSettings
-from pipeline.decoding.decoder import Decoder, Generation
+from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.generation import Generation
 from pipeline.decoding.distributions import mix
 from pipeline.decoding.features import first_token_stats, stats_rows
 from pipeline.engine.interface import FeatureRequest, Prompt

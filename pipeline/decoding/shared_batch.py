@@ -1,19 +1,22 @@
-"""Every strategy of a run on one batch of prompts, with the work they have in common done once.
+"""The one orchestration: every strategy of a run on one batch of prompts, with the work they
+have in common done once. `Decoder.generate` runs a lone strategy through it too.
 
 Decoding a batch strategy by strategy repeats most of it: each strategy prefills the student
 (and the teacher) on the same prompts, and every row that ends with α = 0 (outside an entropy
 gate's band, predicted 0) decodes again exactly the student-greedy answer. Here:
 - the student is prefilled once, with the hidden states every strategy reads;
 - the teacher is prefilled once, for every row any strategy consults;
-- the student-greedy decode runs once (when some strategy can use it), and each strategy's
-  α = 0 rows are copies of it, as are rows whose mixed prefix is the student's own (greedy
-  decoding is a function of the prefix);
-- each strategy decodes its consulting rows from clones of the two prefilled sessions.
+- the student-greedy decode runs once, over the rows some strategy takes it for, and each
+  strategy's α = 0 rows are copies of it, as are rows whose mixed prefix is the student's
+  own (greedy decoding is a function of the prefix);
+- each strategy decodes its consulting rows from clones of the two prefilled sessions; the
+  last one to need them decodes in them (no clone).
 Strategies with a decode of their own (the teacher alone, CoT-decoding's branches) run as
 they do alone.
 
-Each row, cost counters included, is what `Decoder.generate(strategy, prompts)` gives for
-that strategy alone: the counters say what the strategy costs, not how the work was shared.
+Each row, cost counters included, is what the strategy gives decoded alone in one batch
+(`tests/reference_decoding.py`): the counters say what the strategy costs, not how the work
+was shared.
 """
 from __future__ import annotations
 
@@ -22,15 +25,20 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from pipeline.decoding.decoder import Decoder, Generation, TeacherPhase
 from pipeline.decoding.distributions import entropy
+from pipeline.decoding.generation import Generation
 from pipeline.decoding.strategies import Strategy
 from pipeline.decoding.teacher_next import TeacherNext
-from pipeline.engine.interface import FeatureRequest, Prompt
+from pipeline.decoding.teacher_phase import TeacherPhase
+from pipeline.engine.interface import FeatureRequest, Prompt, Sampler
 from pipeline.engine.steps import decode_steps
+
+if TYPE_CHECKING:
+    from pipeline.decoding.decoder import Decoder
 
 
 @dataclass
@@ -52,27 +60,32 @@ class _Prefilled:
     teacher_rows: list[int] | None = None
 
 
-def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts: list[Prompt]) -> tuple[list[StrategyRows], float]:
-    """Rows of each strategy (in order) on `prompts`, and the seconds of shared work."""
+def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts: list[Prompt],
+                      sampler: Sampler | None = None) -> tuple[list[StrategyRows], float]:
+    """Rows of each strategy (in order) on `prompts`, and the seconds of shared work. A
+    `sampler` draws the student's own decode (strategies that never consult the teacher)."""
     start = time.perf_counter()
     mixing = [i for i, s in enumerate(strategies) if s.generator == "student" and s.plan.steps != 0]
+    if sampler is not None and mixing:
+        raise ValueError("a sampler draws the student's own decode: strategies that consult the teacher decode greedily")
     session = uuid.uuid4().hex
     out: list[StrategyRows | None] = [None] * len(strategies)
     try:
-        shared = _prefill(decoder, strategies, mixing, prompts, session)
+        shared = _prefill(decoder, strategies, mixing, prompts, session) if any(s.generator == "student" for s in strategies) else None
         alphas = {i: _alphas(strategies[i], shared) for i in mixing}
-        if shared.teacher is None:
+        if mixing and shared.teacher is None:
             _prefill_teacher_late(decoder, shared, prompts, alphas)
-        wants_greedy = any(s.generator == "student" and s.plan.steps == 0 for s in strategies) or any(
-            bool((a == 0).any()) for a in alphas.values())
-        greedy = _greedy(decoder, shared, prompts) if wants_greedy else None
+        rows = _greedy_rows(strategies, alphas, len(prompts))
+        greedy = _greedy(decoder, shared, prompts, rows, sampler, in_place=not mixing) if rows else None
         shared_s = time.perf_counter() - start
         for i, strategy in enumerate(strategies):
             began = time.perf_counter()
-            if strategy.generator != "student":  # the teacher alone, CoT-decoding's branches: a decode of their own
-                gens = decoder.generate(strategy, prompts)
+            if strategy.generator == "teacher":
+                gens = decoder.teacher_alone(prompts)
+            elif strategy.generator == "branches":
+                gens = decoder.branched(strategy, prompts)
             elif i in mixing:
-                gens = _mixed(decoder, strategy, shared, prompts, alphas[i], greedy)
+                gens = _mixed(decoder, strategy, shared, prompts, alphas[i], greedy, in_place=i == mixing[-1])
             else:
                 gens = copy.deepcopy(greedy)
             out[i] = StrategyRows(gens, time.perf_counter() - began)
@@ -112,41 +125,59 @@ def _prefill_teacher_late(decoder: Decoder, shared: _Prefilled, prompts: list[Pr
         shared.teacher, shared.teacher_rows = TeacherNext(decoder.teacher, shared.session, out), rows
 
 
+def _greedy_rows(strategies: Sequence[Strategy], alphas: dict[int, torch.Tensor], n: int) -> list[int]:
+    """The rows the student-greedy decode is taken for: every row for a strategy that never
+    consults the teacher, else the rows some strategy leaves at α = 0."""
+    if any(s.generator == "student" and s.plan.steps == 0 for s in strategies):
+        return list(range(n))
+    return sorted({r for a in alphas.values() for r in (a == 0).nonzero().flatten().tolist()})
+
+
 def _fresh(decoder: Decoder, shared: _Prefilled, prompt: Prompt, r: int) -> Generation:
     return Generation(tokens_processed=decoder.student.prompt_cost(prompt), student_first_entropy=shared.entropies[r])
 
 
-def _greedy(decoder: Decoder, shared: _Prefilled, prompts: list[Prompt]) -> list[Generation]:
-    """The student alone on every row, from a clone of the shared prefill."""
-    gens = [_fresh(decoder, shared, p, r) for r, p in enumerate(prompts)]
-    session = uuid.uuid4().hex
-    decoder.student.clone(shared.session, session, list(range(len(prompts))))
+def _greedy(decoder: Decoder, shared: _Prefilled, prompts: list[Prompt], rows: list[int], sampler: Sampler | None,
+            in_place: bool) -> list[Generation | None]:
+    """The student alone on `rows` (None for the others), in the shared prefill's session when
+    nothing decodes from it afterwards, else from a clone of it."""
+    gens = [_fresh(decoder, shared, prompts[r], r) for r in rows]
+    session = shared.session if in_place else uuid.uuid4().hex
+    if in_place:
+        if len(rows) < len(prompts):
+            decoder.student.fork(session, rows)
+    else:
+        decoder.student.clone(shared.session, session, rows)
     try:
-        decoder.continue_greedy(session, shared.p, gens)
+        decoder.continue_greedy(session, shared.p[rows], gens, sampler)
     finally:
-        decoder.student.close(session)
-    for g in gens:
+        if not in_place:
+            decoder.student.close(session)
+    by_row: list[Generation | None] = [None] * len(prompts)
+    for r, g in zip(rows, gens):
         g.text = decoder.finish_text(g)
-    return gens
+        by_row[r] = g
+    return by_row
 
 
 def _mixed(decoder: Decoder, strategy: Strategy, shared: _Prefilled, prompts: list[Prompt], alphas: torch.Tensor,
-           greedy: list[Generation] | None) -> list[Generation]:
+           greedy: list[Generation | None] | None, in_place: bool) -> list[Generation]:
     """A strategy that consults the teacher: its α = 0 rows copied from the greedy decode, the
-    others decoded from clones of both prefilled sessions, mixed prefix first."""
+    others decoded mixed prefix first, in the prefilled sessions (`in_place`: the last
+    strategy to need them) or clones of them."""
     rows = (alphas != 0).nonzero().flatten().tolist()
     consulted = set(rows)
     gens = [None if r in consulted else copy.deepcopy(greedy[r]) for r in range(len(prompts))]
     if rows:
         sub = [_fresh(decoder, shared, prompts[r], r) for r in rows]
-        session = uuid.uuid4().hex
         position = {r: i for i, r in enumerate(shared.teacher_rows)}
         at = [position[r] for r in rows]
+        session = shared.session if in_place else uuid.uuid4().hex
         phase = TeacherPhase(strategy, decoder.teacher, session, list(range(len(rows))), sub, decoder.teacher_top_k,
                              reference=None if greedy is None else [greedy[r] for r in rows])
-        decoder.student.clone(shared.session, session, rows)
+        _take_rows(decoder.student, shared.session, session, rows, len(prompts))
         try:
-            decoder.teacher.clone(shared.session, session, at)
+            _take_rows(decoder.teacher, shared.session, session, at, len(shared.teacher_rows))
             phase.next = shared.teacher.select(at, session)
             phase.choose(alphas[rows])
             decode_steps(decoder.student, session, shared.p[rows], sub, list(range(len(rows))), decoder.stop,
@@ -163,3 +194,12 @@ def _mixed(decoder: Decoder, strategy: Strategy, shared: _Prefilled, prompts: li
     for r in billed:
         gens[r].teacher_tokens_processed += decoder.teacher.prompt_cost(prompts[r])
     return gens
+
+
+def _take_rows(engine, shared: str, session: str, rows: list[int], n: int) -> None:
+    """`session` holds `rows` of the shared session: the shared one itself, forked in place
+    (when `session` is it), or a clone."""
+    if session != shared:
+        engine.clone(shared, session, rows)
+    elif len(rows) < n:
+        engine.fork(session, rows)

@@ -15,7 +15,8 @@ from pipeline.data.answer_span import span_finder
 from pipeline.data.answer_types import score
 from pipeline.data.datasets import Example, load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt, load_template, prompt_hash
-from pipeline.decoding.decoder import Decoder, Generation
+from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.generation import Generation
 from pipeline.decoding.shared_batch import decode_strategies
 from pipeline.decoding.strategies import Strategy, build_strategy, check_strategies
 from pipeline.errors import UserError

@@ -1,0 +1,127 @@
+"""The teacher's part of a decoding run, hooked into the student's step loop."""
+from __future__ import annotations
+
+import torch
+
+from pipeline.decoding.generation import Generation
+from pipeline.decoding.strategies import Strategy
+from pipeline.decoding.teacher_next import TeacherNext
+from pipeline.engine.interface import Prompt, StepEngine
+
+
+class TeacherPhase:
+    """The teacher's part of a decoding run, hooked into the step loop: which rows consult
+    it, with which α, until which step.
+
+    `apply` overwrites the tokens of consulting rows at step t; `send` feeds the chosen
+    tokens to the teacher's cache (one call per step per batch, sent before the student's
+    own step and received after it) and drops rows and steps it is no longer needed for.
+    Between the calls the teacher's distribution is a `TeacherNext`: its top-k, and full
+    rows only where a strategy needs them.
+    """
+
+    def __init__(self, strategy: Strategy, teacher: StepEngine, session: str, rows: list[int], gens: list[Generation],
+                 top_k: int | None, reference: list[Generation | None] | None = None):
+        self.strategy, self.teacher, self.session = strategy, teacher, session
+        self.rows, self.gens = rows, gens
+        # the student-greedy rows of the same prompts, when known: a row whose mixed prefix
+        # turned out to be the student's own continues exactly like them (greedy is a
+        # function of the prefix), so it takes their tokens instead of decoding them again
+        self.reference = reference
+        self.top_k = None if strategy.plan.full_rows else top_k
+        self.full_dtype = strategy.plan.full_rows_dtype
+        self.steps = strategy.plan.steps
+        self.alphas = torch.zeros(len(gens))
+        self.next: TeacherNext | None = None
+        self._pending = None
+
+    def send_prefill(self, prompts: list[Prompt], full: bool = False) -> None:
+        """Start the teacher's prefill of the phase's rows (full rows when the caller reads
+        them, e.g. a two-model α-predictor)."""
+        for r in self.rows:
+            self.gens[r].teacher_tokens_processed += self.teacher.prompt_cost(prompts[r])
+        self._pending = self.teacher.prefill_async(self.session, [prompts[r] for r in self.rows],
+                                                   top_k=None if full else self.top_k,
+                                                   full_dtype=None if full else self.full_dtype)
+
+    def start(self, prompts: list[Prompt], full: bool = False) -> TeacherNext:
+        """Prefill the teacher for the phase's rows; their first-token distribution."""
+        self.send_prefill(prompts, full)
+        self.receive()
+        return self.next
+
+    def choose(self, alphas: torch.Tensor) -> None:
+        """Per-row α ([B], one per gens row); rows with α = 0 leave the teacher."""
+        self.alphas = alphas
+        keep = [i for i, r in enumerate(self.rows) if float(alphas[r]) != 0.0]
+        if not keep:
+            self.close()
+            return
+        if len(keep) < len(self.rows):
+            self.teacher.fork(self.session, keep)
+            self.next = self.next.select(keep)
+            self.rows = [self.rows[i] for i in keep]
+        for r in self.rows:
+            self.gens[r].alpha = float(alphas[r])
+
+    def close(self) -> None:
+        self.teacher.close(self.session)
+        self.next, self.rows = None, []
+
+    @property
+    def open(self) -> bool:
+        return self.next is not None
+
+    def apply(self, t: int, p: torch.Tensor, active: list[int], tokens: torch.Tensor) -> None:
+        if self.next is None:
+            return
+        at = {r: i for i, r in enumerate(active)}
+        pos = torch.tensor([at[r] for r in self.rows], device=p.device)
+        picked, from_teacher = self.strategy.pick(t, p[pos], self.next, self.alphas[self.rows].to(p.device))
+        changed = picked != tokens[pos]
+        tokens[pos] = picked
+        for r, took, diff in zip(self.rows, from_teacher.tolist(), changed.tolist()):
+            gen = self.gens[r]
+            if took:
+                gen.teacher_positions.append(len(gen.token_ids))
+            gen.teacher_tokens += int(took)
+            gen.teacher_changed_tokens += int(took and diff)
+
+    def send(self, t: int, still: list[int], token_of: dict[int, int]) -> list[int]:
+        """Start the teacher's step t for the rows still decoding, or leave the teacher once it
+        is not needed; the rows the student still steps."""
+        if self.next is None:
+            return still
+        steps = self.steps
+        alive = set(still)
+        remaining = [r for r in self.rows if r in alive]
+        if not remaining or (steps is not None and t >= steps):
+            self.close()
+            return self._settle(still)
+        at = {r: i for i, r in enumerate(self.rows)}
+        keep = [at[r] for r in remaining]
+        fed = torch.tensor([token_of[r] for r in remaining])
+        self._pending = self.teacher.step_async(self.session, fed, rows=keep if len(keep) < len(self.rows) else None,
+                                                top_k=self.top_k, full_dtype=self.full_dtype)
+        self.rows = remaining
+        for r in remaining:
+            self.gens[r].teacher_tokens_processed += 1
+        return still
+
+    def _settle(self, still: list[int]) -> list[int]:
+        """Finish the rows whose tokens so far are their reference's; the others still decode."""
+        if self.reference is None:
+            return still
+        left = []
+        for r in still:
+            gen, ref = self.gens[r], self.reference[r]
+            if ref is not None and ref.token_ids[: len(gen.token_ids)] == gen.token_ids:
+                gen.token_ids, gen.finish_reason, gen.tokens_processed = list(ref.token_ids), ref.finish_reason, ref.tokens_processed
+            else:
+                left.append(r)
+        return left
+
+    def receive(self) -> None:
+        if self._pending is not None:
+            self.next = TeacherNext(self.teacher, self.session, self._pending.result())
+            self._pending = None
