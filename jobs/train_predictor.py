@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.cli import output_path, print_report_hint, run_main
 from pipeline.errors import UserError
-from pipeline.config.settings import settings_from
+from pipeline.config.schema import settings_from
 from pipeline.config.yaml_text import read_yaml
 from predictor.artifact import Predictor
 from predictor.features import FEATURE_SETS

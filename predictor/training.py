@@ -6,11 +6,15 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pydantic import Field
+
+from pipeline.config.schema import Bool, Finite, Int, PosInt, Str, doc, section
 from pipeline.errors import UserError
 from pipeline.stats.intervals import Estimate
 from pipeline.store.manifest import code_version, package_versions
@@ -26,30 +30,30 @@ N_GRID_COLUMNS = ["n_grid", "correct_per_n"]  # labels of an N grid (absent from
 MIN_EXAMPLES = 100  # fewer: a warning, held-out metrics are noise
 
 
-POLICIES = ("auto", "learned", "fixed")
 SELECT_FEATURES = ("stats", "hidden", "both")
 SELECT_MODELS = ("sklearn_logreg", "sklearn_hgb", "torch_mlp")
 
 
-@dataclass(frozen=True)
+@section
 class TrainSettings:
-    model: str = "sklearn_logreg"
-    params: dict = field(default_factory=dict)  # of `model`
-    folds: int = 5  # outer folds: the held-out rows every metric is measured on
-    inner_folds: int = 3  # inside each outer training split: the threshold (and, with select, the combination)
-    seed: int = 0
-    features: str = "student"  # feature set (predictor/features.py)
-    # accuracy one teacher-decided token per example is worth giving up (0: teacher tokens are free);
-    # the default α, the threshold and every per-example choice are made net of it
-    teacher_token_cost: float = 0.0
-    # auto: the learned policy only where it beats the best fixed α on held-out rows; learned / fixed: forced
-    policy: str = "auto"
-    # pick feature set and model by inner cross-validation among these combinations
-    select: bool = False
-    select_features: tuple[str, ...] = SELECT_FEATURES
-    select_models: tuple[str, ...] = SELECT_MODELS
-    # which N's labels to train on, for label datasets of an N grid; default: their n_tokens
-    n_tokens: int | None = None
+    where: ClassVar[str] = "predictor config"
+    model: Annotated[Str, doc("the predictor model (predictor/models.py)")] = "sklearn_logreg"
+    params: Annotated[dict, doc("the model's parameters")] = field(default_factory=dict)
+    folds: Annotated[Int, Field(ge=2), doc("outer folds: the held-out rows every metric is measured on")] = 5
+    inner_folds: Annotated[Int, Field(ge=2), doc("inside each outer training split: the threshold (and, with "
+                                                 "select, the combination)")] = 3
+    seed: Annotated[Int, doc("seed of the folds and the models")] = 0
+    features: Annotated[Str, doc("feature set (predictor/features.py)")] = "student"
+    teacher_token_cost: Annotated[Finite, Field(ge=0, lt=1),
+                                  doc("accuracy one teacher-decided token per example is worth giving up (0: free); "
+                                      "the default α, the threshold and every choice are made net of it")] = 0.0
+    policy: Annotated[Literal["auto", "learned", "fixed"],
+                      doc("auto: the learned policy only where it beats the best fixed α on held-out rows")] = "auto"
+    select: Annotated[Bool, doc("pick feature set and model by inner cross-validation among the combinations")] = False
+    select_features: Annotated[tuple[Str, ...], doc("feature sets select compares")] = SELECT_FEATURES
+    select_models: Annotated[tuple[Str, ...], doc("models select compares")] = SELECT_MODELS
+    n_tokens: Annotated[PosInt | None, doc("which N's labels to train on (label datasets of an N grid); "
+                                           "default: their n_tokens")] = None
 
     def __post_init__(self) -> None:
         for model in (self.model, *self.select_models):
@@ -58,22 +62,6 @@ class TrainSettings:
         for features in (self.features, *self.select_features):
             if features not in FEATURE_SETS:
                 raise UserError(f"unknown feature set '{features}' (known: {', '.join(FEATURE_SETS)})")
-        for name in ("folds", "inner_folds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise UserError(f"{name} must be an integer ≥ 2, got {value!r}")
-        cost = self.teacher_token_cost
-        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not 0 <= cost < 1:
-            raise UserError(f"teacher_token_cost must be a number in [0, 1) (accuracy per teacher token), got {cost!r}")
-        if self.policy not in POLICIES:
-            raise UserError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
-        if not isinstance(self.select, bool):
-            raise UserError(f"select must be true or false, got {self.select!r}")
-        if not isinstance(self.params, dict):
-            raise UserError(f"params must be a mapping of {self.model}'s parameters, got {self.params!r}")
-        n = self.n_tokens
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise UserError(f"n_tokens must be an integer ≥ 1, got {n!r}")
 
     def candidates(self) -> list[tuple[str, str]]:
         """(feature set, model) combinations to compare: the configured one, or the selection grid."""

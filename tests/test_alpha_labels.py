@@ -83,7 +83,7 @@ def test_envelope_matches_dense_argmax():
     [
         ({"alpha_grid": ()}, "empty"),
         ({"alpha_grid": (1.0, 0.5, 1.0)}, "duplicate"),
-        ({"alpha_grid": (1.0, "x")}, "finite numbers"),
+        ({"alpha_grid": (1.0, "x")}, "alpha_grid.1' must be a finite number, got 'x'"),
         ({"n_tokens": 0}, "n_tokens"),
         ({"feature_pool": "max"}, "feature_pool"),
     ],

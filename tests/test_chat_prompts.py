@@ -120,7 +120,7 @@ def test_prompt_section_is_validated_and_raw_runs_keep_their_config_hash():
     assert (chat.prompt, chat.prompt_style.chat, chat.to_dict()["prompt_style"]["system"]) == ("gsm8k_cot_8shot", True, "Hi")
     for bad, message in [({"chat": "yes"}, "'prompt.chat' must be true or false, got 'yes'"), ({"system": "Hi"}, "set prompt.chat: true"),
                          ({"fewshot_as_multiturn": False}, "apply to chat prompts"),
-                         ({"chat": True, "colour": 1}, r"unknown field\(s\) \['colour'\]"), (3, "'prompt' must name a template")]:
+                         ({"chat": True, "colour": 1}, "unknown field 'colour' \\(known: chat, system, fewshot_as_multiturn, chat_template\\)"), (3, "'prompt' must name a template")]:
         with pytest.raises(UserError, match=message):
             parse_config({**base, "prompt": bad}, ("dataset",))
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipeline.config import DatasetSpec, LabelSettings, ModelSpec
-from pipeline.config.settings import settings_from
+from pipeline.config.schema import settings_from
 from pipeline.data.datasets import load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt, load_template
 from pipeline.decoding.alpha_tree import label_batch
@@ -110,11 +110,11 @@ def test_n_grid_leaves_equal_fixed_alpha_and_alpha_zero_is_one_student_run(tiny)
 @pytest.mark.parametrize(
     "fields,message",
     [
-        ({"n_grid": ()}, "non-empty list"),
-        ({"n_grid": "3"}, "non-empty list"),
-        ({"n_grid": (1, 2.5)}, "integers N ≥ 1"),
-        ({"n_grid": (0, 2)}, "integers N ≥ 1"),
-        ({"n_grid": (1, True)}, "integers N ≥ 1"),
+        ({"n_grid": ()}, "n_grid' must not be empty"),
+        ({"n_grid": "3"}, "n_grid' must be a list, got '3'"),
+        ({"n_grid": (1, 2.5)}, "n_grid.1' must be an integer, got 2.5"),
+        ({"n_grid": (0, 2)}, "n_grid.0' must be ≥ 1, got 0"),
+        ({"n_grid": (1, True)}, "n_grid.1' must be an integer, got True"),
         ({"n_grid": (1, 2, 1)}, "duplicate values \\[1\\]"),
         ({"n_grid": (1, 2), "n_tokens": 3}, "must be one of labels.n_grid"),
         ({"n_tokens": 0}, "n_tokens"),
@@ -271,7 +271,7 @@ def test_predictor_trains_on_the_chosen_n(tmp_path):
     artifact = Predictor.load(out)
     assert artifact.n_tokens == 2 and artifact.meta["label_fingerprint"] != m1["label_fingerprint"]
     assert build_strategy("predicted_alpha", {"artifact": str(out)}, load_online).plan.steps == 2  # decodes with its N
-    with pytest.raises(UserError, match="n_tokens must be an integer"):
+    with pytest.raises(UserError, match="n_tokens must be ≥ 1, got 0"):
         TrainSettings(n_tokens=0)
 
 

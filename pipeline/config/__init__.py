@@ -4,7 +4,7 @@ from pipeline.config.run import EVALUATION, MODEL_AND_DATA, RunConfig, load_conf
 from pipeline.config.sections import (
     DatasetSpec, DecodingConfig, ExportSettings, LabelSettings, ModelSpec, RayConfig, RoleResources, SignalSettings,
 )
-from pipeline.config.settings import settings_from
+from pipeline.config.schema import settings_from
 from pipeline.config.strategies import StrategySpec
 
 __all__ = [

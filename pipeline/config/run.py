@@ -10,7 +10,7 @@ from pipeline.config.sections import (
     DatasetSpec, DecodingConfig, ExportSettings, LabelSettings, ModelSpec, RayConfig, SignalSettings,
 )
 from pipeline.config.prompt_style import CHAT_TEMPLATE_ROLES, PromptStyle
-from pipeline.config.settings import settings_from
+from pipeline.config.schema import settings_from
 from pipeline.config.strategies import StrategySpec
 from pipeline.config.yaml_text import parse_yaml, read_yaml
 from pipeline.errors import UserError

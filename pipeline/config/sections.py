@@ -1,50 +1,39 @@
-"""The sections of a run configuration: plain dataclasses, validated when built.
+"""The sections of a run configuration: frozen pydantic dataclasses, validated when built; each
+field's type is its check and its description is its line in docs/configuration.md.
 
 Nothing here imports torch, Ray or another layer of the package, so reading and
 checking a config is cheap for every job, including the pyarrow-only ones.
 """
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
 
 from pipeline.config.benchmark_spec import BenchmarkSpec, ChoicesRule, FieldRule, field_overrides, read_benchmark
+from pipeline.config.schema import MAX_SAMPLES, Alpha, Bool, Count, Finite, Int, PosInt, Str, doc, section
 from pipeline.errors import UserError
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-ANSWER_FORMATS = ("gsm8k", "plain")
-FEATURE_POOLS = ("concat", "mean")
-MAX_SAMPLES = 256  # sampled answers or branches per example: beyond, a typo rather than a plan
-MAX_ABS_ALPHA = 100.0  # beyond, p_s + α(p_t − p_s) is the teacher's difference alone, then overflow
+MaxActors = Annotated[int, Field(ge=1, le=4096)]
+Amount = Annotated[Finite, Field(ge=0, le=1024)]
 
 
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_positive_ints(section: str, obj: object, *keys: str) -> None:
-    for key in keys:
-        value = getattr(obj, key)
-        if not is_int(value) or value < 1:
-            raise UserError(f"{section}.{key} must be an integer ≥ 1, got {value!r}")
-
-
-@dataclass(frozen=True)
+@section
 class ModelSpec:
     """A checkpoint: a local directory or a Hugging Face Hub id."""
 
-    path: str
-    dtype: str = "auto"  # auto: bfloat16 on CUDA and on CPUs with native bf16, else float32
-    revision: str | None = None
+    where: ClassVar[str] = "config: 'student'"  # how its errors name it when built outside a config
+    path: Annotated[Str, doc("a local directory or a Hub id")]
+    dtype: Annotated[Literal["auto", "float32", "bfloat16", "float16"],
+                     doc("auto: bfloat16 on CUDA and on CPUs with native bf16, else float32")] = "auto"
+    revision: Annotated[Str | None, doc("a Hub revision (branch, tag or commit)")] = None
 
     def __post_init__(self) -> None:
         if not self.path:
             raise UserError("model path is empty")
-        if self.dtype not in DTYPES:
-            raise UserError(f"model '{self.path}': dtype must be one of {sorted(DTYPES)}, got '{self.dtype}'")
 
 
 SPLIT_NAMES = ("train", "test", "validation", "dev", "val")
@@ -54,36 +43,32 @@ DATASET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 SPLIT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-\[\]:%+]{0,63}")  # Hub slices too: test[:100]
 
 
-@dataclass(frozen=True)
+@section
 class DatasetSpec:
-    # a local JSONL or Parquet path, or a Hub dataset id such as "openai/gsm8k"; with a
-    # benchmark, default: the benchmark's own Hub source (a local copy may replace it)
-    source: str | None = None
-    # a benchmark file, by built-in name ("arc_challenge") or YAML path: it names the fields,
-    # the answer type and the prompt (see pipeline/data/benchmarks/); without one, the
-    # fields below say what to read and the answers are numbers
-    benchmark: str | None = None
-    # short name used in example ids; default: the benchmark's name, else a Hub id's last
-    # part, a local file's folder when the file is named for its split (gsm8k/test.jsonl ->
-    # gsm8k), else its stem
-    name: str | None = None
-    # default: the benchmark's split when its own source is read; a local file named for its
-    # split (train.jsonl -> train); "test" for a Hub id
-    split: str | None = None
-    config: str | None = None  # Hub config, e.g. "main"
-    # where this copy keeps the question, answer and choices, over the benchmark's own (or the
-    # fields below): {question: input, answer: target}, a format "{Body} {Question}", or a rule
-    # {field: answer, after: "#### "}, as a benchmark file writes them
-    fields: dict | None = None
-    question_field: str = "question"
-    answer_field: str = "answer"
-    answer_format: str = "gsm8k"  # "gsm8k": gold after '#### '; "plain": the field is the answer itself
-    group_field: str | None = None  # optional field naming each row's group (e.g. the demo's family), copied into rows
-    limit: int | None = None  # first N examples only
-    offset: int = 0
-    # a local JSONL line (one row) may be at most this long: a file that is not JSON Lines, or
-    # a device, fails at once instead of being read into memory whole
-    max_row_bytes: int = 1 << 20
+    """One dataset: a benchmark's rows, from its Hub source or a local copy (docs/benchmarks.md)."""
+
+    where: ClassVar[str] = "config: 'dataset'"  # how its errors name it when built outside a config
+    source: Annotated[Str | None, doc("a local file (JSON Lines, a JSON array or object of rows, CSV/TSV, Parquet: "
+                                      "told from its content) or a Hub id such as openai/gsm8k; default: the benchmark's")] = None
+    benchmark: Annotated[Str | None, doc("a file of pipeline/data/benchmarks/ by name (gsm8k, svamp, multiarith, asdiv, "
+                                         "math, strategyqa, arc_challenge, arc_easy, commonsense_qa) or a YAML path: "
+                                         "its Hub source, fields, answer type and prompt")] = None
+    name: Annotated[Str | None, doc("short name in example ids; default: the benchmark's, a Hub id's last part, "
+                                    "or read off a file named for its split (gsm8k/test.jsonl: gsm8k)")] = None
+    split: Annotated[Str | None, doc("default: the benchmark's for its own source, a file named for its split "
+                                     "(train.jsonl: train), test for a Hub id")] = None
+    config: Annotated[Str | None, doc("Hub config, e.g. main")] = None
+    fields: Annotated[dict | None, doc("this copy's question, answer and choices over the benchmark's: a field, "
+                                       "a format {Body} {Question}, or {field: x, after: '#### '}")] = None
+    question_field: Annotated[Str, doc("without a benchmark: the question's field")] = "question"
+    answer_field: Annotated[Str, doc("without a benchmark: the answer's field")] = "answer"
+    answer_format: Annotated[Literal["gsm8k", "plain"],
+                             doc("without a benchmark: gsm8k, the gold after '#### '; plain, the field itself")] = "gsm8k"
+    group_field: Annotated[Str | None, doc("a field naming each row's group (the demo's family), copied into rows")] = None
+    limit: Annotated[PosInt | None, doc("the first N examples only")] = None
+    offset: Annotated[Count, doc("examples skipped first")] = 0
+    max_row_bytes: Annotated[Int, Field(ge=1, le=1 << 30),
+                             doc("longest JSON Lines row read: a file that is not JSON Lines fails at once")] = 1 << 20
     # what was inferred for split and name, said once when the data is loaded
     inferred: str = field(default="", init=False, compare=False, repr=False)
 
@@ -96,17 +81,9 @@ class DatasetSpec:
                                 '({field: answer, after: "#### "})')
         if not isinstance(self.source, str) or not self.source.strip():
             raise UserError("dataset source must be a JSONL or Parquet path or a Hub dataset id (or set dataset.benchmark)")
-        if self.answer_format not in ANSWER_FORMATS:
-            raise UserError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, got {self.answer_format!r}")
-        if self.limit is not None and (not is_int(self.limit) or self.limit < 1):
-            raise UserError(f"dataset limit must be an integer >= 1, got {self.limit!r}")
-        if not is_int(self.offset) or self.offset < 0:
-            raise UserError(f"dataset offset must be an integer >= 0, got {self.offset!r}")
-        if not is_int(self.max_row_bytes) or not 1 <= self.max_row_bytes <= 1 << 30:
-            raise UserError(f"dataset.max_row_bytes must be an integer from 1 to {1 << 30}, got {self.max_row_bytes!r}")
         for key in ("split", "name"):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
+            if value is not None and not value.strip():
                 raise UserError(f"dataset.{key} must be a non-empty string, got {value!r}")
         split, name, said = self._split_and_name()
         object.__setattr__(self, "split", split)
@@ -183,68 +160,43 @@ class DatasetSpec:
         return self.source.endswith(LOCAL_SUFFIXES) or Path(self.source).expanduser().exists()
 
 
-@dataclass(frozen=True)
+@section
 class DecodingConfig:
-    max_new_tokens: int = 256
-    batch_size: int = 16
-    reuse_preamble_cache: bool = True
-    stop_token_ids: tuple[int, ...] = ()  # more end ids, beside both models' own (tokenizer, generation_config)
-    # what a remote teacher sends per row and mixed step: its k largest probabilities (the
-    # mixed argmax is certified from them, full rows fetched only where it cannot be); 0: full rows
-    teacher_top_k: int = 32
+    where: ClassVar[str] = "config: 'decoding'"  # how its errors name it when built outside a config
 
-    def __post_init__(self) -> None:
-        check_positive_ints("decoding", self, "max_new_tokens", "batch_size")
-        if not isinstance(self.reuse_preamble_cache, bool):
-            raise UserError(f"decoding.reuse_preamble_cache must be true or false, got {self.reuse_preamble_cache!r}")
-        ids = self.stop_token_ids
-        if not isinstance(ids, (list, tuple)) or not all(is_int(i) and i >= 0 for i in ids):
-            raise UserError(f"decoding.stop_token_ids must be a list of token ids (integers ≥ 0), got {ids!r}")
-        object.__setattr__(self, "stop_token_ids", tuple(ids))
-        if not is_int(self.teacher_top_k) or self.teacher_top_k < 0:
-            raise UserError(f"decoding.teacher_top_k must be an integer ≥ 0 (0: full rows), got {self.teacher_top_k!r}")
+    max_new_tokens: Annotated[PosInt, doc("generated tokens per answer at most")] = 256
+    batch_size: Annotated[PosInt, doc("examples per work unit, decoded as one batch")] = 16
+    reuse_preamble_cache: Annotated[Bool, doc("the few-shot preamble's KV cache computed once per worker")] = True
+    stop_token_ids: Annotated[tuple[Annotated[Int, Field(ge=0)], ...],
+                              doc("more end ids, beside both models' own (tokenizer, generation_config)")] = ()
+    teacher_top_k: Annotated[Count, doc("what a remote teacher sends per row and mixed step: its k largest "
+                                        "probabilities (the mixed argmax is certified from them, full rows "
+                                        "fetched only where it cannot be); 0: full rows")] = 32
 
 
-@dataclass(frozen=True)
+@section
 class LabelSettings:
-    alpha_grid: tuple[float, ...] = tuple(3.0 - 0.25 * i for i in range(17))
-    # N of the single-N label columns (correct, answers, ...); default: n_grid's first, else 3
-    n_tokens: int | None = None
-    # every N to label in one tree grown to max(N) (columns *_per_n); default: (n_tokens,)
-    n_grid: tuple[int, ...] | None = None
-    feature_layers: tuple[int, ...] = (-1,)
-    feature_pool: str = "concat"  # concat | mean
+    where: ClassVar[str] = "config: 'labels'"  # how its errors name it when built outside a config
+
+    alpha_grid: Annotated[tuple[Alpha, ...], Field(min_length=1), doc("the α values labelled per example")] = tuple(3.0 - 0.25 * i for i in range(17))
+    n_tokens: Annotated[PosInt | None, doc("N of the single-N label columns; default: n_grid's first, else 3")] = None
+    n_grid: Annotated[tuple[PosInt, ...] | None, Field(min_length=1),
+                      doc("every N labelled in one prefix tree grown to max(N), e.g. [1, 2, 3, 5, 10]")] = None
+    feature_layers: Annotated[tuple[Int, ...], Field(min_length=1),
+                              doc("student layers whose hidden state at the prompt's last token is a feature (0: embeddings, -1: last)")] = (-1,)
+    feature_pool: Annotated[Literal["concat", "mean"], doc("how the layers' states combine")] = "concat"
 
     def __post_init__(self) -> None:
-        grid = self.alpha_grid
-        if not isinstance(grid, (list, tuple)) or not grid:
-            raise UserError("alpha grid is empty: give at least one α value")
-        if any(isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) for a in grid):
-            raise UserError(f"alpha grid must hold finite numbers, got {list(grid)}")
-        if any(abs(a) > MAX_ABS_ALPHA for a in grid):
-            raise UserError(f"alpha grid values must lie in [-{MAX_ABS_ALPHA:g}, {MAX_ABS_ALPHA:g}], got {list(grid)}")
-        duplicates = sorted({a for a in grid if list(grid).count(a) > 1})
+        duplicates = sorted({a for a in self.alpha_grid if self.alpha_grid.count(a) > 1})
         if duplicates:
             raise UserError(f"alpha grid has duplicate values {duplicates}")
-        object.__setattr__(self, "alpha_grid", tuple(float(a) for a in grid))
         self._resolve_n()
-        if not self.feature_layers or not all(is_int(i) for i in self.feature_layers):
-            raise UserError(f"feature_layers must be a non-empty list of integers, got {self.feature_layers!r}")
-        object.__setattr__(self, "feature_layers", tuple(self.feature_layers))
-        if self.feature_pool not in FEATURE_POOLS:
-            raise UserError(f"feature_pool must be 'concat' or 'mean', got {self.feature_pool!r}")
 
     def _resolve_n(self) -> None:
         """n_tokens and n_grid, each filled from the other: a single N is a one-element grid."""
         n, grid = self.n_tokens, self.n_grid
-        if n is not None and (not is_int(n) or n < 1):
-            raise UserError(f"n_tokens (N) must be an integer ≥ 1 for α-labels, got {n!r}")
         if grid is None:
             grid = (3 if n is None else n,)
-        if not isinstance(grid, (list, tuple)) or not grid:
-            raise UserError(f"labels.n_grid must be a non-empty list of integers N ≥ 1, got {grid!r}")
-        if not all(is_int(v) and v >= 1 for v in grid):
-            raise UserError(f"labels.n_grid must hold integers N ≥ 1, got {list(grid)}")
         duplicates = sorted({v for v in grid if list(grid).count(v) > 1})
         if duplicates:
             raise UserError(f"labels.n_grid has duplicate values {duplicates}")
@@ -267,90 +219,63 @@ class LabelSettings:
             )
 
 
-@dataclass(frozen=True)
+@section
 class RoleResources:
     """Resources one actor of a role (student, teacher, teaching assistant) asks Ray for."""
 
-    num_gpus: float = 1.0
-    num_cpus: float = 1.0
-    accelerator_type: str | None = None
-    resources: dict = field(default_factory=dict)
-    # host memory the actor declares to Ray, in GiB; default: estimated from the model, the
-    # dtype, the batch and the longest prompt (pipeline/runtime/memory.py); 0: declare none
-    memory_gb: float | None = None
-
-    def __post_init__(self) -> None:
-        if not (0 <= self.num_gpus <= 1024 and 0 <= self.num_cpus <= 1024):
-            raise UserError(f"ray: num_gpus and num_cpus must lie in [0, 1024], got {self.num_gpus}, {self.num_cpus}")
-        if not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e9
-                   for k, v in self.resources.items()):
-            raise UserError(f"ray: resources must map names to amounts ≥ 0, got {self.resources!r}")
-        if self.memory_gb is not None and not 0 <= self.memory_gb <= 1e5:
-            raise UserError(f"ray: memory_gb must be a number of GiB in [0, 100000], got {self.memory_gb!r}")
+    where: ClassVar[str] = "config: 'ray.student'"  # how its errors name it when built outside a config
+    num_gpus: Annotated[Amount, doc("GPUs per actor (fractions share one)")] = 1.0
+    num_cpus: Annotated[Amount, doc("CPUs per actor")] = 1.0
+    accelerator_type: Annotated[Str | None, doc("a Ray accelerator type, e.g. A100")] = None
+    resources: Annotated[dict[Str, Annotated[Finite, Field(ge=0, lt=1e9)]], doc("custom Ray resources: name to amount")] = field(default_factory=dict)
+    memory_gb: Annotated[Finite | None, Field(ge=0, le=1e5),
+                         doc("host memory declared to Ray, GiB; default: estimated from the model, dtype, batch and "
+                             "longest prompt; 0: declare none")] = None
 
 
-@dataclass(frozen=True)
+@section
 class RayConfig:
-    num_students: int = 1
-    students_per_teacher: int = 1
-    student: RoleResources = RoleResources()
-    teacher: RoleResources = RoleResources()
-    max_attempts: int = 3  # tries per work unit when a worker dies, before the run fails
-    placement_timeout_s: float = 600.0  # autoscaling clusters may need minutes to add GPU nodes
-    # a shared teacher runs the steps its students send together as one forward; its rows
-    # then equal single steps up to float rounding (~1e-6 here), so a token can differ at a
-    # near-tie: false runs each step alone, for runs that must match one process bit for bit
-    teacher_batch_steps: bool = True
-    # how long a shared teacher waits for the other students' steps to batch them in one forward
-    teacher_batch_wait_s: float = 0.002
+    where: ClassVar[str] = "config: 'ray'"  # how its errors name it when built outside a config
 
-    def __post_init__(self) -> None:
-        check_positive_ints("ray", self, "num_students", "students_per_teacher", "max_attempts")
-        if self.num_students > 4096 or self.students_per_teacher > 4096 or self.max_attempts > 100:
-            raise UserError(f"ray: num_students and students_per_teacher must be at most 4096 and max_attempts at most 100, "
-                            f"got {self.num_students}, {self.students_per_teacher}, {self.max_attempts}")
-        if not 0 < self.placement_timeout_s <= 86400:
-            raise UserError(f"ray.placement_timeout_s must be a number of seconds in (0, 86400], got {self.placement_timeout_s!r}")
-        if not isinstance(self.teacher_batch_steps, bool):
-            raise UserError(f"ray.teacher_batch_steps must be true or false, got {self.teacher_batch_steps!r}")
-        if not isinstance(self.teacher_batch_wait_s, (int, float)) or not 0 <= self.teacher_batch_wait_s <= 1:
-            raise UserError(f"ray.teacher_batch_wait_s must be a number of seconds in [0, 1], got {self.teacher_batch_wait_s!r}")
+    num_students: Annotated[MaxActors, doc("student decode workers")] = 1
+    students_per_teacher: Annotated[MaxActors, doc("workers one teacher actor serves")] = 1
+    student: Annotated[RoleResources, doc("a student worker's resources (the fields above)")] = RoleResources()
+    teacher: Annotated[RoleResources, doc("a teacher actor's resources")] = RoleResources()
+    max_attempts: Annotated[PosInt, Field(le=100), doc("tries per work unit when a worker dies, before the run fails")] = 3
+    placement_timeout_s: Annotated[Finite, Field(gt=0, le=86400),
+                                   doc("how long to wait for the actors' resources (autoscaling clusters may need minutes)")] = 600.0
+    teacher_batch_steps: Annotated[Bool, doc("a shared teacher runs its students' steps as one forward (rows equal single "
+                                             "steps up to float rounding); false: each alone, bit for bit")] = True
+    teacher_batch_wait_s: Annotated[Finite, Field(ge=0, le=1),
+                                    doc("how long a shared teacher waits for the other students' steps")] = 0.002
 
     @property
     def num_teachers(self) -> int:
         return -(-self.num_students // self.students_per_teacher)
 
 
-@dataclass(frozen=True)
+@section
 class SignalSettings:
-    k: int = 5  # sampled answers for self-consistency
-    temperature: float = 0.7
-    seed: int = 0
-    ta: ModelSpec | None = None  # teaching assistant; default: the teacher checkpoint
-    ta_resources: RoleResources | None = None  # default: the teacher's
+    where: ClassVar[str] = "config: 'signals'"  # how its errors name it when built outside a config
+
+    k: Annotated[PosInt, doc("sampled answers per example for self-consistency")] = 5
+    temperature: Annotated[Finite, Field(gt=0, le=100), doc("sampling temperature")] = 0.7
+    seed: Annotated[Int, doc("seed of the samples")] = 0
+    ta: Annotated[ModelSpec | None, doc("the teaching assistant (a model section); default: the teacher checkpoint")] = None
+    ta_resources: Annotated[RoleResources | None, doc("its actor's resources; default: the teacher's")] = None
 
     def __post_init__(self) -> None:
-        if not is_int(self.k) or self.k < 1:
-            raise UserError(f"signals.k must be an integer ≥ 1, got {self.k!r}")
         if self.k > MAX_SAMPLES:
             raise UserError(f"signals.k ({self.k}) is more samples per example than this job takes (at most {MAX_SAMPLES})")
-        if not isinstance(self.temperature, (int, float)) or not 0 < self.temperature <= 100:
-            raise UserError(f"signals.temperature must be a number in (0, 100], got {self.temperature!r}")
 
 
-@dataclass(frozen=True)
+@section
 class ExportSettings:
-    sources: tuple[str, ...] = ("teacher", "switch")
-    min_ta_mean_logprob: float | None = None
-    drop_incorrect: bool = False
-    weight_by_student_uncertainty: bool = False
-    uncertainty_floor: float = 0.1
+    where: ClassVar[str] = "config: 'export'"  # how its errors name it when built outside a config
 
-    def __post_init__(self) -> None:
-        if not self.sources or not all(isinstance(v, str) and v for v in self.sources):
-            raise UserError(f"export.sources must be a non-empty list of strategy names, got {list(self.sources)!r}")
-        object.__setattr__(self, "sources", tuple(self.sources))
-        if not 0 <= self.uncertainty_floor <= 1:
-            raise UserError(f"export.uncertainty_floor must lie in [0, 1], got {self.uncertainty_floor!r}")
-        if self.min_ta_mean_logprob is not None and self.min_ta_mean_logprob > 0:
-            raise UserError(f"export.min_ta_mean_logprob is a mean log-probability (≤ 0), got {self.min_ta_mean_logprob!r}")
+    sources: Annotated[tuple[Annotated[Str, Field(min_length=1)], ...], Field(min_length=1),
+                       doc("strategy names whose rows become distillation targets")] = ("teacher", "switch")
+    min_ta_mean_logprob: Annotated[Finite | None, Field(le=0), doc("keep rows the TA scores at least this (a mean log-probability)")] = None
+    drop_incorrect: Annotated[Bool, doc("drop rows whose answer is wrong")] = False
+    weight_by_student_uncertainty: Annotated[Bool, doc("weight rows by the student's first-token entropy")] = False
+    uncertainty_floor: Annotated[Finite, Field(ge=0, le=1), doc("the least weight a row gets")] = 0.1

@@ -34,7 +34,7 @@ def parsed_strategy(name: str, params: dict | None = None) -> Strategy:
     runtime = sorted(set(params or {}) & set(cls.runtime_fields))
     if runtime:
         raise UserError(f"strategy '{name}': unknown parameter '{runtime[0]}' (known: {', '.join(known) or 'none'})")
-    return validated(cls, dict(params or {}), f"strategy '{name}'", known)
+    return validated(cls, dict(params or {}), f"strategy '{name}'", known, noun="parameter")
 
 
 def build_strategy(name: str, params: dict | None = None, load_artifact: LoadArtifact | None = None) -> Strategy:

@@ -8,16 +8,15 @@ from typing import Annotated
 
 from pydantic import Field
 
-from pipeline.config.schema import Alpha
-from pipeline.config.sections import MAX_SAMPLES
+from pipeline.config.schema import MAX_SAMPLES, Alpha, Int, doc
 from pipeline.decoding.strategies.base import Strategy, TeacherPlan, runtime_field, strategy
 
 
 @strategy("cot_decoding")
 class CotDecoding(Strategy):
     generator = "branches"
-    k: Annotated[int, Field(ge=1, le=MAX_SAMPLES)] = 10
-    alpha: Alpha = 0.0
+    k: Annotated[Int, Field(ge=1, le=MAX_SAMPLES), doc("branches: the k best first tokens, each continued greedily")] = 10
+    alpha: Annotated[Alpha, doc("≠ 0: branch on the k best of p_s + α(p_t − p_s), the teacher's only step")] = 0.0
     answer_span: Callable[[str], tuple[int, int] | None] | None = runtime_field()
     runtime_fields = ("answer_span",)
 

@@ -7,7 +7,9 @@ import math
 import torch
 from pydantic import model_validator
 
-from pipeline.config.schema import Number
+from typing import Annotated
+
+from pipeline.config.schema import Number, Str, doc
 from pipeline.decoding.distributions import entropy
 from pipeline.decoding.strategies.base import LoadArtifact, TeacherPlan, runtime_field, strategy
 from pipeline.decoding.strategies.fixed_alpha import FixedAlpha
@@ -16,9 +18,9 @@ from pipeline.errors import UserError
 
 @strategy("entropy_gate")
 class EntropyGate(FixedAlpha):
-    lo: Number = 0.0
-    hi: Number = math.inf
-    artifact: str = ""
+    lo: Annotated[Number, doc("the band's low end: first-token entropy of the student, nats")] = 0.0
+    hi: Annotated[Number, doc("the band's high end")] = math.inf
+    artifact: Annotated[Str, doc("an α-predictor artifact: α, N and the band it calibrated replace the above")] = ""
     student: str = runtime_field("")  # the student a calibrated gate was calibrated on
     runtime_fields = ("student",)
 

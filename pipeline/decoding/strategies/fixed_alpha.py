@@ -1,14 +1,16 @@
 """The founding method: mix p_s + α(p_t − p_s) for the first N tokens, then the student alone."""
 import torch
 
-from pipeline.config.schema import Alpha, Count
+from typing import Annotated
+
+from pipeline.config.schema import Alpha, Count, doc
 from pipeline.decoding.strategies.base import Strategy, TeacherPlan, strategy
 
 
 @strategy("fixed_alpha")
 class FixedAlpha(Strategy):
-    alpha: Alpha = 1.0
-    n_tokens: Count = 1
+    alpha: Annotated[Alpha, doc("the mixing weight α of p_s + α(p_t − p_s)")] = 1.0
+    n_tokens: Annotated[Count, doc("N: the first tokens the teacher shapes")] = 1
 
     @property
     def plan(self) -> TeacherPlan:

@@ -2,11 +2,12 @@
 two-model predictor, the teacher's first distribution); rows predicted α = 0 are decoded by
 the student alone."""
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import Field
-from typing import Annotated
+
+from pipeline.config.schema import Str, doc
 
 from pipeline.decoding.strategies.base import LoadArtifact, Strategy, TeacherPlan, runtime_field, strategy
 from pipeline.engine.interface import FeatureRequest
@@ -15,7 +16,7 @@ from pipeline.errors import UserError
 
 @strategy("predicted_alpha")
 class PredictedAlpha(Strategy):
-    artifact: Annotated[str, Field(min_length=1)]
+    artifact: Annotated[Str, Field(min_length=1), doc("the α-predictor artifact directory (jobs.train_predictor --out)")]
     policy: Any = runtime_field()  # the loaded artifact (an `AlphaPolicy`)
     runtime_fields = ("policy",)
 

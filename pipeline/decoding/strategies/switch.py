@@ -3,20 +3,22 @@ import math
 
 import torch
 
-from pipeline.config.schema import Finite
+from typing import Annotated
+
+from pydantic import Field
+
+from pipeline.config.schema import Finite, doc
 from pipeline.decoding.distributions import at_bfloat16, jsd
 from pipeline.decoding.strategies.base import Strategy, TeacherPlan, strategy
 from pipeline.decoding.teacher_next import TeacherNext
-from pydantic import Field
-from typing import Annotated
 
 NonNegative = Annotated[Finite, Field(ge=0)]
 
 
 @strategy("switch")
 class Switch(Strategy):
-    tau0: NonNegative = 0.1
-    lam: NonNegative = 0.1
+    tau0: Annotated[NonNegative, doc("τ0: the divergence threshold at the first step")] = 0.1
+    lam: Annotated[NonNegative, doc("λ: how fast the threshold decays per step")] = 0.1
 
     @property
     def plan(self) -> TeacherPlan:
