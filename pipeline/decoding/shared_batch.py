@@ -99,8 +99,13 @@ def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts:
 def _prefill(decoder: Decoder, strategies, mixing: list[int], prompts: list[Prompt], session: str) -> _Prefilled:
     """The student's prefill, with the teacher's of every row sent first (so both run at once)
     when some strategy consults every row or reads the teacher's first distribution."""
-    early = any(strategies[i].plan.prefills_every_row for i in mixing)
-    pending = decoder.teacher.prefill_async(session, prompts, top_k=decoder.teacher_top_k) if early else None
+    plans = [strategies[i].plan for i in mixing]
+    early = any(plan.prefills_every_row for plan in plans)
+    # full rows at the prefill when every consulting strategy reads them (SWITCH alone), else the top-k
+    dtypes = {plan.full_rows_dtype for plan in plans}
+    full = bool(plans) and all(plan.full_rows for plan in plans) and len(dtypes) == 1
+    pending = decoder.teacher.prefill_async(session, prompts, top_k=None if full else decoder.teacher_top_k,
+                                            full_dtype=dtypes.pop() if full else None) if early else None
     request = FeatureRequest.merged([s.feature_request for s in strategies])
     first = decoder.student.prefill(session, prompts, request)
     p = first.probs
