@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
     summary = run_evaluation(config, args.out)
-    print(format_table(summary))
+    print(format_table(summary["strategies"] + summary["oracle"]))
     print(f"results: {args.out}/results  summary: {args.out}/summary.json")
     print_report_hint(args.out)
     return 0

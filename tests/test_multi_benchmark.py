@@ -89,11 +89,15 @@ def test_two_benchmarks_make_one_partitioned_dataset_and_resume_per_benchmark(ra
     assert set(tokens["svamp_stop"]) == {1} and max(tokens["strategyqa"]) > 1
     assert {r["gold_answer"] for r in rows if r["dataset"] == "strategyqa"} == {"yes", "no"}
 
-    # the summary: a row per (benchmark, strategy), printed with a benchmark column
-    assert [(s["benchmark"], s["label"], s["n"]) for s in summary] == [(b, s, 3) for b in BENCHMARKS for s in LABELS]
-    assert json.loads((out / "summary.json").read_text())["strategies"] == json.loads(json.dumps(summary))
-    printed = format_table(summary).splitlines()
-    assert printed[0].split()[:3] == ["benchmark", "strategy", "accuracy"] and len(printed) == 2 + len(summary)
+    # the summary: a row per (benchmark, strategy), printed with a benchmark column, and an
+    # oracle per benchmark (the student and a fixed α to choose from)
+    entries, oracle = summary["strategies"], summary["oracle"]
+    assert [(s["benchmark"], s["label"], s["n"]) for s in entries] == [(b, s, 3) for b in BENCHMARKS for s in LABELS]
+    assert [(o["benchmark"], o["n"]) for o in oracle] == [(b, 3) for b in BENCHMARKS]
+    assert all(o["accuracy"] >= s["accuracy"] for o in oracle for s in entries if s["benchmark"] == o["benchmark"])
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    printed = format_table(entries + oracle).splitlines()
+    assert printed[0].split()[:3] == ["benchmark", "strategy", "accuracy"] and len(printed) == 2 + len(entries) + len(oracle)
     manifest = json.loads((out / "manifest.json").read_text())
     assert [(d["name"], d["split"], d["n_examples"]) for d in manifest["datasets"]] == [(b, "test", 3) for b in BENCHMARKS]
     assert all(d["source"].endswith(".jsonl") and len(d["fingerprint"]) == 16 for d in manifest["datasets"])
@@ -149,7 +153,7 @@ def test_config_errors(raw, needs, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("config, key", [("configs/demo.yaml", "ec1b223d0f956b96"), ("configs/demo_predicted.yaml", "03f6ffe9686780e2")])
+@pytest.mark.parametrize("config, key", [("configs/demo.yaml", "ff34dde218b7f519"), ("configs/demo_predicted.yaml", "03f6ffe9686780e2")])
 def test_configs_keep_the_hash_their_earlier_runs_resume_by(config, key):
     """A field added to a section must leave configs that do not use it with their hash:
     runs written before resume only into a config with the same one."""
@@ -158,3 +162,23 @@ def test_configs_keep_the_hash_their_earlier_runs_resume_by(config, key):
 
     repo = Path(__file__).resolve().parents[1]
     assert config_hash(load_config(str(repo / config)).results_key(("labels", "signals", "export"))) == key
+
+
+def test_the_oracle_takes_each_examples_cheapest_right_fixed_alpha():
+    import pyarrow as pa
+
+    from pipeline.config import StrategySpec
+    from pipeline.tasks.evaluate import summarize
+
+    specs = [StrategySpec("student"), StrategySpec("teacher"), StrategySpec("fixed_alpha", {"alpha": 1.0, "n_tokens": 1}),
+             StrategySpec("fixed_alpha", {"alpha": 2.0, "n_tokens": 2})]
+    right = {"student": [1, 0, 0, 0], "teacher": [1, 1, 1, 1], specs[2].label: [0, 1, 0, 0], specs[3].label: [0, 1, 1, 0]}
+    tokens = {"student": 0, "teacher": 9, specs[2].label: 1, specs[3].label: 2}
+    rows = [{"strategy": s, "example_id": f"e{i}", "correct": bool(c), "teacher_tokens": tokens[s], "latency_s": 0.1}
+            for s, cs in right.items() for i, c in enumerate(cs)]
+    summary = summarize(pa.Table.from_pylist(rows), specs)
+    [oracle] = summary["oracle"]
+    assert (oracle["accuracy"], oracle["n"]) == (0.75, 4)  # the teacher is not a fixed α: e3 stays wrong
+    assert oracle["teacher_tokens_per_example"] == (0 + 1 + 2 + 0) / 4  # e1 by α = 1 (1 token), e2 by α = 2 (2)
+    assert oracle["vs_student"]["value"] == 0.5
+    assert summarize(pa.Table.from_pylist([r for r in rows if r["strategy"] in ("student", "teacher")]), specs[:2])["oracle"] == []

@@ -161,17 +161,36 @@ def stats_of_sums(n: int, correct: int, teacher_tokens: int, busy_s: float) -> d
 SUMMARY_COLUMNS = ["dataset", "strategy", "example_id", "correct", "teacher_tokens", "latency_s"]
 
 
-def summarize(table: pa.Table, strategies: Sequence[StrategySpec], benchmarks: Sequence[str] = ()) -> list[dict]:
-    """One entry per configured strategy, in config order; given `benchmarks` (the dataset
-    names of a `datasets` run), one per (benchmark, strategy), benchmarks in config order.
-    Each entry compares itself with the run's `student` strategy on the same examples."""
+def summarize(table: pa.Table, strategies: Sequence[StrategySpec], benchmarks: Sequence[str] = ()) -> dict[str, list[dict]]:
+    """`strategies`: one entry per configured strategy, in config order; given `benchmarks`
+    (the dataset names of a `datasets` run), one per (benchmark, strategy), benchmarks in
+    config order. Each entry compares itself with the run's `student` strategy on the same
+    examples. `oracle`: the best of the run's fixed α per example (per benchmark), where the
+    run has the student and a fixed α to choose from."""
     df = table.select([c for c in SUMMARY_COLUMNS if c != "dataset" or benchmarks]).to_pandas()
     student = next((spec.label for spec in strategies if spec.name == "student"), None)
-    if not benchmarks:
-        return [strategy_entry(spec, df[df["strategy"] == spec.label], df[df["strategy"] == student]) for spec in strategies]
-    return [{BENCHMARK_KEY: name, **strategy_entry(spec, df[(df["dataset"] == name) & (df["strategy"] == spec.label)],
-                                                   df[(df["dataset"] == name) & (df["strategy"] == student)])}
-            for name in benchmarks for spec in strategies]
+    parts = [(None, df)] if not benchmarks else [(name, df[df["dataset"] == name]) for name in benchmarks]
+    tagged = lambda name, entry: entry if name is None else {BENCHMARK_KEY: name, **entry}  # noqa: E731
+    entries = [tagged(name, strategy_entry(spec, rows[rows["strategy"] == spec.label], rows[rows["strategy"] == student]))
+               for name, rows in parts for spec in strategies]
+    first_n = [spec.label for spec in strategies if spec.name in ("student", "fixed_alpha")]
+    oracle = [tagged(name, oracle_entry(rows, first_n, student)) for name, rows in parts] if student and len(first_n) > 1 else []
+    return {"strategies": entries, "oracle": oracle}
+
+
+def oracle_entry(rows, labels: list[str], student: str) -> dict:
+    """Each example decoded by the cheapest of `labels` (the student and the fixed α entries)
+    that answers it right, else by the student: the ceiling a per-example choice among them
+    reaches."""
+    own = rows[rows["strategy"] == student].set_index("example_id")["correct"].astype(bool)
+    chosen = rows[rows["strategy"].isin(labels) & rows["correct"].astype(bool)]
+    cheapest = chosen.groupby("example_id")["teacher_tokens"].min().reindex(own.index)
+    correct = cheapest.notna()
+    ci = accuracy(correct.tolist())
+    return {"name": "oracle", "label": f"oracle: best of {len(labels)} fixed α per example", "params": {"of": labels},
+            "accuracy": ci.value, "accuracy_lo": ci.lo, "accuracy_hi": ci.hi, "n": ci.n,
+            "teacher_tokens_per_example": float(cheapest.fillna(0).mean()) if len(own) else 0.0,
+            "examples_per_s": None, "vs_student": paired_difference(correct, own).to_dict()}
 
 
 def strategy_entry(spec: StrategySpec, rows, student_rows) -> dict:
@@ -201,9 +220,10 @@ def format_table(summary: list[dict]) -> str:
         acc = f"{s['accuracy']:.3f} [{s['accuracy_lo']:.3f}, {s['accuracy_hi']:.3f}]"
         diff = s.get("vs_student")
         vs = "" if diff is None or s["name"] == "student" else Estimate.from_dict(diff).format(signed=True)
+        speed = "" if s["examples_per_s"] is None else f"{s['examples_per_s']:.2f}"
         lines.append(
             " ".join(f"{s[k]:<{widths[k]}}" for k in keys)
-            + f" {acc:>25} {vs:>25} {s['n']:>6d} {s['teacher_tokens_per_example']:>14.2f} {s['examples_per_s']:>8.2f}"
+            + f" {acc:>25} {vs:>25} {s['n']:>6d} {s['teacher_tokens_per_example']:>14.2f} {speed:>8}"
         )
     return "\n".join(lines)
 
@@ -239,9 +259,9 @@ class StrategyTally:
         return "\n".join(lines)
 
 
-def run_evaluation(config: RunConfig, out: str) -> list[dict]:
+def run_evaluation(config: RunConfig, out: str) -> dict[str, list[dict]]:
     """Evaluate every configured strategy on the dataset(s) into `out/results` (partitioned by
-    benchmark for a `datasets` list); returns the summary."""
+    benchmark for a `datasets` list); returns the summary (`summarize`)."""
     if not config.strategies:
         raise UserError("config: 'strategies' is empty: list at least one strategy to evaluate")
     if not config.all_datasets:
@@ -265,5 +285,5 @@ def run_evaluation(config: RunConfig, out: str) -> list[dict]:
     data, manifest = run_units(config, out, job, examples, per_dataset)
     benchmarks = [spec.name for spec in config.datasets]
     summary = summarize(data.read(SUMMARY_COLUMNS), config.strategies, benchmarks)
-    finish(out, job, manifest, "summary.json", {"strategies": summary})
+    finish(out, job, manifest, "summary.json", summary)
     return summary
