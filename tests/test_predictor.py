@@ -248,7 +248,7 @@ def test_summary_records_what_an_artifact_strategy_resolved_to():
     spec = StrategySpec("entropy_gate", {"artifact": artifact})
     table = pa.table({"strategy": [spec.label] * 2, "example_id": ["a", "b"], "correct": [True, False],
                       "teacher_tokens": [1, 0], "latency_s": [0.1, 0.1]})
-    [entry] = summarize(table, [spec])
+    [entry] = summarize(table, [spec])["strategies"]
     gate = json.loads((Path(artifact) / "metadata.json").read_text())["entropy_gate"]
     assert entry["params"] == {"artifact": artifact}
     assert entry["resolved_params"] == {"alpha": gate["alpha"], "n_tokens": 1, "lo": gate["lo"], "hi": gate["hi"], "artifact": artifact}

@@ -377,3 +377,18 @@ def test_a_shared_teacher_without_batching_gives_the_single_process_rows(ray_wit
     steps = teacher_steps(tmp_path / "unbatched")
     assert steps["forwards"] == steps["calls"] > 0
     assert keyed(read_rows(tmp_path / "unbatched")) == keyed(single_process_rows(config))
+
+
+def test_a_student_backend_named_in_the_config_runs_in_the_workers(plugin_path, ray_without_gpus, config_file, tmp_path):
+    """`student.backend: plain_backend:plain` (tests/plain_backend): the workers build that
+    engine, whose continuations go through `generate`, and the rows are the default engine's."""
+    config = load_config(str(config_file), ["ray.num_students=1"])
+    plain = load_config(str(config_file), ["ray.num_students=1", "student.backend=plain_backend:plain"])
+    run_evaluation(plain, str(tmp_path / "plain"))
+    fields = ("generated_text", "correct", "teacher_tokens", "teacher_tokens_processed", "generated_token_ids")
+    plain_rows, own_rows = read_rows(tmp_path / "plain"), single_process_rows(config)
+    assert keyed(plain_rows, fields) == keyed(own_rows, fields)
+    # the plain backend recomputes prompt and prefix for each continuation: it was the one used
+    assert sum(r["student_tokens_processed"] for r in plain_rows) > sum(r["student_tokens_processed"] for r in own_rows)
+    with pytest.raises(UserError, match="unknown backend 'vllm'"):
+        run_evaluation(load_config(str(config_file), ["teacher.backend=vllm"]), str(tmp_path / "vllm"))

@@ -73,6 +73,9 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
+        for model in (out["student"], out["teacher"], out["signals"]["ta"]):
+            if model is not None and model["backend"] == "hf":  # runs on the default engine keep their config hash
+                model.pop("backend")
         for data in [out["dataset"], *out["datasets"]]:
             if data is not None:
                 data.pop("inferred")  # how split and name were found, not what they are

@@ -30,6 +30,8 @@ class ModelSpec:
     dtype: Annotated[Literal["auto", "float32", "bfloat16", "float16"],
                      doc("auto: bfloat16 on CUDA and on CPUs with native bf16, else float32")] = "auto"
     revision: Annotated[Str | None, doc("a Hub revision (branch, tag or commit)")] = None
+    backend: Annotated[Str, doc("the engine that runs it (pipeline/engine/backends.py): hf, transformers with its KV "
+                                "cache per session; MODULE:NAME, one registered by a package of your own")] = "hf"
 
     def __post_init__(self) -> None:
         if not self.path:

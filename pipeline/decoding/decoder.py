@@ -43,10 +43,30 @@ class Decoder:
         [done], _ = decode_strategies(self, [strategy], prompts, sampler)
         return done.gens
 
-    def continue_greedy(self, session: str, p: torch.Tensor, gens: list[Generation], sampler: Sampler | None = None) -> None:
+    @property
+    def keeps_sessions(self) -> bool:
+        """Whether the student continues rows in its session's KV cache (transformers) or, a
+        backend without one, through `Generator.generate` with the tokens so far as a prefix."""
+        return getattr(self.student, "keeps_sessions", True)
+
+    def continue_greedy(self, session: str, p: torch.Tensor, gens: list[Generation], sampler: Sampler | None = None,
+                        prompts: list[Prompt] | None = None) -> None:
         """The student alone, greedily (or as `sampler` draws), from an open session whose rows
-        are `gens` (each may already hold tokens) and whose next-token probabilities are `p`."""
-        decode_steps(self.student, session, p, gens, list(range(len(gens))), self.stop, self.tokenizer, sampler)
+        are `gens` (each may already hold tokens) and whose next-token probabilities are `p`;
+        `prompts` (one per row) let a backend without sessions continue them instead."""
+        if self.keeps_sessions or prompts is None:
+            decode_steps(self.student, session, p, gens, list(range(len(gens))), self.stop, self.tokenizer, sampler)
+        else:
+            self.continue_plain(prompts, gens, list(range(len(gens))), sampler)
+
+    def continue_plain(self, prompts: list[Prompt], gens: list[Generation], rows: list[int], sampler: Sampler | None = None) -> None:
+        """Rows `rows` of `gens` continued to the stop rule by the student's `Generator`, from
+        their prompt and the tokens they hold (one call for all of them)."""
+        done = self.student.generate([prompts[r] for r in rows], self.stop, sampler, prefixes=[gens[r].token_ids for r in rows])
+        for r, row in zip(rows, done):
+            gen = gens[r]
+            gen.token_ids, gen.finish_reason = list(row.token_ids), row.finish_reason
+            gen.tokens_processed += row.tokens_processed
 
     def record(self, gen: Generation, token: int) -> bool:
         """Append a token chosen outside the loop; True when the row is finished."""

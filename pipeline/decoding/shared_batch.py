@@ -154,7 +154,7 @@ def _greedy(decoder: Decoder, shared: _Prefilled, prompts: list[Prompt], rows: l
     else:
         decoder.student.clone(shared.session, session, rows)
     try:
-        decoder.continue_greedy(session, shared.p[rows], gens, sampler)
+        decoder.continue_greedy(session, shared.p[rows], gens, sampler, [prompts[r] for r in rows])
     finally:
         if not in_place:
             decoder.student.close(session)
@@ -185,8 +185,10 @@ def _mixed(decoder: Decoder, strategy: Strategy, shared: _Prefilled, prompts: li
             _take_rows(decoder.teacher, shared.session, session, at, len(shared.teacher_rows))
             phase.next = shared.teacher.select(at, session)
             phase.choose(alphas[rows])
-            decode_steps(decoder.student, session, shared.p[rows], sub, list(range(len(rows))), decoder.stop,
-                         decoder.tokenizer, None, phase)
+            left = decode_steps(decoder.student, session, shared.p[rows], sub, list(range(len(rows))), decoder.stop,
+                                decoder.tokenizer, None, phase, hand_off=not decoder.keeps_sessions)
+            if left:  # past the mixed prefix: a plain continuation
+                decoder.continue_plain([prompts[r] for r in rows], sub, left)
         finally:
             decoder.student.close(session)
             if phase.open:

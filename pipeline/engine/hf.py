@@ -203,11 +203,13 @@ class HFEngine:
         return prompt_cost(prompt, self.reuse_preamble)
 
     # -- Generator ----------------------------------------------------------
-    def generate(self, prompts: Sequence[Prompt], stop: StopRule, sampler: Sampler | None = None) -> list[Completion]:
-        rows = [Completion(tokens_processed=self.prompt_cost(p)) for p in prompts]
+    def generate(self, prompts: Sequence[Prompt], stop: StopRule, sampler: Sampler | None = None,
+                 prefixes: Sequence[list[int]] | None = None) -> list[Completion]:
+        prefixes = prefixes or [[] for _ in prompts]
+        rows = [Completion(token_ids=list(x), tokens_processed=self.prompt_cost(p) + len(x)) for p, x in zip(prompts, prefixes)]
         session = uuid.uuid4().hex
         try:
-            p = self.prefill(session, prompts).probs
+            p = self.prefill(session, [(pre, [*suffix, *x]) for (pre, suffix), x in zip(prompts, prefixes)]).probs
             decode_steps(self, session, p, rows, list(range(len(rows))), stop, self.tokenizer, sampler)
         finally:
             self.close(session)

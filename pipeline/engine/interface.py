@@ -11,8 +11,11 @@ Two roles, as lm-evaluation-harness's `LM` interface does it for its backends:
 
 `pipeline.engine.hf.HFEngine` (transformers, in process) and
 `pipeline.engine.remote.RemoteEngine` (the same engine behind a Ray actor) implement
-both in full; a vLLM backend would implement `Generator` first, since plain
-continuation is most of the tokens.
+both in full. An engine whose `keeps_sessions` is false gets every plain continuation
+after the mixed prefix through `Generator.generate` with the prefix as input (a backend
+with prefix caching, such as vLLM, serves those without recomputing the prompt); the
+transformers engine continues in its session's KV cache. Backends are picked by name
+(`pipeline.engine.backends`).
 """
 from __future__ import annotations
 
@@ -157,9 +160,13 @@ class StepEngine(Protocol):
 
 @runtime_checkable
 class Generator(Protocol):
-    def generate(self, prompts: Sequence[Prompt], stop, sampler: Sampler | None = None) -> list[Completion]:
+    def generate(self, prompts: Sequence[Prompt], stop, sampler: Sampler | None = None,
+                 prefixes: Sequence[list[int]] | None = None) -> list[Completion]:
         """Decode each prompt alone with this model until `stop` (a `StopRule`): greedy, or
-        with `sampler` choosing the tokens."""
+        with `sampler` choosing the tokens. With `prefixes`, each row continues after its
+        prefix (tokens generated already, which count against the stop rule's budget and
+        open the returned `token_ids`): a backend with prefix caching serves that without
+        recomputing the prompt."""
 
     def completion_logprobs(self, prompts: Sequence[Prompt], completions: Sequence[list[int]]) -> list[list[float]]:
         """Log-probability of every completion token given its prompt (teacher forcing)."""

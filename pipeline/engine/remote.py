@@ -104,8 +104,9 @@ class RemoteEngine:
     def prompt_cost(self, prompt: Prompt) -> int:
         return prompt_cost(prompt, self.reuse_preamble)
 
-    def generate(self, prompts: Sequence[Prompt], stop: StopRule, sampler: Sampler | None = None) -> list[Completion]:
-        return ray.get(self._send("generate", list(prompts), stop, sampler))
+    def generate(self, prompts: Sequence[Prompt], stop: StopRule, sampler: Sampler | None = None,
+                 prefixes: Sequence[list[int]] | None = None) -> list[Completion]:
+        return ray.get(self._send("generate", list(prompts), stop, sampler, None if prefixes is None else list(prefixes)))
 
     def completion_logprobs(self, prompts: Sequence[Prompt], completions: Sequence[list[int]]) -> list[list[float]]:
         return ray.get(self._send("completion_logprobs", list(prompts), list(completions)))

@@ -26,6 +26,10 @@ class StepHook(Protocol):
     def receive(self) -> None:
         """Called after the engine's step (wait for what `send` started)."""
 
+    @property
+    def open(self) -> bool:
+        """Whether the hook still acts on coming steps (`decode_steps(hand_off=True)` reads it)."""
+
 
 def record_token(row: Completion, token: int, stop: StopRule, tokenizer) -> bool:
     """Append a generated token; True when the row is finished."""
@@ -38,11 +42,14 @@ def record_token(row: Completion, token: int, stop: StopRule, tokenizer) -> bool
 
 def decode_steps(
     engine: StepEngine, session: str, p: torch.Tensor, rows: list[Completion], active: list[int],
-    stop: StopRule, tokenizer, sampler: Sampler | None = None, hook: StepHook | None = None,
-) -> None:
+    stop: StopRule, tokenizer, sampler: Sampler | None = None, hook: StepHook | None = None, hand_off: bool = False,
+) -> list[int]:
     """Steps until every active row stopped; `active[i]` is the `rows` index of batch row i
     and `p` the batch's next-token probabilities. Rows may arrive with tokens already
-    generated (a continuation): the stop rule counts them against max_new_tokens."""
+    generated (a continuation): the stop rule counts them against max_new_tokens. With
+    `hand_off`, returns the rows still decoding once the hook is done with them (their
+    tokens so far recorded, not yet fed to the engine), for a plain continuation elsewhere;
+    otherwise decodes to the end and returns []."""
     while active:
         tokens = p.argmax(dim=-1) if sampler is None else sampler(p, [len(rows[r].token_ids) for r in active], active)
         if hook is not None:
@@ -50,11 +57,13 @@ def decode_steps(
         token_of = dict(zip(active, tokens.tolist()))
         still = [r for r in active if not record_token(rows[r], token_of[r], stop, tokenizer)]
         if not still:
-            return
+            return []
         if hook is not None:  # the teacher's step runs while the engine's does
             still = hook.send(len(rows[still[0]].token_ids), still, token_of)
             if not still:
-                return
+                return []
+            if hand_off and not hook.open:
+                return still
         at = {r: i for i, r in enumerate(active)}
         keep = [at[r] for r in still]
         p = engine.step(session, tokens[keep], rows=keep if len(keep) < len(active) else None).probs
@@ -63,3 +72,4 @@ def decode_steps(
         if hook is not None:
             hook.receive()
         active = still
+    return []

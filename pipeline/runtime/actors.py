@@ -16,11 +16,11 @@ from pipeline.config.sections import ModelSpec
 from pipeline.data.chat import ChatFormat
 from pipeline.data.prompts import PromptTemplate
 from pipeline.decoding.decoder import Decoder
-from pipeline.engine.hf import HFEngine
+from pipeline.engine.backends import build_engine
 from pipeline.engine.interface import NextToken
 from pipeline.engine.remote import RemoteEngine
 from pipeline.engine.stop import StopRule
-from pipeline.models.loading import load_model, pick_device
+from pipeline.models.loading import pick_device
 from pipeline.runtime.engine_queue import EngineQueue
 from pipeline.runtime.prompting import run_template
 
@@ -31,14 +31,15 @@ def _limit_threads() -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def placement_info(engine: HFEngine) -> dict:
+def placement_info(engine) -> dict:
     """Where this actor landed: node, Ray's GPU ids, the torch device and dtype it really uses."""
     ctx = ray.get_runtime_context()
+    model = getattr(engine, "model", None)
     return {
         "node_id": ctx.get_node_id(),
         "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
         "device": str(pick_device()),
-        "dtype": str(engine.model.dtype).removeprefix("torch."),
+        "dtype": str(getattr(model, "dtype", "unknown")).removeprefix("torch."),
         "pid": os.getpid(),
     }
 
@@ -69,7 +70,7 @@ ENGINE_CALLS = {
     "fork": lambda engine, session, rows: engine.fork(session, rows),
     "clone": lambda engine, session, new_session, rows: engine.clone(session, new_session, rows),
     "close": lambda engine, session: engine.close(session),
-    "generate": lambda engine, prompts, stop, sampler: engine.generate(prompts, stop, sampler),
+    "generate": lambda engine, prompts, stop, sampler, prefixes: engine.generate(prompts, stop, sampler, prefixes),
     "completion_logprobs": lambda engine, prompts, completions: engine.completion_logprobs(prompts, completions),
 }
 
@@ -83,7 +84,7 @@ class ModelActor:
 
     def __init__(self, spec: ModelSpec, vocab_size: int, reuse_preamble: bool, batch_wait_s: float | None = 0.002):
         _limit_threads()
-        self.engine = HFEngine(load_model(spec), vocab_size, reuse_preamble)
+        self.engine = build_engine(spec, vocab_size, reuse_preamble)  # `spec.backend`, transformers by default
         self.queue = EngineQueue(self.engine, batch_wait_s)
 
     async def call(self, caller: str, seq: int, method: str, *args):
@@ -115,12 +116,12 @@ class DecodeWorker:
     def __init__(self, student: ModelSpec, teacher_name: str, vocab_size: int, prompt: str, stop: StopRule, reuse_preamble: bool,
                  teacher_top_k: int | None = 32, chat: ChatFormat | None = None):
         _limit_threads()
-        lm = load_model(student)
+        engine = build_engine(student, vocab_size, reuse_preamble)
         self.chat = chat
         self.template, self.stop = run_template(prompt, chat), stop
         self.templates: dict[str, PromptTemplate] = {prompt: self.template}
         teacher = RemoteEngine(ray.get_actor(teacher_name), reuse_preamble)
-        self.decoder = Decoder(HFEngine(lm, vocab_size, reuse_preamble), teacher, lm.tokenizer, stop, teacher_top_k)
+        self.decoder = Decoder(engine, teacher, engine.tokenizer, stop, teacher_top_k)
         self.worker_id = ray.get_runtime_context().get_actor_id()
         self.node_id = ray.get_runtime_context().get_node_id()
 

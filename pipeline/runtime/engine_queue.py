@@ -157,18 +157,25 @@ class EngineQueue:
                 batch.append(self.ready[caller].popleft())
         return batch
 
+    def _steps(self, steps: list) -> list:
+        """Several sessions' steps: one forward where the engine stacks them (`step_many`)."""
+        if hasattr(self.engine, "step_many"):
+            return self.engine.step_many(steps)
+        return [self.engine.step(*step) for step in steps]
+
     def _run(self, batch: list[_Call]) -> list[tuple[bool, Any]]:
         """On the engine's thread: each call's (ok, result or exception)."""
         if batch[0].step is None:
             return [_attempt(lambda: batch[0].run(self.engine))]
-        live = [c for c in batch if c.step[0] in self.engine.sessions]
-        forwards = self.engine.step_forwards
+        sessions = getattr(self.engine, "sessions", None)  # a backend without session lookup fails the step itself
+        live = [c for c in batch if sessions is None or c.step[0] in sessions]
+        forwards = getattr(self.engine, "step_forwards", 0)
         try:
-            outs = dict(zip(map(id, live), self.engine.step_many([c.step for c in live]))) if live else {}
+            outs = dict(zip(map(id, live), self._steps([c.step for c in live]))) if live else {}
         except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
             return [(False, exc)] * len(batch)
-        finally:
-            self.step_forwards += self.engine.step_forwards - forwards  # one, or one per session where they could not stack
+        finally:  # one forward, or one per session where they could not stack
+            self.step_forwards += getattr(self.engine, "step_forwards", forwards + len(live)) - forwards
         results = []
         for c in batch:
             if id(c) in outs:
