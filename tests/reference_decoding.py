@@ -60,6 +60,7 @@ def _teacher_phase(decoder, session, strategy, prompts, p_first, features, gens,
         if not rows:
             return None
         phase = TeacherPhase(strategy, decoder.teacher, session, rows, gens, decoder.teacher_top_k)
-        phase.start(prompts)
+        phase.send_prefill(prompts)
+        phase.receive()
     phase.choose(alphas)
     return phase if phase.open else None

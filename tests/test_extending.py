@@ -71,3 +71,16 @@ def test_the_documented_strategy_is_built_checked_and_decodes(margin_gate, tiny_
         assert gens[row].token_ids == expected.token_ids
         assert gens[row].alpha == (2.0 if asked else 0.0)
         assert (gens[row].teacher_tokens_processed > 0) == asked
+
+
+def test_a_name_is_one_strategy_and_module_names_are_checked():
+    from pipeline.decoding.strategies import Strategy, strategy
+
+    class Impostor(Strategy):
+        pass
+
+    with pytest.raises(UserError, match="strategy 'fixed_alpha' is registered already \\(by pipeline.decoding.strategies.fixed_alpha\\)"):
+        strategy("fixed_alpha")(Impostor)
+    assert STRATEGIES["fixed_alpha"] is FixedAlpha
+    with pytest.raises(UserError, match="unknown strategy 'fixed_alpha': json registers no strategy of that name"):
+        build_strategy("json:fixed_alpha", {})

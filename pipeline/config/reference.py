@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from annotated_types import Ge, Gt, Le, Lt, MinLen
+from pydantic import AfterValidator
 
 _SCALARS = {bool: "true/false", int: "integer", float: "number", str: "string", dict: "mapping", Any: "any"}
 _BOUNDS = ((Ge, "ge", "≥"), (Gt, "gt", ">"), (Le, "le", "≤"), (Lt, "lt", "<"))
@@ -22,6 +23,8 @@ def type_text(hint: Any) -> str:
         listed = typing.get_origin(args[0]) in (tuple, list) and any(isinstance(m, MinLen) and m.min_length for m in flat)
         return ("non-empty " if listed else "") + type_text(args[0]) + _constraints([m for m in flat if not isinstance(m, MinLen)])
     if origin in (typing.Union, types.UnionType):
+        if {typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a for a in args} == {int, float}:
+            return "number" + _constraints(list(_flat([m for a in args for m in typing.get_args(a)[1:]])))
         inner = [type_text(a) for a in args if a is not type(None)]
         return " or ".join(inner) + (", or null" if type(None) in args else "")
     if origin is typing.Literal:
@@ -51,6 +54,8 @@ def _constraints(metadata: list) -> str:
                 said.append(f"{sign} {bound if isinstance(bound, int) else format(bound, 'g')}")
         if isinstance(item, MinLen) and item.min_length:
             said.append("not empty")
+        if isinstance(item, AfterValidator) and item.func.__doc__:
+            said.append(item.func.__doc__)
     return f" ({', '.join(dict.fromkeys(said))})" if said else ""
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Annotated, Any, TypeVar
+import types
+import typing
+from typing import Annotated, Any, TypeVar, Union
 
 from pydantic import AfterValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -29,7 +31,7 @@ class InvalidSettings(UserError):
 
     def __init__(self, exc: ValidationError, cls: type):
         self.exc, self.cls = exc, cls
-        super().__init__(one_line(exc, getattr(cls, "where", cls.__name__), known_fields(cls)))
+        super().__init__(one_line(exc, getattr(cls, "where", cls.__name__), known_fields(cls), cls=cls))
 
 
 def known_fields(cls: type) -> list[str]:
@@ -59,12 +61,14 @@ def doc(text: str) -> Any:
 
 
 def _not_nan(value: float) -> float:
+    """not NaN"""
     if math.isnan(value):
         raise ValueError("must not be NaN")
     return value
 
 
 def _within_alpha_range(value: float) -> float:
+    """within [-100, 100]"""
     if abs(value) > MAX_ABS_ALPHA:
         raise ValueError(f"must lie in [-{MAX_ABS_ALPHA:g}, {MAX_ABS_ALPHA:g}]")
     return value
@@ -75,9 +79,10 @@ Str = Annotated[str, Strict()]
 Int = Annotated[int, Strict()]
 PosInt = Annotated[int, Strict(), Field(ge=1)]
 Count = Annotated[int, Strict(), Field(ge=0)]
-Finite = Annotated[float, Strict(), Field(allow_inf_nan=False)]
-Number = Annotated[float, Strict(), AfterValidator(_not_nan)]  # ±inf allowed: an open end of a band
-Alpha = Annotated[float, Strict(), Field(allow_inf_nan=False), AfterValidator(_within_alpha_range)]
+# numbers stay as written (1 stays 1): configs hash as they did, and rows record what was given
+Finite = Union[Int, Annotated[float, Strict(), Field(allow_inf_nan=False)]]
+Number = Union[Int, Annotated[float, Strict(), AfterValidator(_not_nan)]]  # ±inf allowed: an open end of a band
+Alpha = Annotated[Finite, AfterValidator(_within_alpha_range)]
 
 _PHRASES = {
     "float_type": "must be a finite number", "finite_number": "must be a finite number",
@@ -89,15 +94,30 @@ _PHRASES = {
 }
 
 
-def one_line(exc: ValidationError, where: str, known: list[str], noun: str = "field") -> str:
+def _first_error(exc: ValidationError) -> dict:
+    """The error to say: a number field's (int or float) says its float branch's, without the
+    branch in its location."""
+    errors = exc.errors()
+    error = errors[0]
+    if error["loc"] and error["loc"][-1] == "int":  # the int branch of an int-or-float field
+        error = next((e for e in errors[1:] if "float" in str(e["loc"][-1]) and e["loc"][:-1] == error["loc"][:-1]), error)
+        error = {**error, "loc": error["loc"][:-1]}
+    return error
+
+
+def one_line(exc: ValidationError, where: str, known: list[str], noun: str = "field", cls: type | None = None) -> str:
     """The first error of `exc` as `where: FIELD must be ..., got VALUE`; a config key in quotes
-    ("config: 'ray'") takes the field inside them ("config: 'ray.num_students'")."""
-    error = exc.errors()[0]
-    name = ".".join(str(p) for p in error["loc"])
+    ("config: 'ray'") takes the field inside them ("config: 'ray.num_students'"). Given the
+    validated `cls`, an error inside a nested section names that section and its fields."""
+    error = _first_error(exc)
+    loc = list(error["loc"])
+    while cls is not None and len(loc) > 1 and (inner := _section_class(cls, loc[0])) is not None:
+        where, cls, loc = _inside(where, str(loc[0])), inner, loc[1:]
+        known = known_fields(inner)
+    name = ".".join(str(p) for p in loc)
     if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
         return f"{where}: unknown {noun} '{name}' (known: {', '.join(known) or 'none'})"
-    inside = where.startswith("config: '") and where.endswith("'")
-    subject = (f"{where[:-1]}.{name}'" if inside else f"{where}: {name}") if name else where
+    subject = _inside(where, name) if name else where
     if error["type"] == "missing":
         return f"{subject} is required"
     phrase = _PHRASES.get(error["type"], "").format(**error.get("ctx", {}))
@@ -108,13 +128,24 @@ def one_line(exc: ValidationError, where: str, known: list[str], noun: str = "fi
     return f"{subject} {phrase}, got {error['input']!r}"
 
 
+def _inside(where: str, name: str) -> str:
+    return f"{where[:-1]}.{name}'" if where.startswith("config: '") and where.endswith("'") else f"{where}: {name}"
+
+
+def _section_class(cls: type, name: Any) -> type | None:
+    """The settings class field `name` of `cls` holds (also through `X | None`), if any."""
+    hint = typing.get_type_hints(cls).get(name) if isinstance(name, str) else None
+    candidates = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    return next((c for c in candidates if dataclasses.is_dataclass(c)), None)
+
+
 def validated(cls: type[T], values: dict[str, Any], where: str, known: list[str] | None = None, noun: str = "field") -> T:
     """`cls(**values)` checked by its schema, or a one-line UserError."""
     try:
         return cls(**values)
     except (ValidationError, InvalidSettings) as exc:
         error = exc.exc if isinstance(exc, InvalidSettings) else exc
-        raise UserError(one_line(error, where, known if known is not None else known_fields(cls), noun)) from None
+        raise UserError(one_line(error, where, known if known is not None else known_fields(cls), noun, cls)) from None
 
 
 def settings_from(cls: type[T], raw: Any, where: str) -> T:

@@ -17,7 +17,7 @@ from pipeline.config.benchmark_spec import BenchmarkSpec, ChoicesRule, FieldRule
 from pipeline.config.schema import MAX_SAMPLES, Alpha, Bool, Count, Finite, Int, PosInt, Str, doc, section
 from pipeline.errors import UserError
 
-MaxActors = Annotated[int, Field(ge=1, le=4096)]
+MaxActors = Annotated[Int, Field(ge=1, le=4096)]
 Amount = Annotated[Finite, Field(ge=0, le=1024)]
 
 
@@ -192,6 +192,7 @@ class LabelSettings:
         duplicates = sorted({a for a in self.alpha_grid if self.alpha_grid.count(a) > 1})
         if duplicates:
             raise UserError(f"alpha grid has duplicate values {duplicates}")
+        object.__setattr__(self, "alpha_grid", tuple(float(a) for a in self.alpha_grid))
         self._resolve_n()
 
     def _resolve_n(self) -> None:
@@ -241,7 +242,7 @@ class RayConfig:
 
     num_students: Annotated[MaxActors, doc("student decode workers")] = 1
     students_per_teacher: Annotated[MaxActors, doc("workers one teacher actor serves")] = 1
-    student: Annotated[RoleResources, doc("a student worker's resources (the fields above)")] = RoleResources()
+    student: Annotated[RoleResources, doc("a student worker's resources (the next table)")] = RoleResources()
     teacher: Annotated[RoleResources, doc("a teacher actor's resources")] = RoleResources()
     max_attempts: Annotated[PosInt, Field(le=100), doc("tries per work unit when a worker dies, before the run fails")] = 3
     placement_timeout_s: Annotated[Finite, Field(gt=0, le=86400),
@@ -260,15 +261,11 @@ class RayConfig:
 class SignalSettings:
     where: ClassVar[str] = "config: 'signals'"  # how its errors name it when built outside a config
 
-    k: Annotated[PosInt, doc("sampled answers per example for self-consistency")] = 5
+    k: Annotated[PosInt, Field(le=MAX_SAMPLES), doc("sampled answers per example for self-consistency")] = 5
     temperature: Annotated[Finite, Field(gt=0, le=100), doc("sampling temperature")] = 0.7
     seed: Annotated[Int, doc("seed of the samples")] = 0
     ta: Annotated[ModelSpec | None, doc("the teaching assistant (a model section); default: the teacher checkpoint")] = None
     ta_resources: Annotated[RoleResources | None, doc("its actor's resources; default: the teacher's")] = None
-
-    def __post_init__(self) -> None:
-        if self.k > MAX_SAMPLES:
-            raise UserError(f"signals.k ({self.k}) is more samples per example than this job takes (at most {MAX_SAMPLES})")
 
 
 @section

@@ -17,10 +17,6 @@ class StrategySpec:
     params: dict = field(default_factory=dict)
 
     @property
-    def artifact(self) -> str:
-        return str(self.params.get("artifact", ""))
-
-    @property
     def label(self) -> str:
         """Unique, readable id, e.g. `fixed_alpha(alpha=1.0,n_tokens=5)`."""
         inner = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))

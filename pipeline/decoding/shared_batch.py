@@ -16,7 +16,7 @@ they do alone.
 
 Each row, cost counters included, is what the strategy gives decoded alone in one batch
 (`tests/reference_decoding.py`): the counters say what the strategy costs, not how the work
-was shared.
+was shared. (A student engine without sessions adds what its continuations recompute.)
 """
 from __future__ import annotations
 
@@ -66,17 +66,18 @@ def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts:
     `sampler` draws the student's own decode (strategies that never consult the teacher)."""
     start = time.perf_counter()
     mixing = [i for i, s in enumerate(strategies) if s.generator == "student" and s.plan.steps != 0]
-    if sampler is not None and mixing:
-        raise ValueError("a sampler draws the student's own decode: strategies that consult the teacher decode greedily")
     session = uuid.uuid4().hex
     out: list[StrategyRows | None] = [None] * len(strategies)
     try:
         shared = _prefill(decoder, strategies, mixing, prompts, session) if any(s.generator == "student" for s in strategies) else None
         alphas = {i: _alphas(strategies[i], shared) for i in mixing}
-        if mixing and shared.teacher is None:
+        consulting = [i for i in mixing if bool((alphas[i] != 0).any())]
+        if sampler is not None and consulting:
+            raise ValueError("a sampler draws the student's own decode: rows that consult the teacher decode greedily")
+        if consulting and shared.teacher is None:
             _prefill_teacher_late(decoder, shared, prompts, alphas)
         rows = _greedy_rows(strategies, alphas, len(prompts))
-        greedy = _greedy(decoder, shared, prompts, rows, sampler, in_place=not mixing) if rows else None
+        greedy = _greedy(decoder, shared, prompts, rows, sampler, in_place=not consulting) if rows else None
         shared_s = time.perf_counter() - start
         for i, strategy in enumerate(strategies):
             began = time.perf_counter()
@@ -85,7 +86,7 @@ def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts:
             elif strategy.generator == "branches":
                 gens = decoder.branched(strategy, prompts)
             elif i in mixing:
-                gens = _mixed(decoder, strategy, shared, prompts, alphas[i], greedy, in_place=i == mixing[-1])
+                gens = _mixed(decoder, strategy, shared, prompts, alphas[i], greedy, in_place=bool(consulting) and i == consulting[-1])
             else:
                 gens = copy.deepcopy(greedy)
             out[i] = StrategyRows(gens, time.perf_counter() - began)
@@ -101,11 +102,13 @@ def _prefill(decoder: Decoder, strategies, mixing: list[int], prompts: list[Prom
     when some strategy consults every row or reads the teacher's first distribution."""
     plans = [strategies[i].plan for i in mixing]
     early = any(plan.prefills_every_row for plan in plans)
-    # full rows at the prefill when every consulting strategy reads them (SWITCH alone), else the top-k
-    dtypes = {plan.full_rows_dtype for plan in plans}
-    full = bool(plans) and all(plan.full_rows for plan in plans) and len(dtypes) == 1
+    # full rows at the prefill when every consulting strategy reads them (SWITCH, a two-model
+    # predictor), else the top-k; float32 where α is chosen from them, else their own precision
+    full = bool(plans) and all(plan.full_rows or plan.reads_first for plan in plans)
+    dtypes = {None if plan.reads_first else plan.full_rows_dtype for plan in plans}
+    dtype = dtypes.pop() if full and len(dtypes) == 1 else None
     pending = decoder.teacher.prefill_async(session, prompts, top_k=None if full else decoder.teacher_top_k,
-                                            full_dtype=dtypes.pop() if full else None) if early else None
+                                            full_dtype=dtype) if early else None
     request = FeatureRequest.merged([s.feature_request for s in strategies])
     first = decoder.student.prefill(session, prompts, request)
     p = first.probs

@@ -44,12 +44,6 @@ class TeacherPhase:
                                                    top_k=None if full else self.top_k,
                                                    full_dtype=None if full else self.full_dtype)
 
-    def start(self, prompts: list[Prompt], full: bool = False) -> TeacherNext:
-        """Prefill the teacher for the phase's rows; their first-token distribution."""
-        self.send_prefill(prompts, full)
-        self.receive()
-        return self.next
-
     def choose(self, alphas: torch.Tensor) -> None:
         """Per-row α ([B], one per gens row); rows with α = 0 leave the teacher."""
         self.alphas = alphas

@@ -21,20 +21,25 @@ BACKENDS: dict[str, Factory] = {}
 
 
 def register_backend(name: str, factory: Factory) -> None:
+    held = BACKENDS.get(name)
+    if held is not None and held.__module__ != factory.__module__:
+        raise UserError(f"backend '{name}' is registered already (by {held.__module__}): pick another name")
     BACKENDS[name] = factory
 
 
-def backend_factory(name: str) -> Factory:
-    """The factory `name` registers; `MODULE:NAME` imports MODULE first."""
+def backend_factory(name: str, where: str = "backend") -> Factory:
+    """The factory `name` registers; `MODULE:NAME` imports MODULE first. `where` names the
+    config field in errors."""
     module, _, registered = name.rpartition(":")
     if module:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise UserError(f"backend '{name}': cannot import {module}: {exc}") from None
-    if registered not in BACKENDS:
-        raise UserError(f"unknown backend '{registered}' (known: {', '.join(sorted(BACKENDS))})")
-    return BACKENDS[registered]
+            raise UserError(f"{where} '{name}': cannot import {module}: {exc}") from None
+    factory = BACKENDS.get(registered)
+    if factory is None or (module and not factory.__module__.startswith(module)):
+        raise UserError(f"{where}: unknown backend '{registered}' (known: {', '.join(sorted(BACKENDS))})")
+    return factory
 
 
 def build_engine(spec: ModelSpec, vocab_size: int, reuse_preamble: bool = True):

@@ -17,6 +17,7 @@ from pipeline.data.prompts import PromptTemplate, encode_prompt, prompt_text
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.sampling import Sampler
 from pipeline.decoding.strategies import Student, Teacher
+from pipeline.engine.backends import backend_factory
 from pipeline.engine.remote import RemoteEngine
 from pipeline.errors import UserError
 from pipeline.models.facts import model_facts, shared_vocab_size
@@ -91,6 +92,7 @@ def run_signals(config: RunConfig, results_path: str, out: str) -> dict:
     the dataset joined with them into `out/with_signals/`; returns the separation summary."""
     settings = config.signals
     ta_spec = settings.ta or config.teacher
+    backend_factory(ta_spec.backend, "signals.ta.backend" if settings.ta else "teacher.backend")  # before any actor starts
     shared_vocab_size(model_facts(config.student), model_facts(ta_spec))  # the TA scores the student's token ids
     source = read_table(results_path)
     if "example_id" not in source.column_names or "generated_text" not in source.column_names:

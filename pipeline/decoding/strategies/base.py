@@ -14,6 +14,7 @@ from pydantic.dataclasses import dataclass as schema_dataclass
 from pipeline.config.schema import STRICT
 from pipeline.decoding.teacher_next import TeacherNext, mixed_argmax
 from pipeline.engine.interface import FeatureRequest
+from pipeline.errors import UserError
 
 
 class AlphaPolicy(Protocol):
@@ -60,6 +61,9 @@ def strategy(name: str):
     """Class decorator: a frozen strategy whose fields are validated as its schema,
     registered under its config `name`."""
     def register(cls):
+        held = STRATEGIES.get(name)
+        if held is not None and (held.__module__, held.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise UserError(f"strategy '{name}' is registered already (by {held.__module__}): pick another name")
         cls = schema_dataclass(frozen=True, config=STRICT)(cls)
         cls.name = name
         STRATEGIES[name] = cls

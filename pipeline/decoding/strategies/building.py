@@ -1,6 +1,6 @@
-"""The one way a config entry becomes a strategy: evaluate, label, signals and the speed scripts
-all build through here. An entry that names an artifact gets it from the `load_artifact` its
-caller passes (the task layer passes `predictor.online.load_online`)."""
+"""The one way a config entry becomes a strategy (evaluation builds its entries here; signals
+and the speed scripts construct the classes directly). An entry that names an artifact gets it
+from the `load_artifact` its caller passes (the task layer passes `predictor.online.load_online`)."""
 from __future__ import annotations
 
 import importlib
@@ -21,10 +21,11 @@ def strategy_class(name: str) -> type[Strategy]:
             importlib.import_module(module)
         except ImportError as exc:
             raise UserError(f"strategy '{name}': cannot import {module}: {exc}") from None
-    if registered not in STRATEGIES:
-        where = f" after importing {module}" if module else ""
+    cls = STRATEGIES.get(registered)
+    if cls is None or (module and not (cls.__module__ == module or cls.__module__.startswith(module + "."))):
+        where = f": {module} registers no strategy of that name" if module else ""
         raise UserError(f"unknown strategy '{registered}'{where} (known: {', '.join(sorted(STRATEGIES))})")
-    return STRATEGIES[registered]
+    return cls
 
 
 def parsed_strategy(name: str, params: dict | None = None) -> Strategy:
