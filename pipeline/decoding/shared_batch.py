@@ -32,7 +32,7 @@ import torch
 from pipeline.decoding.distributions import entropy
 from pipeline.decoding.generation import Generation
 from pipeline.decoding.strategies import Strategy
-from pipeline.decoding.teacher_next import TeacherNext
+from pipeline.decoding.teacher_next import TeacherNext, ask_for
 from pipeline.decoding.teacher_phase import TeacherPhase
 from pipeline.engine.interface import FeatureRequest, Prompt, Sampler
 from pipeline.engine.steps import decode_steps
@@ -107,8 +107,10 @@ def _prefill(decoder: Decoder, strategies, mixing: list[int], prompts: list[Prom
     full = bool(plans) and all(plan.full_rows or plan.reads_first for plan in plans)
     dtypes = {None if plan.reads_first else plan.full_rows_dtype for plan in plans}
     dtype = dtypes.pop() if full and len(dtypes) == 1 else None
-    pending = decoder.teacher.prefill_async(session, prompts, top_k=None if full else decoder.teacher_top_k,
-                                            full_dtype=dtype) if early else None
+    pending = None
+    if early:
+        ask_for(decoder.teacher, session, None if full else decoder.teacher_top_k, dtype)
+        pending = decoder.teacher.prefill_async(session, prompts)
     request = FeatureRequest.merged([s.feature_request for s in strategies])
     first = decoder.student.prefill(session, prompts, request)
     p = first.probs
@@ -129,7 +131,8 @@ def _prefill_teacher_late(decoder: Decoder, shared: _Prefilled, prompts: list[Pr
     """The teacher's prefill of the rows some strategy consults, once their α are known."""
     rows = sorted({r for a in alphas.values() for r in (a != 0).nonzero().flatten().tolist()})
     if rows:
-        out = decoder.teacher.prefill(shared.session, [prompts[r] for r in rows], top_k=decoder.teacher_top_k)
+        ask_for(decoder.teacher, shared.session, decoder.teacher_top_k)
+        out = decoder.teacher.prefill(shared.session, [prompts[r] for r in rows])
         shared.teacher, shared.teacher_rows = TeacherNext(decoder.teacher, shared.session, out), rows
 
 

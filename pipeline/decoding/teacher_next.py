@@ -15,6 +15,14 @@ from pipeline.decoding.distributions import certified_mix_argmax, mix
 from pipeline.engine.interface import NextToken, StepEngine
 
 
+def ask_for(engine: StepEngine, session: str, top_k: int | None = None, full_dtype: str | None = None) -> None:
+    """What the teacher's next answers for `session` should carry, where an adapter chooses
+    (a remote teacher: `RemoteEngine.transport`); an in-process engine always has full rows."""
+    transport = getattr(engine, "transport", None)
+    if transport is not None:
+        transport(session, top_k, full_dtype)
+
+
 class TeacherNext:
     """The teacher's distribution for the rows of one step (in the order of the phase's rows)."""
 

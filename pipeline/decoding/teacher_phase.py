@@ -5,7 +5,7 @@ import torch
 
 from pipeline.decoding.generation import Generation
 from pipeline.decoding.strategies import Strategy
-from pipeline.decoding.teacher_next import TeacherNext
+from pipeline.decoding.teacher_next import TeacherNext, ask_for
 from pipeline.engine.interface import Prompt, StepEngine
 
 
@@ -40,9 +40,8 @@ class TeacherPhase:
         them, e.g. a two-model α-predictor)."""
         for r in self.rows:
             self.gens[r].teacher_tokens_processed += self.teacher.prompt_cost(prompts[r])
-        self._pending = self.teacher.prefill_async(self.session, [prompts[r] for r in self.rows],
-                                                   top_k=None if full else self.top_k,
-                                                   full_dtype=None if full else self.full_dtype)
+        ask_for(self.teacher, self.session, None if full else self.top_k, None if full else self.full_dtype)
+        self._pending = self.teacher.prefill_async(self.session, [prompts[r] for r in self.rows])
 
     def choose(self, alphas: torch.Tensor) -> None:
         """Per-row α ([B], one per gens row); rows with α = 0 leave the teacher."""
@@ -95,8 +94,8 @@ class TeacherPhase:
         at = {r: i for i, r in enumerate(self.rows)}
         keep = [at[r] for r in remaining]
         fed = torch.tensor([token_of[r] for r in remaining])
-        self._pending = self.teacher.step_async(self.session, fed, rows=keep if len(keep) < len(self.rows) else None,
-                                                top_k=self.top_k, full_dtype=self.full_dtype)
+        ask_for(self.teacher, self.session, self.top_k, self.full_dtype)
+        self._pending = self.teacher.step_async(self.session, fed, rows=keep if len(keep) < len(self.rows) else None)
         self.rows = remaining
         for r in remaining:
             self.gens[r].teacher_tokens_processed += 1

@@ -72,9 +72,9 @@ class HFEngine:
 
     `vocab_size` limits logits to the range shared with the other model.
     `reuse_preamble` computes the few-shot preamble's KV cache once and copies it
-    into every batch instead of re-encoding it per question. `top_k` and `full_dtype`
-    are accepted and ignored: in process, handing over full float32 rows costs nothing
-    (a strategy that reads them at bfloat16 rounds them itself).
+    into every batch instead of re-encoding it per question. In process, handing over full
+    float32 rows costs nothing, so it has no transport to choose (a strategy that reads
+    them at bfloat16 rounds them itself).
     """
 
     def __init__(self, lm: LoadedModel, vocab_size: int | None = None, reuse_preamble: bool = True,
@@ -95,8 +95,7 @@ class HFEngine:
 
     # -- StepEngine -------------------------------------------------------
     @torch.inference_mode()
-    def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
-                top_k: int | None = None, full_dtype: str | None = None) -> NextToken:
+    def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> NextToken:
         preambles = {tuple(p) for p, _ in prompts}
         if self.reuse_preamble and len(preambles) == 1 and next(iter(preambles)):
             out, state = self._prefill_after_preamble(list(next(iter(preambles))), [s for _, s in prompts], features)
@@ -106,21 +105,18 @@ class HFEngine:
         self.sessions.put(session, state)
         return NextToken(state.last_logits, self._features(out, features))
 
-    def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
-                      top_k: int | None = None, full_dtype: str | None = None) -> Ready:
-        return Ready(self.prefill(session, prompts, features, top_k, full_dtype))
+    def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> Ready:
+        return Ready(self.prefill(session, prompts, features))
 
-    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None,
-                   full_dtype: str | None = None) -> Ready:
-        return Ready(self.step(session, tokens, rows, top_k, full_dtype))
+    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> Ready:
+        return Ready(self.step(session, tokens, rows))
 
     def full_probs(self, session: str, rows: list[int]) -> torch.Tensor:
         state = self.sessions.get(session)
         return torch.softmax(state.last_logits[rows].float(), dim=-1)
 
     @torch.inference_mode()
-    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None,
-             full_dtype: str | None = None) -> NextToken:
+    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> NextToken:
         state = self.sessions.get(session)
         if rows is not None:
             self._select(state, rows)

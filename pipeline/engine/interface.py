@@ -118,26 +118,21 @@ class Ready:
 
 @runtime_checkable
 class StepEngine(Protocol):
-    """Also offers `tokens_processed`: tokens fed to the model so far, all sessions. `top_k`
-    lets an engine send only the top-k of each row (it may send full rows anyway)."""
+    """Also offers `tokens_processed`: tokens fed to the model so far, all sessions. What an
+    answer carries across a process boundary is the remote adapter's business
+    (`RemoteEngine.transport(session, top_k, full_dtype)`, set through
+    `pipeline.decoding.teacher_next.ask_for`); an in-process engine answers full rows."""
 
-    def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
-                top_k: int | None = None, full_dtype: str | None = None) -> NextToken:
+    def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> NextToken:
         """Encode a batch of prompts under a new session; the distribution after each prompt."""
 
-    def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
-                      top_k: int | None = None, full_dtype: str | None = None) -> PendingNext:
+    def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> PendingNext:
         """`prefill`, returning before the result is needed (see `step_async`)."""
 
-    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None,
-             full_dtype: str | None = None) -> NextToken:
-        """`fork(session, rows)` when rows are given, then feed one token per row. A remote
-        engine asked for `full_dtype="bfloat16"` sends full rows as bfloat16 probabilities
-        (half the bytes) with each row's exact argmax; an in-process engine sends float32
-        rows, which a caller that asked for bfloat16 rounds itself (SWITCH)."""
+    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> NextToken:
+        """`fork(session, rows)` when rows are given, then feed one token per row."""
 
-    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None,
-                   top_k: int | None = None, full_dtype: str | None = None) -> PendingNext:
+    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> PendingNext:
         """`step`, returning before the result is needed: a remote engine computes it while
         the caller steps its own model."""
 

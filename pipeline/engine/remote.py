@@ -46,6 +46,7 @@ class RemoteEngine:
         self.bytes_received = 0
         self.calls = 0
         self.rows_fetched = 0
+        self.transports: dict[str, tuple[int | None, str | None]] = {}  # per session: what answers carry
 
     def new_caller(self) -> None:
         """Number the next calls afresh under a new caller id: after a failed unit the actor
@@ -69,21 +70,24 @@ class RemoteEngine:
         full = None if bf16 is None else torch.from_numpy(np.array(bf16)).view(torch.bfloat16).float()
         return NextToken(**{name: _tensor(a) for name, a in payload.items()}, full=full)
 
-    def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
-                      top_k: int | None = None, full_dtype: str | None = None) -> RemoteStep:
-        return RemoteStep(self, self._send("prefill", session, list(prompts), features, top_k, full_dtype))
+    def transport(self, session: str, top_k: int | None = None, full_dtype: str | None = None) -> None:
+        """What the session's next answers carry: each row's `top_k` largest probabilities (the
+        full rows stay in the actor, `full_probs` fetches them), full rows at `full_dtype`
+        ("bfloat16": half the bytes, with each row's exact argmax), or (both None) full float32 logits."""
+        self.transports[session] = (top_k, full_dtype)
 
-    def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None,
-                top_k: int | None = None, full_dtype: str | None = None) -> NextToken:
-        return self.prefill_async(session, prompts, features, top_k, full_dtype).result()
+    def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> RemoteStep:
+        return RemoteStep(self, self._send("prefill", session, list(prompts), features, *self.transports.get(session, (None, None))))
 
-    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None,
-                   full_dtype: str | None = None) -> RemoteStep:
-        return RemoteStep(self, self._send("step", session, tokens.cpu().numpy(), rows, top_k, full_dtype))
+    def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> NextToken:
+        return self.prefill_async(session, prompts, features).result()
 
-    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None, top_k: int | None = None,
-             full_dtype: str | None = None) -> NextToken:
-        return self.step_async(session, tokens, rows, top_k, full_dtype).result()
+    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> RemoteStep:
+        transport = self.transports.get(session, (None, None))
+        return RemoteStep(self, self._send("step", session, tokens.cpu().numpy(), rows, *transport))
+
+    def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> NextToken:
+        return self.step_async(session, tokens, rows).result()
 
     def full_probs(self, session: str, rows: list[int]) -> torch.Tensor:
         array = ray.get(self._send("full_probs", session, rows))
@@ -99,6 +103,7 @@ class RemoteEngine:
         self._send("clone", session, new_session, rows)  # runs before this caller's later calls
 
     def close(self, session: str) -> None:
+        self.transports.pop(session, None)
         self._send("close", session)  # fire and forget: frees the remote cache
 
     def prompt_cost(self, prompt: Prompt) -> int:
