@@ -8,13 +8,13 @@ cache kept per session. `MODULE:NAME` imports MODULE first, which registers NAME
 vLLM backend would implement)."""
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from pipeline.config.sections import ModelSpec
 from pipeline.engine.hf import HFEngine
 from pipeline.errors import UserError
 from pipeline.models.loading import load_model
+from pipeline.plugins import registered
 
 Factory = Callable[[ModelSpec, int, bool], object]
 BACKENDS: dict[str, Factory] = {}
@@ -30,16 +30,7 @@ def register_backend(name: str, factory: Factory) -> None:
 def backend_factory(name: str, where: str = "backend") -> Factory:
     """The factory `name` registers; `MODULE:NAME` imports MODULE first. `where` names the
     config field in errors."""
-    module, _, registered = name.rpartition(":")
-    if module:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise UserError(f"{where} '{name}': cannot import {module}: {exc}") from None
-    factory = BACKENDS.get(registered)
-    if factory is None or (module and not factory.__module__.startswith(module)):
-        raise UserError(f"{where}: unknown backend '{registered}' (known: {', '.join(sorted(BACKENDS))})")
-    return factory
+    return registered(name, BACKENDS, "backend", where)
 
 
 def build_engine(spec: ModelSpec, vocab_size: int, reuse_preamble: bool = True):

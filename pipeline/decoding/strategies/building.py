@@ -3,29 +3,19 @@ and the speed scripts construct the classes directly). An entry that names an ar
 from the `load_artifact` its caller passes (the task layer passes `predictor.online.load_online`)."""
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 
 from pipeline.config.schema import validated
 from pipeline.config.strategies import StrategySpec
 from pipeline.decoding.strategies.base import STRATEGIES, LoadArtifact, Strategy
 from pipeline.errors import UserError
+from pipeline.plugins import registered
 
 
 def strategy_class(name: str) -> type[Strategy]:
     """The class registered under `name`; `MODULE:NAME` imports MODULE first (a strategy kept
     in a package of one's own, importable wherever the job's workers run)."""
-    module, _, registered = name.rpartition(":")
-    if module:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise UserError(f"strategy '{name}': cannot import {module}: {exc}") from None
-    cls = STRATEGIES.get(registered)
-    if cls is None or (module and not (cls.__module__ == module or cls.__module__.startswith(module + "."))):
-        where = f": {module} registers no strategy of that name" if module else ""
-        raise UserError(f"unknown strategy '{registered}'{where} (known: {', '.join(sorted(STRATEGIES))})")
-    return cls
+    return registered(name, STRATEGIES, "strategy", "strategies")
 
 
 def parsed_strategy(name: str, params: dict | None = None) -> Strategy:
