@@ -34,6 +34,7 @@ STRATEGIES = [
     {"name": "student"},
     {"name": "fixed_alpha", "alpha": 2.0, "n_tokens": 2},
     {"name": "switch", "tau0": 0.3, "lam": 0.1},
+    {"name": "budget", "k": 2, "threshold": 0.5, "signal": "margin", "alpha": 2.0},
 ]
 
 

@@ -30,7 +30,7 @@ class TeacherPhase:
         self.reference = reference
         self.top_k = None if strategy.plan.full_rows else top_k
         self.full_dtype = strategy.plan.full_rows_dtype
-        self.steps = strategy.plan.steps
+        self.steps, self.budget = strategy.plan.steps, strategy.plan.budget
         self.alphas = torch.zeros(len(gens))
         self.next: TeacherNext | None = None
         self._pending = None
@@ -70,7 +70,8 @@ class TeacherPhase:
             return
         at = {r: i for i, r in enumerate(active)}
         pos = torch.tensor([at[r] for r in self.rows], device=p.device)
-        picked, from_teacher = self.strategy.pick(t, p[pos], self.next, self.alphas[self.rows].to(p.device))
+        spent = torch.tensor([self.gens[r].teacher_tokens for r in self.rows], device=p.device)
+        picked, from_teacher = self.strategy.pick(t, p[pos], self.next, self.alphas[self.rows].to(p.device), spent)
         changed = picked != tokens[pos]
         tokens[pos] = picked
         for r, took, diff in zip(self.rows, from_teacher.tolist(), changed.tolist()):
@@ -87,7 +88,8 @@ class TeacherPhase:
             return still
         steps = self.steps
         alive = set(still)
-        remaining = [r for r in self.rows if r in alive]
+        # a row that spent its budget leaves the teacher (its steps are no longer needed)
+        remaining = [r for r in self.rows if r in alive and (self.budget is None or self.gens[r].teacher_tokens < self.budget)]
         if not remaining or (steps is not None and t >= steps):
             self.close()
             return self._settle(still)

@@ -47,6 +47,7 @@ class TeacherPlan:
     reads_first: bool = False  # α is chosen from the teacher's first distribution of every row
     full_rows: bool = False  # each step reads whole distributions, not only the top-k
     full_rows_dtype: str | None = None  # the precision full rows cross at (None: float32, exactly)
+    budget: int | None = None  # teacher-decided tokens a row may take; it leaves the teacher once they are spent
 
     @property
     def prefills_every_row(self) -> bool:
@@ -119,9 +120,10 @@ class Strategy:
         """Per-row mixing weight; rows with α = 0 leave the teacher (or never call it)."""
         return torch.zeros(p_first.shape[0], device=p_first.device)
 
-    def pick(self, t: int, p_student: torch.Tensor, teacher: TeacherNext, alphas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def pick(self, t: int, p_student: torch.Tensor, teacher: TeacherNext, alphas: torch.Tensor,
+             spent: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens for the rows that consult the teacher at step t, and which of them the
-        teacher decided."""
+        teacher decided (`spent`: how many tokens it decided in each row so far)."""
         tokens = mixed_argmax(p_student, teacher, alphas)
         return tokens, torch.ones_like(tokens, dtype=torch.bool)
 

@@ -32,7 +32,8 @@ class Switch(Strategy):
     def threshold(self, t: int) -> float:
         return self.tau0 * math.exp(-self.lam * t)
 
-    def pick(self, t: int, p_student: torch.Tensor, teacher: TeacherNext, alphas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def pick(self, t: int, p_student: torch.Tensor, teacher: TeacherNext, alphas: torch.Tensor,
+             spent: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         p_teacher = at_bfloat16(teacher.full().to(p_student.device))
         take_teacher = jsd(p_teacher, p_student) > self.threshold(t)
         tokens = torch.where(take_teacher, teacher.argmax().to(p_student.device), p_student.argmax(dim=-1))

@@ -1,0 +1,76 @@
+"""`budget`: K teacher-decided tokens spent at the steps where the student is unsure."""
+import pytest
+import torch
+
+from pipeline.config import ModelSpec
+from pipeline.data.prompts import encode_prompt, load_template
+from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.distributions import entropy
+from pipeline.decoding.strategies import FixedAlpha, Student, build_strategy
+from pipeline.engine.hf import HFEngine
+from pipeline.engine.stop import StopRule
+from pipeline.models.facts import model_facts, shared_vocab_size
+from pipeline.models.loading import load_model
+from reference_decoding import reference_generate
+
+QUESTIONS = [f"Ann had {i} pens and gave {i + 2} away. How many now?" for i in range(6)]
+MAX_NEW = 10
+
+
+@pytest.fixture(scope="module")
+def decoder(tiny_pair):
+    s, t = (ModelSpec(str(d), "float32") for d in tiny_pair)
+    student, teacher = load_model(s), load_model(t)
+    stop = StopRule(frozenset(model_facts(s).eos_ids), ("\nQ:",), MAX_NEW)
+    return Decoder(HFEngine(student, shared_vocab_size(model_facts(s), model_facts(t))),
+                   HFEngine(teacher, shared_vocab_size(model_facts(s), model_facts(t))), student.tokenizer, stop)
+
+
+@pytest.fixture(scope="module")
+def prompts(decoder):
+    return [encode_prompt(decoder.tokenizer, load_template("gsm8k_cot_8shot"), q) for q in QUESTIONS]
+
+
+def test_unsure_at_every_step_it_is_fixed_alpha_for_the_first_k_tokens(decoder, prompts):
+    always = build_strategy("budget", {"k": 3, "threshold": -1.0, "alpha": 1.5})  # entropy > -1: every step
+    got, want = decoder.generate(always, prompts), decoder.generate(FixedAlpha(1.5, 3), prompts)
+    assert [g.token_ids for g in got] == [g.token_ids for g in want]
+    assert [g.teacher_positions for g in got] == [[0, 1, 2]] * len(prompts)
+    # the teacher kept pace for the three steps, then left: prompt plus the two tokens fed after the first
+    assert [g.teacher_tokens_processed for g in got] == [g.teacher_tokens_processed for g in want]
+
+
+def test_the_budget_is_never_exceeded_and_spent_only_where_the_student_is_unsure(decoder, prompts):
+    alone = decoder.generate(Student(), prompts)
+    # a threshold between the student's own entropies: some steps are unsure, others not
+    seen = []
+    session = "probe"
+    p = decoder.student.prefill(session, prompts).probs
+    seen += entropy(p).tolist()
+    decoder.student.close(session)
+    threshold = float(torch.tensor(seen).median())
+    for k in (1, 2, 4):
+        strategy = build_strategy("budget", {"k": k, "threshold": threshold, "alpha": 2.0})
+        gens = decoder.generate(strategy, prompts)
+        assert all(g.teacher_tokens <= k and len(g.teacher_positions) == g.teacher_tokens for g in gens)
+        assert any(g.teacher_tokens > 0 for g in gens) and any(g.teacher_tokens < k for g in gens)
+        for g, own in zip(gens, alone):
+            if not g.teacher_positions:  # never consulted: the student's own answer
+                assert g.token_ids == own.token_ids
+        # the one orchestration and the plain reference agree
+        assert [vars(g) for g in gens] == [vars(g) for g in reference_generate(decoder, strategy, prompts)]
+
+
+def test_a_consulted_step_records_the_student_uncertainty_it_acted_on(decoder, prompts):
+    strategy = build_strategy("budget", {"k": 1, "threshold": 0.5, "signal": "margin", "alpha": 1.0})
+    gens = decoder.generate(strategy, prompts)
+    for prompt, g in zip(prompts, gens):
+        if not g.teacher_positions:
+            continue
+        [step] = g.teacher_positions
+        # replay the row's prefix on the student: at the consulted step its margin was under the threshold
+        prefix = g.token_ids[:step]
+        p = decoder.student.prefill("replay", [(prompt[0], prompt[1] + prefix)]).probs
+        decoder.student.close("replay")
+        top = p.topk(2, dim=-1).values[0]
+        assert float(top[0] - top[1]) < 0.5
