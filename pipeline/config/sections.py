@@ -227,7 +227,7 @@ class RoleResources:
     """Resources one actor of a role (student, teacher, teaching assistant) asks Ray for."""
 
     where: ClassVar[str] = "config: 'ray.student'"  # how its errors name it when built outside a config
-    num_gpus: Annotated[Amount, doc("GPUs per actor (fractions share one)")] = 1.0
+    num_gpus: Annotated[Amount, doc("GPUs per actor (fractions share one); 0 on a cluster without GPUs")] = 1.0
     num_cpus: Annotated[Amount, doc("CPUs per actor")] = 1.0
     accelerator_type: Annotated[Str | None, doc("a Ray accelerator type, e.g. A100")] = None
     resources: Annotated[dict[Str, Annotated[Finite, Field(ge=0, lt=1e9)]], doc("custom Ray resources: name to amount")] = field(default_factory=dict)

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from pipeline.config import DatasetSpec, RunConfig
 from pipeline.data.datasets import Example, dataset_fingerprint
 from pipeline.data.prompts import PromptTemplate
+from pipeline.engine.backends import backend_factory
 from pipeline.errors import Interrupted, UserError
 from pipeline.models.facts import check_budget, model_facts, shared_vocab_size
 from pipeline.runtime.cluster import connect
@@ -81,6 +82,8 @@ def run_units(config: RunConfig, out: str, job: Job, examples: list,
     configuration, dataset or checkpoint into the same `out` are refused; one run at a
     time holds `out` (a lock released by `finish`).
     """
+    for role, spec in (("student", config.student), ("teacher", config.teacher)):
+        backend_factory(spec.backend, f"{role}.backend")  # an unknown backend fails before Ray starts
     student, teacher = model_facts(config.student), model_facts(config.teacher)
     vocab_size = shared_vocab_size(student, teacher)
     check_budget(config.decoding.max_new_tokens, student, teacher)

@@ -11,7 +11,6 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from pipeline.config import RoleResources, RunConfig
 from pipeline.config.sections import ModelSpec
 from pipeline.data.prompts import load_template
-from pipeline.engine.backends import backend_factory
 from pipeline.runtime.prompting import run_chat
 from pipeline.engine.stop import StopRule, stop_rule
 from pipeline.errors import UserError
@@ -51,8 +50,6 @@ class Fleet:
 def start_decoders(config: RunConfig, vocab_size: int, memory: dict[str, int] | None = None) -> Fleet:
     """Teachers and student workers, each teacher packed with its students on one node where
     possible; `memory`: host bytes each role declares (none when not given)."""
-    for role, spec in (("student", config.student), ("teacher", config.teacher)):
-        backend_factory(spec.backend, f"{role}.backend")  # an unknown backend fails here, before any actor starts
     has_gpus = cluster_has_gpus()
     memory = memory or {}
     student_memory, teacher_memory = memory.get("student", 0), memory.get("teacher", 0)

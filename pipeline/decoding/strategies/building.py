@@ -18,14 +18,16 @@ def strategy_class(name: str) -> type[Strategy]:
     return registered(name, STRATEGIES, "strategy", "strategies")
 
 
-def parsed_strategy(name: str, params: dict | None = None) -> Strategy:
-    """The strategy an entry describes, checked by its class's schema; artifacts not loaded."""
+def parsed_strategy(name: str, params: dict | None = None, where: str | None = None) -> Strategy:
+    """The strategy an entry describes, checked by its class's schema; artifacts not loaded.
+    `where` names the entry in errors (default: the strategy's name)."""
     cls = strategy_class(name)
     known = cls.config_fields()
+    where = where or f"strategy '{name}'"
     runtime = sorted(set(params or {}) & set(cls.runtime_fields))
     if runtime:
-        raise UserError(f"strategy '{name}': unknown parameter '{runtime[0]}' (known: {', '.join(known) or 'none'})")
-    return validated(cls, dict(params or {}), f"strategy '{name}'", known, noun="parameter")
+        raise UserError(f"{where}: unknown parameter '{runtime[0]}' (known: {', '.join(known) or 'none'})")
+    return validated(cls, dict(params or {}), where, known, noun="parameter")
 
 
 def build_strategy(name: str, params: dict | None = None, load_artifact: LoadArtifact | None = None) -> Strategy:
@@ -37,8 +39,8 @@ def check_strategies(specs: Sequence[StrategySpec]) -> None:
     """Every entry's parameters, and no two entries that are one strategy (`alpha: 1` and
     `alpha: 1.0`): checked before any model loads."""
     seen: list[tuple[StrategySpec, Strategy]] = []
-    for spec in specs:
-        parsed = parsed_strategy(spec.name, spec.params)
+    for i, spec in enumerate(specs):
+        parsed = parsed_strategy(spec.name, spec.params, f"strategies.{i} ({spec.name})")
         twin = next((s for s, p in seen if p == parsed), None)
         if twin is not None:
             raise UserError(f"config: duplicate strategies {twin.label} and {spec.label}")

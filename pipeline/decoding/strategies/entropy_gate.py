@@ -47,6 +47,12 @@ class EntropyGate(FixedAlpha):
         gate = policy.gate
         return dataclasses.replace(self, alpha=gate["alpha"], n_tokens=policy.n_tokens, lo=gate["lo"], hi=gate["hi"], student=policy.student)
 
+    def note(self) -> str | None:
+        if not self.artifact:
+            return None
+        return (f"calibrated by {self.artifact}: α = {self.alpha:g} for the first {self.n_tokens} token(s) where the "
+                f"student's first-token entropy is in [{self.lo:.3f}, {self.hi:.3f}] nats")
+
     def check_student(self, identity: str) -> None:
         if self.student and self.student != identity:
             raise UserError(f"entropy gate of {self.artifact} was calibrated for student '{self.student}', but the student in use is '{identity}'")
