@@ -34,14 +34,18 @@ class TeacherPhase:
         self.alphas = torch.zeros(len(gens))
         self.next: TeacherNext | None = None
         self._pending = None
+        ask_for(teacher, session, self.top_k, self.full_dtype)  # what the session's steps carry
 
     def send_prefill(self, prompts: list[Prompt], full: bool = False) -> None:
         """Start the teacher's prefill of the phase's rows (full rows when the caller reads
         them, e.g. a two-model α-predictor)."""
         for r in self.rows:
             self.gens[r].teacher_tokens_processed += self.teacher.prompt_cost(prompts[r])
-        ask_for(self.teacher, self.session, None if full else self.top_k, None if full else self.full_dtype)
+        if full:  # this answer only; the steps after it carry the phase's transport again
+            ask_for(self.teacher, self.session)
         self._pending = self.teacher.prefill_async(self.session, [prompts[r] for r in self.rows])
+        if full:
+            ask_for(self.teacher, self.session, self.top_k, self.full_dtype)
 
     def choose(self, alphas: torch.Tensor) -> None:
         """Per-row α ([B], one per gens row); rows with α = 0 leave the teacher."""
@@ -70,7 +74,7 @@ class TeacherPhase:
             return
         at = {r: i for i, r in enumerate(active)}
         pos = torch.tensor([at[r] for r in self.rows], device=p.device)
-        spent = torch.tensor([self.gens[r].teacher_tokens for r in self.rows], device=p.device)
+        spent = None if self.budget is None else torch.tensor([self.gens[r].teacher_tokens for r in self.rows], device=p.device)
         picked, from_teacher = self.strategy.pick(t, p[pos], self.next, self.alphas[self.rows].to(p.device), spent)
         changed = picked != tokens[pos]
         tokens[pos] = picked
@@ -96,7 +100,6 @@ class TeacherPhase:
         at = {r: i for i, r in enumerate(self.rows)}
         keep = [at[r] for r in remaining]
         fed = torch.tensor([token_of[r] for r in remaining])
-        ask_for(self.teacher, self.session, self.top_k, self.full_dtype)
         self._pending = self.teacher.step_async(self.session, fed, rows=keep if len(keep) < len(self.rows) else None)
         self.rows = remaining
         for r in remaining:
