@@ -36,8 +36,9 @@ def test_unsure_at_every_step_it_is_fixed_alpha_for_the_first_k_tokens(decoder, 
     got, want = decoder.generate(always, prompts), decoder.generate(FixedAlpha(1.5, 3), prompts)
     assert [g.token_ids for g in got] == [g.token_ids for g in want]
     assert [g.teacher_positions for g in got] == [[0, 1, 2]] * len(prompts)
-    # the teacher kept pace for the three steps, then left: prompt plus the two tokens fed after the first
+    # consulted at steps 0, 1, 2: the prompt, then one token caught up at each later step
     assert [g.teacher_tokens_processed for g in got] == [g.teacher_tokens_processed for g in want]
+    assert [g.teacher_calls for g in got] == [g.teacher_calls for g in want] == [3] * len(prompts)
 
 
 def test_the_budget_is_never_exceeded_and_spent_only_where_the_student_is_unsure(decoder, prompts):
@@ -74,3 +75,52 @@ def test_a_consulted_step_records_the_student_uncertainty_it_acted_on(decoder, p
         decoder.student.close("replay")
         top = p.topk(2, dim=-1).values[0]
         assert float(top[0] - top[1]) < 0.5
+
+
+def test_the_teacher_reads_only_what_a_row_wrote_before_its_consultations(decoder, prompts):
+    """Catch-up, not lockstep: a row's teacher cost is its prompt plus its tokens up to its last
+    consultation, one call for the prefill and one per later consultation; each consultation
+    records its step, the student's entropy there, α and whether the token changed."""
+    strategy = build_strategy("budget", {"k": 2, "threshold": 3.5, "alpha": 2.0})  # nats: unsure at steps 0 and 2
+    gens = decoder.generate(strategy, prompts)
+    assert any(g.consultations and g.consultations[-1].step > 1 for g in gens)  # caught up over several tokens
+    for prompt, g in zip(prompts, gens):
+        steps = [c.step for c in g.consultations]
+        assert steps == g.teacher_positions and len(steps) == g.teacher_tokens <= 2
+        assert g.teacher_tokens_processed == decoder.teacher.prompt_cost(prompt) + (steps[-1] if steps else 0)
+        assert g.teacher_calls == 1 + sum(step > 0 for step in steps)
+        assert all(c.alpha == 2.0 and c.uncertainty > 3.5 for c in g.consultations)
+        assert sum(c.changed for c in g.consultations) == g.teacher_changed_tokens
+        assert g.alpha == (2.0 if steps else 0.0)
+
+
+def test_with_a_predictor_the_first_token_is_predicted_alpha_and_later_doubts_still_consult():
+    """On the demo world: where the artifact's α is not 0 the first token is predicted α's
+    (that α, one teacher token), where it is 0 the first token is the student's own; the
+    `teacher_only` problems' second decision, after the first token, consults with `alpha`."""
+    from pipeline.config import load_config
+    from pipeline.data.answer_types import score
+    from pipeline.decoding.strategies import PredictedAlpha
+    from predictor.online import load_online
+    from speed.in_process import encoded_examples, in_process_decoder
+
+    config = load_config("configs/demo.yaml", ["dataset.limit=100"])
+    demo = in_process_decoder(config)
+    examples, batch, _ = encoded_examples(config, demo)
+    predicted = PredictedAlpha("artifacts/alpha-demo-v2").resolved(load_online)
+    budget = build_strategy("budget", {"artifact": "artifacts/alpha-demo-v2", "k": 2, "threshold": 0.3,
+                                       "signal": "margin", "alpha": 1.0}, load_online)
+    assert budget.params()["first_tokens"] == 1
+    alone, first, spent = demo.generate(Student(), batch), demo.generate(predicted, batch), demo.generate(budget, batch)
+    late = 0
+    for ex, s, p, b in zip(examples, alone, first, spent):
+        assert b.teacher_tokens <= 2
+        at_first = [c for c in b.consultations if c.step == 0]
+        assert [c.alpha for c in at_first] == ([p.alpha] if p.alpha else [])
+        assert b.token_ids[0] == p.token_ids[0]
+        late += any(c.step > 0 for c in b.consultations)
+        if ex.group == "teacher_only":
+            assert [c.alpha for c in b.consultations if c.step > 0] == [1.0] and score(b.text, ex).correct
+        if not b.consultations:
+            assert b.token_ids == s.token_ids
+    assert late >= 10

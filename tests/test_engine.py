@@ -128,3 +128,27 @@ def test_session_count_is_bounded():
     assert len(store) == 2
     with pytest.raises(SessionLost):
         store.get("a")
+
+
+@pytest.mark.parametrize("reuse_preamble", [True, False])
+def test_a_catch_up_leaves_the_cache_as_a_fresh_prefill_of_the_same_text(models, reuse_preamble):
+    """`extend` feeds each row its own tokens (none for some, rows dropped on the way), twice:
+    every fed row's distribution, and the next step's, equal a prefill of its whole text."""
+    _, teacher, vocab = models
+    engine, batch = HFEngine(teacher, vocab, reuse_preamble), prompts(teacher)
+    engine.prefill("s", batch)
+    written = [[5, 9, 13], [], [7]]
+    first = engine.extend("s", written)
+    assert first.probs.shape[0] == 2  # fed rows only
+    more = [[4, 4], [8]]  # row 0 dropped; rows 1 and 2 (now 0 and 1) fed
+    second = engine.extend("s", more, rows=[1, 2])
+    texts = [(batch[1][0], batch[1][1] + [4, 4]), (batch[2][0], batch[2][1] + [7, 8])]
+    fresh = HFEngine(teacher, vocab, reuse_preamble)
+    want = fresh.prefill("f", texts).probs
+    torch.testing.assert_close(second.probs, want, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(engine.full_probs("s", [0, 1]), want, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(first.probs[1], fresh.prefill("g", [(batch[2][0], batch[2][1] + [7])]).probs[0], atol=1e-5, rtol=1e-4)
+    step = engine.step("s", torch.tensor([3, 3]))
+    torch.testing.assert_close(step.probs, fresh.step("f", torch.tensor([3, 3])).probs, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="one token list per row"):
+        engine.extend("s", [[1]])

@@ -174,11 +174,14 @@ def test_the_oracle_takes_each_examples_cheapest_right_fixed_alpha():
              StrategySpec("fixed_alpha", {"alpha": 2.0, "n_tokens": 2})]
     right = {"student": [1, 0, 0, 0], "teacher": [1, 1, 1, 1], specs[2].label: [0, 1, 0, 0], specs[3].label: [0, 1, 1, 0]}
     tokens = {"student": 0, "teacher": 9, specs[2].label: 1, specs[3].label: 2}
-    rows = [{"strategy": s, "example_id": f"e{i}", "correct": bool(c), "teacher_tokens": tokens[s], "latency_s": 0.1}
+    rows = [{"strategy": s, "example_id": f"e{i}", "correct": bool(c), "teacher_tokens": tokens[s],
+             "teacher_tokens_processed": 10 * tokens[s], "teacher_calls": tokens[s], "latency_s": 0.1}
             for s, cs in right.items() for i, c in enumerate(cs)]
     summary = summarize(pa.Table.from_pylist(rows), specs)
     [oracle] = summary["oracle"]
     assert (oracle["accuracy"], oracle["n"]) == (0.75, 4)  # the teacher is not a fixed α: e3 stays wrong
     assert oracle["teacher_tokens_per_example"] == (0 + 1 + 2 + 0) / 4  # e1 by α = 1 (1 token), e2 by α = 2 (2)
+    # the chosen rows' other costs, not each cost's own minimum
+    assert (oracle["teacher_tokens_processed_per_example"], oracle["teacher_calls_per_example"]) == (30 / 4, 3 / 4)
     assert oracle["vs_student"]["value"] == 0.5
     assert summarize(pa.Table.from_pylist([r for r in rows if r["strategy"] in ("student", "teacher")]), specs[:2])["oracle"] == []

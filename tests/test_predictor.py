@@ -247,7 +247,7 @@ def test_summary_records_what_an_artifact_strategy_resolved_to():
     artifact = str(Path(__file__).resolve().parents[1] / "artifacts" / "alpha-demo-v2")
     spec = StrategySpec("entropy_gate", {"artifact": artifact})
     table = pa.table({"strategy": [spec.label] * 2, "example_id": ["a", "b"], "correct": [True, False],
-                      "teacher_tokens": [1, 0], "latency_s": [0.1, 0.1]})
+                      "teacher_tokens": [1, 0], "teacher_tokens_processed": [9, 0], "teacher_calls": [1, 0], "latency_s": [0.1, 0.1]})
     [entry] = summarize(table, [spec])["strategies"]
     gate = json.loads((Path(artifact) / "metadata.json").read_text())["entropy_gate"]
     assert entry["params"] == {"artifact": artifact}

@@ -82,7 +82,7 @@ class Decoder:
             n = len(c.token_ids)
             gens.append(Generation(
                 token_ids=c.token_ids, finish_reason=c.finish_reason, teacher_tokens_processed=c.tokens_processed,
-                teacher_tokens=n, teacher_positions=list(range(n)),
+                teacher_tokens=n, teacher_positions=list(range(n)), teacher_calls=1,
             ))
             gens[-1].text = self.finish_text(gens[-1])
         return gens

@@ -71,12 +71,13 @@ def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts:
     try:
         shared = _prefill(decoder, strategies, mixing, prompts, session) if any(s.generator == "student" for s in strategies) else None
         alphas = {i: _alphas(strategies[i], shared) for i in mixing}
-        consulting = [i for i in mixing if bool((alphas[i] != 0).any())]
+        asking = {i: _asking(strategies[i], alphas[i]) for i in mixing}
+        consulting = [i for i in mixing if bool(asking[i].any())]
         if sampler is not None and consulting:
             raise ValueError("a sampler draws the student's own decode: rows that consult the teacher decode greedily")
         if consulting and shared.teacher is None:
-            _prefill_teacher_late(decoder, shared, prompts, alphas)
-        rows = _greedy_rows(strategies, alphas, len(prompts))
+            _prefill_teacher_late(decoder, shared, prompts, asking)
+        rows = _greedy_rows(strategies, asking, len(prompts))
         greedy = _greedy(decoder, shared, prompts, rows, sampler, in_place=not consulting) if rows else None
         shared_s = time.perf_counter() - start
         for i, strategy in enumerate(strategies):
@@ -86,7 +87,8 @@ def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts:
             elif strategy.generator == "branches":
                 gens = decoder.branched(strategy, prompts)
             elif i in mixing:
-                gens = _mixed(decoder, strategy, shared, prompts, alphas[i], greedy, in_place=bool(consulting) and i == consulting[-1])
+                gens = _mixed(decoder, strategy, shared, prompts, alphas[i], asking[i], greedy,
+                              in_place=bool(consulting) and i == consulting[-1])
             else:
                 gens = copy.deepcopy(greedy)
             out[i] = StrategyRows(gens, time.perf_counter() - began)
@@ -127,21 +129,27 @@ def _alphas(strategy: Strategy, shared: _Prefilled) -> torch.Tensor:
     return strategy.row_alphas(shared.p, features, p_teacher).cpu()
 
 
-def _prefill_teacher_late(decoder: Decoder, shared: _Prefilled, prompts: list[Prompt], alphas: dict) -> None:
+def _asking(strategy: Strategy, alphas: torch.Tensor) -> torch.Tensor:
+    """The rows that consult the teacher: those with α ≠ 0, or every row of an on-demand
+    strategy (which picks its steps while decoding)."""
+    return torch.ones_like(alphas, dtype=torch.bool) if strategy.plan.on_demand else alphas != 0
+
+
+def _prefill_teacher_late(decoder: Decoder, shared: _Prefilled, prompts: list[Prompt], asking: dict) -> None:
     """The teacher's prefill of the rows some strategy consults, once their α are known."""
-    rows = sorted({r for a in alphas.values() for r in (a != 0).nonzero().flatten().tolist()})
+    rows = sorted({r for a in asking.values() for r in a.nonzero().flatten().tolist()})
     if rows:
         ask_for(decoder.teacher, shared.session, decoder.teacher_top_k)
         out = decoder.teacher.prefill(shared.session, [prompts[r] for r in rows])
         shared.teacher, shared.teacher_rows = TeacherNext(decoder.teacher, shared.session, out), rows
 
 
-def _greedy_rows(strategies: Sequence[Strategy], alphas: dict[int, torch.Tensor], n: int) -> list[int]:
+def _greedy_rows(strategies: Sequence[Strategy], asking: dict[int, torch.Tensor], n: int) -> list[int]:
     """The rows the student-greedy decode is taken for: every row for a strategy that never
-    consults the teacher, else the rows some strategy leaves at α = 0."""
+    consults the teacher, else the rows some strategy does not consult."""
     if any(s.generator == "student" and s.plan.steps == 0 for s in strategies):
         return list(range(n))
-    return sorted({r for a in alphas.values() for r in (a == 0).nonzero().flatten().tolist()})
+    return sorted({r for a in asking.values() for r in (~a).nonzero().flatten().tolist()})
 
 
 def _fresh(decoder: Decoder, shared: _Prefilled, prompt: Prompt, r: int) -> Generation:
@@ -172,11 +180,11 @@ def _greedy(decoder: Decoder, shared: _Prefilled, prompts: list[Prompt], rows: l
 
 
 def _mixed(decoder: Decoder, strategy: Strategy, shared: _Prefilled, prompts: list[Prompt], alphas: torch.Tensor,
-           greedy: list[Generation | None] | None, in_place: bool) -> list[Generation]:
+           asking: torch.Tensor, greedy: list[Generation | None] | None, in_place: bool) -> list[Generation]:
     """A strategy that consults the teacher: its α = 0 rows copied from the greedy decode, the
     others decoded mixed prefix first, in the prefilled sessions (`in_place`: the last
     strategy to need them) or clones of them."""
-    rows = (alphas != 0).nonzero().flatten().tolist()
+    rows = asking.nonzero().flatten().tolist()
     consulted = set(rows)
     gens = [None if r in consulted else copy.deepcopy(greedy[r]) for r in range(len(prompts))]
     if rows:
@@ -206,6 +214,7 @@ def _mixed(decoder: Decoder, strategy: Strategy, shared: _Prefilled, prompts: li
     billed = range(len(prompts)) if strategy.plan.prefills_every_row else rows
     for r in billed:
         gens[r].teacher_tokens_processed += decoder.teacher.prompt_cost(prompts[r])
+        gens[r].teacher_calls += 1
     return gens
 
 

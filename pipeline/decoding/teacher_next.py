@@ -26,8 +26,9 @@ def ask_for(engine: StepEngine, session: str, top_k: int | None = None, full_dty
 class TeacherNext:
     """The teacher's distribution for the rows of one step (in the order of the phase's rows)."""
 
-    def __init__(self, engine: StepEngine, session: str, out: NextToken):
+    def __init__(self, engine: StepEngine, session: str, out: NextToken, rows: list[int] | None = None):
         self.engine, self.session, self.out = engine, session, out
+        self.rows = rows  # the session's row of each of these rows (None: the same index)
         self._full = out.probs if out.logits is not None or out.full is not None else None
         self.fetched_rows = 0  # rows whose full distribution had to be fetched
 
@@ -47,7 +48,7 @@ class TeacherNext:
             self._full = self.full(list(range(len(self.top_probs))))
             return self._full
         self.fetched_rows += len(rows)
-        return self.engine.full_probs(self.session, rows)
+        return self.engine.full_probs(self.session, rows if self.rows is None else [self.rows[i] for i in rows])
 
     def argmax(self) -> torch.Tensor:
         """Each row's most likely token (lowest id on ties), exactly: where the rows crossed
@@ -63,6 +64,12 @@ class TeacherNext:
         kept = TeacherNext(self.engine, session or self.session,
                            NextToken(logits=pick[0], top_probs=pick[1], top_ids=pick[2], full=pick[3]))
         kept.fetched_rows = self.fetched_rows
+        return kept
+
+    def subset(self, keep: list[int]) -> "TeacherNext":
+        """The same distribution for a subset of rows, the engine's session left as it is."""
+        kept = self.select(keep)
+        kept.session, kept.rows = self.session, [i if self.rows is None else self.rows[i] for i in keep]
         return kept
 
 

@@ -168,6 +168,29 @@ class HFEngine:
         self._stack = (names, out.cache, [(s.cache, s.cache.layers[0].keys) for s in states])
         return results
 
+    @torch.inference_mode()
+    def extend(self, session: str, tokens: Sequence[list[int]], rows: list[int] | None = None) -> NextToken:
+        """`fork(session, rows)` when rows are given, then feed each row its own tokens (none
+        for some) in one forward: [cache][padding][tokens], the padding masked and positions
+        going on from each row's own, so a fed row sees exactly its text so far."""
+        state = self.sessions.get(session)
+        if rows is not None:
+            self._select(state, rows)
+        fed = [i for i, row in enumerate(tokens) if row]
+        if len(tokens) != state.next_position.shape[0] or not fed:
+            raise ValueError(f"extend: one token list per row of the session ({state.next_position.shape[0]}), some not empty")
+        ids, new = self._left_pad([list(row) for row in tokens])
+        state.attention_mask = torch.cat([state.attention_mask, new], dim=1)
+        positions = state.next_position.view(-1, 1) + (new.cumsum(dim=1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=state.attention_mask, position_ids=positions,
+                         cache=state.cache, use_cache=True, logits_to_keep=1)
+        state.cache = out.cache
+        state.next_position = state.next_position + new.sum(dim=1)
+        logits = self._last_logits(out.logits)
+        state.last_logits = torch.where(new[:, -1:].bool(), logits, state.last_logits)
+        self.tokens_processed += int(new.sum())
+        return NextToken(logits[fed])
+
     def _kept_stack(self, names: tuple[str, ...], states: list[_Session]):
         """The last round's stacked cache, when this round steps the same sessions and none
         was touched since (each still holds the very slice it was given): no re-stacking copy."""

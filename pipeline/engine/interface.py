@@ -3,8 +3,8 @@
 Two roles, as lm-evaluation-harness's `LM` interface does it for its backends:
 
 - `StepEngine`: the mixed prefix. Batched prefill (optionally with hidden-state
-  features), one step at a time with the KV cache kept under a session id, rows
-  forked or dropped between steps, close. Every call returns a `NextToken`: the
+  features), one step at a time with the KV cache kept under a session id (or several
+  tokens per row at once: a catch-up), rows forked or dropped between steps, close. Every call returns a `NextToken`: the
   next-token distribution of the batch.
 - `Generator`: plain continuation and scoring. Greedy or sampled decoding of a batch
   of prompts to the stop rule, and completion log-probabilities.
@@ -135,6 +135,11 @@ class StepEngine(Protocol):
     def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> PendingNext:
         """`step`, returning before the result is needed: a remote engine computes it while
         the caller steps its own model."""
+
+    def extend(self, session: str, tokens: Sequence[list[int]], rows: list[int] | None = None) -> NextToken:
+        """`fork(session, rows)` when rows are given, then feed each row its own tokens (an
+        empty list: none) in one call, a catch-up prefill on the kept cache; the distribution
+        after each fed row's last token, fed rows only, in order."""
 
     def full_probs(self, session: str, rows: list[int]) -> torch.Tensor:
         """Full float32 probabilities [len(rows), V] of the session's last distribution."""

@@ -89,6 +89,10 @@ class RemoteEngine:
     def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> NextToken:
         return self.step_async(session, tokens, rows).result()
 
+    def extend(self, session: str, tokens: Sequence[list[int]], rows: list[int] | None = None) -> NextToken:
+        transport = self.transports.get(session, (None, None))
+        return RemoteStep(self, self._send("extend", session, [list(t) for t in tokens], rows, *transport)).result()
+
     def full_probs(self, session: str, rows: list[int]) -> torch.Tensor:
         array = ray.get(self._send("full_probs", session, rows))
         self.calls += 1

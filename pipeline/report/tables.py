@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.report.runs import Run
+from pipeline.store.schemas import TEACHER_COSTS as COSTS
 from pipeline.stats.intervals import Estimate, accuracy, paired_difference, wilson_interval
 from predictor.decision import best_fixed_index, decoding_metrics, teacher_tokens
 
@@ -204,15 +205,16 @@ def strategy_table(runs: list[Run]) -> pd.DataFrame:
         if run.results is None:
             continue
         g = run.results.groupby("strategy", sort=False)
-        part = pd.DataFrame({"accuracy": g["correct"].mean(), "n": g.size(),
-                             "teacher_tokens_per_example": g["teacher_tokens"].mean(),
+        costs = {f"{name}_per_example": g[name].mean() if name in run.results else np.nan for name in COSTS}
+        part = pd.DataFrame({"accuracy": g["correct"].mean(), "n": g.size(), **costs,
                              "examples_per_s": g.size() / g["latency_s"].sum()}).reset_index()
         bounds = [wilson_interval(int(k), int(n)) for k, n in zip(g["correct"].sum(), g.size())]
         part.insert(3, "accuracy_lo", [b[0] for b in bounds])
         part.insert(4, "accuracy_hi", [b[1] for b in bounds])
         part.insert(0, "run", run.name)
         parts.append(part)
-    columns = ["run", "strategy", "accuracy", "accuracy_lo", "accuracy_hi", "n", "teacher_tokens_per_example", "examples_per_s"]
+    columns = ["run", "strategy", "accuracy", "accuracy_lo", "accuracy_hi", "n", *(f"{c}_per_example" for c in COSTS),
+               "examples_per_s"]
     return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 

@@ -66,6 +66,7 @@ def wire(out: NextToken, top_k: int | None, full_dtype: str | None = None) -> di
 ENGINE_CALLS = {
     "prefill": lambda engine, session, prompts, features, top_k, full_dtype: wire(engine.prefill(session, prompts, features),
                                                                                 top_k, full_dtype),
+    "extend": lambda engine, session, tokens, rows, top_k, full_dtype: wire(engine.extend(session, tokens, rows), top_k, full_dtype),
     "full_probs": lambda engine, session, rows: engine.full_probs(session, rows).cpu().numpy(),
     "fork": lambda engine, session, rows: engine.fork(session, rows),
     "clone": lambda engine, session, new_session, rows: engine.clone(session, new_session, rows),

@@ -141,8 +141,9 @@ class PartDataset:
         return sum(pq.read_metadata(join(self.directory, name), filesystem=self.fs).num_rows
                    for name in existing_parts(self.fs, self.directory))
 
-    def read(self, columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(self.directory, filesystem=self.fs, columns=columns)
+    def read(self, columns: list[str] | None = None, schema: pa.Schema | None = None) -> pa.Table:
+        """With `schema`, parts written before a column was added read it as nulls."""
+        return pq.read_table(self.directory, filesystem=self.fs, columns=columns, schema=schema)
 
 
 def write_json(fs: pafs.FileSystem, path: str, obj: dict) -> None:

@@ -11,6 +11,10 @@ import pyarrow as pa
 # dictionary), so the rows' own copy of the name is `dataset`.
 BENCHMARK_KEY = "benchmark"
 
+# the result columns that say what a row cost the teacher: tokens it decided, tokens it read
+# (prompt, steps and catch-ups), calls; summaries and reports give each per example
+TEACHER_COSTS = ("teacher_tokens", "teacher_tokens_processed", "teacher_calls")
+
 RESULT_SCHEMA = pa.schema(
     [
         pa.field("example_id", pa.string(), nullable=False),
@@ -37,6 +41,11 @@ RESULT_SCHEMA = pa.schema(
         pa.field("teacher_tokens_processed", pa.int64()),
         pa.field("teacher_tokens", pa.int64()),
         pa.field("teacher_changed_tokens", pa.int64()),
+        pa.field("teacher_calls", pa.int64()),  # teacher calls for this row: what a per-request teacher is asked
+        # each teacher-decided token of the student's loop: step, the student's uncertainty there
+        # (as the strategy measures it), the α it was mixed with, and whether it changed the token
+        pa.field("consultations", pa.list_(pa.struct([("step", pa.int64()), ("uncertainty", pa.float64()),
+                                                      ("alpha", pa.float64()), ("changed", pa.bool_())]))),
         pa.field("student_first_entropy", pa.float64()),
         # CoT-decoding only (null otherwise): branches, the kept path's rank among the top-k
         # first tokens (0: the greedy one), its answer confidence (mean top-1 − top-2 gap)

@@ -2,6 +2,7 @@
 the per-strategy summary (per benchmark and strategy, in a run over several benchmarks)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -26,7 +27,7 @@ from pipeline.runtime.job import Job, batches, finish, run_units
 from pipeline.runtime.placement import run_stop_rule
 from pipeline.runtime.runaway import RunawayWatch
 from pipeline.stats.intervals import Estimate, accuracy, paired_difference
-from pipeline.store.schemas import BENCHMARK_KEY, RESULT_SCHEMA
+from pipeline.store.schemas import BENCHMARK_KEY, RESULT_SCHEMA, TEACHER_COSTS as COSTS
 from predictor.online import load_online
 
 
@@ -134,6 +135,8 @@ def result_row(unit: EvalUnit, spec: StrategySpec, strategy: Strategy, ex: Examp
         "teacher_tokens_processed": gen.teacher_tokens_processed,
         "teacher_tokens": gen.teacher_tokens,
         "teacher_changed_tokens": gen.teacher_changed_tokens,
+        "teacher_calls": gen.teacher_calls,
+        "consultations": [dataclasses.asdict(c) for c in gen.consultations],
         "student_first_entropy": gen.student_first_entropy,
         "cot_k": gen.cot_k,
         "cot_branch": gen.cot_branch,
@@ -144,21 +147,21 @@ def result_row(unit: EvalUnit, spec: StrategySpec, strategy: Strategy, ex: Examp
     }
 
 
-def strategy_stats(correct: Sequence[bool], teacher_tokens: Sequence[int], latency_s: Sequence[float]) -> dict:
-    """Accuracy (with its 95 % interval), teacher tokens per example and examples per busy
-    worker-second of some rows."""
+def strategy_stats(correct: Sequence[bool], costs: dict[str, Sequence[int]], latency_s: Sequence[float]) -> dict:
+    """Accuracy (with its 95 % interval), the teacher's costs per example (`COSTS`: tokens it
+    decided, tokens it read, calls) and examples per busy worker-second of some rows."""
     ci = accuracy(correct)
-    return {**stats_of_sums(len(correct), sum(correct), sum(teacher_tokens), sum(latency_s)),
+    return {**stats_of_sums(len(correct), sum(correct), {name: sum(costs[name]) for name in COSTS}, sum(latency_s)),
             "accuracy_lo": ci.lo, "accuracy_hi": ci.hi}
 
 
-def stats_of_sums(n: int, correct: int, teacher_tokens: int, busy_s: float) -> dict:
+def stats_of_sums(n: int, correct: int, costs: dict[str, int], busy_s: float) -> dict:
     return {"accuracy": correct / n if n else 0.0, "n": n,
-            "teacher_tokens_per_example": teacher_tokens / n if n else 0.0,
+            **{f"{name}_per_example": costs[name] / n if n else 0.0 for name in COSTS},
             "examples_per_s": n / busy_s if busy_s > 0 else 0.0}
 
 
-SUMMARY_COLUMNS = ["dataset", "strategy", "example_id", "correct", "teacher_tokens", "latency_s"]
+SUMMARY_COLUMNS = ["dataset", "strategy", "example_id", "correct", *COSTS, "latency_s"]
 
 
 def summarize(table: pa.Table, strategies: Sequence[StrategySpec], benchmarks: Sequence[str] = ()) -> dict[str, list[dict]]:
@@ -168,6 +171,7 @@ def summarize(table: pa.Table, strategies: Sequence[StrategySpec], benchmarks: S
     examples. `oracle`: the best of the run's fixed α per example (per benchmark), where the
     run has the student and a fixed α to choose from."""
     df = table.select([c for c in SUMMARY_COLUMNS if c != "dataset" or benchmarks]).to_pandas()
+    df[list(COSTS)] = df[list(COSTS)].fillna(0)  # rows written before a cost was counted
     student = next((spec.label for spec in strategies if spec.name == "student"), None)
     parts = [(None, df)] if not benchmarks else [(name, df[df["dataset"] == name]) for name in benchmarks]
     tagged = lambda name, entry: entry if name is None else {BENCHMARK_KEY: name, **entry}  # noqa: E731
@@ -184,12 +188,13 @@ def oracle_entry(rows, labels: list[str], student: str) -> dict:
     reaches."""
     own = rows[rows["strategy"] == student].set_index("example_id")["correct"].astype(bool)
     chosen = rows[rows["strategy"].isin(labels) & rows["correct"].astype(bool)]
-    cheapest = chosen.groupby("example_id")["teacher_tokens"].min().reindex(own.index)
-    correct = cheapest.notna()
+    cheapest = chosen.sort_values("teacher_tokens", kind="stable").drop_duplicates("example_id").set_index("example_id")
+    cheapest = cheapest.reindex(own.index)
+    correct = cheapest["teacher_tokens"].notna()
     ci = accuracy(correct.tolist())
     return {"name": "oracle", "label": f"oracle: best of {len(labels)} fixed α per example", "params": {"of": labels},
             "accuracy": ci.value, "accuracy_lo": ci.lo, "accuracy_hi": ci.hi, "n": ci.n,
-            "teacher_tokens_per_example": float(cheapest.fillna(0).mean()) if len(own) else 0.0,
+            **{f"{name}_per_example": float(cheapest[name].fillna(0).mean()) if len(own) else 0.0 for name in COSTS},
             "examples_per_s": None, "vs_student": paired_difference(correct, own).to_dict()}
 
 
@@ -203,7 +208,7 @@ def strategy_entry(spec: StrategySpec, rows, student_rows) -> dict:
         "label": spec.label,
         "params": spec.params,
         "resolved_params": built_strategy(spec).params(),  # what it ran with: an artifact's α, N and band
-        **strategy_stats(rows["correct"].tolist(), rows["teacher_tokens"].tolist(), rows["latency_s"].tolist()),
+        **strategy_stats(rows["correct"].tolist(), {name: rows[name].tolist() for name in COSTS}, rows["latency_s"].tolist()),
         "vs_student": vs_student,
     }
 
@@ -214,7 +219,8 @@ def format_table(summary: list[dict]) -> str:
     keys = [k for k in (BENCHMARK_KEY, "label") if summary and k in summary[0]]
     widths = {k: max([len(k if k != "label" else "strategy"), *(len(s[k]) for s in summary)]) for k in keys}
     names = " ".join(f"{k if k != 'label' else 'strategy':<{widths[k]}}" for k in keys)
-    header = (f"{names} {'accuracy [95 % interval]':>25} {'vs student [95 %]':>25} {'n':>6} {'teacher tok/ex':>14} {'ex/s':>8}")
+    header = (f"{names} {'accuracy [95 % interval]':>25} {'vs student [95 %]':>25} {'n':>6} {'teacher tok/ex':>14} "
+              f"{'read/ex':>8} {'calls/ex':>8} {'ex/s':>8}")
     lines = [header, "-" * len(header)]
     for s in summary:
         acc = f"{s['accuracy']:.3f} [{s['accuracy_lo']:.3f}, {s['accuracy_hi']:.3f}]"
@@ -223,7 +229,8 @@ def format_table(summary: list[dict]) -> str:
         speed = "" if s["examples_per_s"] is None else f"{s['examples_per_s']:.2f}"
         lines.append(
             " ".join(f"{s[k]:<{widths[k]}}" for k in keys)
-            + f" {acc:>25} {vs:>25} {s['n']:>6d} {s['teacher_tokens_per_example']:>14.2f} {speed:>8}"
+            + f" {acc:>25} {vs:>25} {s['n']:>6d} {s['teacher_tokens_per_example']:>14.2f}"
+            + f" {s['teacher_tokens_processed_per_example']:>8.1f} {s['teacher_calls_per_example']:>8.2f} {speed:>8}"
         )
     return "\n".join(lines)
 
@@ -244,9 +251,12 @@ class StrategyTally:
     def __call__(self, unit: EvalUnit, rows: list[dict]) -> str | None:
         for row in rows:
             label = f"{row['dataset']} {row['strategy']}" if self.by_benchmark else row["strategy"]
-            sums = self.sums.setdefault(label, [0, 0, 0, 0.0])
-            for i, value in enumerate((1, row["correct"], row["teacher_tokens"], row["latency_s"])):
-                sums[i] += value
+            sums = self.sums.setdefault(label, [0, 0, dict.fromkeys(COSTS, 0), 0.0])
+            sums[0] += 1
+            sums[1] += row["correct"]
+            sums[3] += row["latency_s"]
+            for name in COSTS:
+                sums[2][name] += row[name]
         self.seen += 1
         notes = self.runaway(rows) if self.runaway is not None else []
         if 4 * self.seen // self.total == 4 * (self.seen - 1) // self.total:
@@ -284,6 +294,6 @@ def run_evaluation(config: RunConfig, out: str) -> dict[str, list[dict]]:
               ignored_config=("labels", "signals", "export"), tally=functools.partial(StrategyTally, runaway=runaway))
     data, manifest = run_units(config, out, job, examples, per_dataset)
     benchmarks = [spec.name for spec in config.datasets]
-    summary = summarize(data.read(SUMMARY_COLUMNS), config.strategies, benchmarks)
+    summary = summarize(data.read(SUMMARY_COLUMNS, RESULT_SCHEMA), config.strategies, benchmarks)
     finish(out, job, manifest, "summary.json", summary)
     return summary

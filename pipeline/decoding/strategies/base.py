@@ -12,6 +12,7 @@ import torch
 from pydantic.dataclasses import dataclass as schema_dataclass
 
 from pipeline.config.schema import STRICT
+from pipeline.decoding.distributions import entropy
 from pipeline.decoding.teacher_next import TeacherNext, mixed_argmax
 from pipeline.engine.interface import FeatureRequest
 from pipeline.errors import UserError
@@ -48,6 +49,9 @@ class TeacherPlan:
     full_rows: bool = False  # each step reads whole distributions, not only the top-k
     full_rows_dtype: str | None = None  # the precision full rows cross at (None: float32, exactly)
     budget: int | None = None  # teacher-decided tokens a row may take; it leaves the teacher once they are spent
+    # the teacher is read only at the steps `Strategy.consults` picks, catching up on what the
+    # row wrote since (not stepped along); every row stays with it, whatever its first α
+    on_demand: bool = False
 
     @property
     def prefills_every_row(self) -> bool:
@@ -119,6 +123,20 @@ class Strategy:
     def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
         """Per-row mixing weight; rows with α = 0 leave the teacher (or never call it)."""
         return torch.zeros(p_first.shape[0], device=p_first.device)
+
+    def alphas_at(self, t: int, alphas: torch.Tensor) -> torch.Tensor:
+        """The α of each consulting row at step t, from the rows' `row_alphas`."""
+        return alphas
+
+    def consults(self, t: int, p_student: torch.Tensor, alphas: torch.Tensor, spent: torch.Tensor | None) -> torch.Tensor:
+        """On demand: which rows (bool [R]) ask the teacher at step t, from the student's
+        distribution; the teacher catches up on those rows only."""
+        return torch.ones(p_student.shape[0], dtype=torch.bool, device=p_student.device)
+
+    def uncertainty(self, p_student: torch.Tensor) -> torch.Tensor:
+        """The student's uncertainty per row as this strategy measures it (recorded with each
+        consultation): its entropy, nats."""
+        return entropy(p_student)
 
     def pick(self, t: int, p_student: torch.Tensor, teacher: TeacherNext, alphas: torch.Tensor,
              spent: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,15 +1,19 @@
 """A budget of K teacher-decided tokens spent anywhere: at each step where the student is
 unsure (its entropy over `threshold` nats, or its top-1 − top-2 margin under it), while the
-row has budget left, the token is the mixed p_s + α(p_t − p_s). The teacher keeps pace with
-the student until the row's budget is spent, then leaves it."""
-from typing import Annotated, Literal
+row has budget left, the token is the mixed p_s + α(p_t − p_s). The teacher is not stepped
+along: at a consultation it catches up on what the row wrote since it last read it. With an
+α-predictor `artifact`, the first N tokens it was trained on take its α instead (consulting
+where that α is not 0, whatever the threshold), and `alpha` the consultations after them."""
+from typing import Annotated, Any, Literal
 
 import torch
 
-from pipeline.config.schema import Alpha, Number, PosInt, doc
+from pipeline.config.schema import Alpha, Number, PosInt, Str, doc
 from pipeline.decoding.distributions import entropy
-from pipeline.decoding.strategies.base import Strategy, TeacherPlan, strategy
+from pipeline.decoding.strategies.base import LoadArtifact, Strategy, TeacherPlan, runtime_field, strategy
+from pipeline.decoding.strategies.predicted_alpha import check_policy_student, with_policy
 from pipeline.decoding.teacher_next import TeacherNext, mixed_argmax
+from pipeline.engine.interface import FeatureRequest
 
 
 @strategy("budget")
@@ -18,24 +22,71 @@ class Budget(Strategy):
     threshold: Annotated[Number, doc("entropy (nats) above which, or margin below which, the student is unsure")] = 1.0
     signal: Annotated[Literal["entropy", "margin"], doc("the student's uncertainty: entropy, or top-1 − top-2 margin")] = "entropy"
     alpha: Annotated[Alpha, doc("the mixing weight α of each teacher-decided token")] = 1.0
+    artifact: Annotated[Str, doc("an α-predictor artifact: its α for the first N tokens it was trained on, `alpha` after")] = ""
+    policy: Any = runtime_field()  # the loaded artifact (an `AlphaPolicy`)
+    runtime_fields = ("policy",)
+
+    @property
+    def first_tokens(self) -> int:
+        """The steps whose α the artifact predicts (0 without one)."""
+        return 0 if self.policy is None else self.policy.n_tokens
 
     @property
     def plan(self) -> TeacherPlan:
-        return TeacherPlan(steps=None, every_row=self.alpha != 0, budget=self.k)
+        asks = self.alpha != 0 or bool(self.artifact)
+        reads_first = self.policy is not None and self.policy.needs_teacher
+        return TeacherPlan(steps=None if asks else 0, every_row=True, reads_first=reads_first, budget=self.k, on_demand=True)
+
+    def resolved(self, load_artifact: LoadArtifact | None) -> "Budget":
+        return with_policy(self, load_artifact)
+
+    def params(self) -> dict:
+        params = super().params()
+        if self.policy is None:
+            return {k: v for k, v in params.items() if k != "artifact"}
+        return {**params, "artifact": self.policy.source, "first_tokens": self.first_tokens}
+
+    def note(self) -> str | None:
+        if self.policy is None:
+            return None
+        return (f"α from {self.policy.source} for the first {self.first_tokens} token(s) where it is not 0, then "
+                f"α = {self.alpha:g} where the student's {self.signal} is {'over' if self.signal == 'entropy' else 'under'} "
+                f"{self.threshold:g}, {self.k} teacher tokens at most")
+
+    @property
+    def feature_request(self) -> FeatureRequest | None:
+        return None if self.policy is None else self.policy.feature_request
+
+    def check_student(self, identity: str) -> None:
+        if self.policy is not None:
+            check_policy_student(self.policy, identity)
 
     def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
+        if self.policy is not None:
+            return self.policy.alphas(features, p_first, p_teacher).float().to(p_first.device)
         return torch.full((p_first.shape[0],), float(self.alpha), device=p_first.device)
 
-    def unsure(self, p: torch.Tensor) -> torch.Tensor:
+    def alphas_at(self, t: int, alphas: torch.Tensor) -> torch.Tensor:
+        return alphas if t < self.first_tokens else torch.full_like(alphas, float(self.alpha))
+
+    def uncertainty(self, p_student: torch.Tensor) -> torch.Tensor:
         if self.signal == "entropy":
-            return entropy(p) > self.threshold
-        top = p.topk(2, dim=-1).values
-        return top[:, 0] - top[:, 1] < self.threshold
+            return entropy(p_student)
+        top = p_student.topk(2, dim=-1).values
+        return top[:, 0] - top[:, 1]
+
+    def consults(self, t: int, p_student: torch.Tensor, alphas: torch.Tensor, spent: torch.Tensor | None) -> torch.Tensor:
+        if t < self.first_tokens:
+            wanted = alphas != 0
+        elif self.alpha == 0:
+            wanted = torch.zeros_like(alphas, dtype=torch.bool)
+        elif self.signal == "entropy":
+            wanted = self.uncertainty(p_student) > self.threshold
+        else:
+            wanted = self.uncertainty(p_student) < self.threshold
+        return wanted & (spent < self.k)
 
     def pick(self, t: int, p_student: torch.Tensor, teacher: TeacherNext, alphas: torch.Tensor,
              spent: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        take = self.unsure(p_student) & (spent < self.k)
-        own = p_student.argmax(dim=-1)
-        if not bool(take.any()):
-            return own, take
-        return torch.where(take, mixed_argmax(p_student, teacher, alphas), own), take
+        tokens = mixed_argmax(p_student, teacher, alphas)
+        return tokens, torch.ones_like(tokens, dtype=torch.bool)

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from pipeline.config.schema import Str, doc
 
-from pipeline.decoding.strategies.base import LoadArtifact, Strategy, TeacherPlan, runtime_field, strategy
+from pipeline.decoding.strategies.base import AlphaPolicy, LoadArtifact, Strategy, TeacherPlan, runtime_field, strategy
 from pipeline.engine.interface import FeatureRequest
 from pipeline.errors import UserError
 
@@ -21,11 +21,7 @@ class PredictedAlpha(Strategy):
     runtime_fields = ("policy",)
 
     def resolved(self, load_artifact: LoadArtifact | None) -> "PredictedAlpha":
-        if self.policy is not None:
-            return self
-        if load_artifact is None:
-            raise UserError(f"predicted_alpha: the artifact {self.artifact} needs the α-predictor loader")
-        return dataclasses.replace(self, policy=load_artifact(self.artifact))
+        return with_policy(self, load_artifact)
 
     @property
     def _policy(self):
@@ -54,8 +50,21 @@ class PredictedAlpha(Strategy):
         return self._policy.feature_request
 
     def check_student(self, identity: str) -> None:
-        if self._policy.student != identity:
-            raise UserError(f"α-predictor {self._policy.source} was built for student '{self._policy.student}', but the student in use is '{identity}'")
+        check_policy_student(self._policy, identity)
 
     def row_alphas(self, p_first: torch.Tensor, features: torch.Tensor | None = None, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
         return self._policy.alphas(features, p_first, p_teacher).float().to(p_first.device)
+
+
+def with_policy(strategy, load_artifact: LoadArtifact | None):
+    """`strategy` with the α-predictor artifact it names loaded into its `policy` field."""
+    if strategy.policy is not None or not strategy.artifact:
+        return strategy
+    if load_artifact is None:
+        raise UserError(f"{strategy.name}: the artifact {strategy.artifact} needs the α-predictor loader")
+    return dataclasses.replace(strategy, policy=load_artifact(strategy.artifact))
+
+
+def check_policy_student(policy: AlphaPolicy, identity: str) -> None:
+    if policy.student != identity:
+        raise UserError(f"α-predictor {policy.source} was built for student '{policy.student}', but the student in use is '{identity}'")
