@@ -27,6 +27,7 @@ class OnlinePredictor:
         self.decision = predictor.policy
         self.needs_teacher = spec.needs_teacher and not predictor.uses_fixed_policy
         self.gate = predictor.meta["entropy_gate"]
+        self.budget = predictor.meta.get("budget")  # artifacts of older versions, or labels without positions: none
 
     def alphas(self, features: torch.Tensor, p_first: torch.Tensor, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
         if self.predictor.uses_fixed_policy:  # reads no features: every row decodes with the default α

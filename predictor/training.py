@@ -21,12 +21,13 @@ from pipeline.store.manifest import code_version, package_versions
 from pipeline.store.parts import read_table
 from predictor.artifact import Predictor
 from predictor.crossval import CrossValidation, nested_cross_validation
+from predictor.budget_calibration import POSITION_COLUMNS, calibrate_budget
 from predictor.decision import best_fixed_index, calibrate_entropy_gate, choose_threshold, decoding_metrics, teacher_tokens
 from predictor.features import FEATURE_SETS, STAT_COLUMNS, FeatureSpec, feature_matrix
 from predictor.models import MODELS
 
 LABEL_COLUMNS = ["example_id", "student", "n_tokens", "alpha_grid", "correct", "features", "feature_layers", "feature_pool"]
-N_GRID_COLUMNS = ["n_grid", "correct_per_n"]  # labels of an N grid (absent from older label datasets)
+N_GRID_COLUMNS = ["n_grid", "correct_per_n", "first_tokens_per_n"]  # labels of an N grid (absent from older label datasets)
 MIN_EXAMPLES = 100  # fewer: a warning, held-out metrics are noise
 
 
@@ -88,6 +89,10 @@ def labels_for_n(table: pa.Table, n: int, path: str) -> pa.Table:
         raise UserError(f"{path} has no labels for N = {n} (its n_grid: {[list(g) for g in missing][0]})")
     correct = pa.array([rows[grid.index(n)] for grid, rows in zip(grids, per_n)], type=pa.list_(pa.bool_()))
     table = table.set_column(table.schema.get_field_index("correct"), "correct", correct)
+    if "first_tokens" in table.column_names and "first_tokens_per_n" in table.column_names:
+        firsts = [rows[grid.index(n)] for grid, rows in zip(grids, table.column("first_tokens_per_n").to_pylist())]
+        table = table.set_column(table.schema.get_field_index("first_tokens"), "first_tokens",
+                                 pa.array(firsts, type=table.schema.field("first_tokens").type))
     return table.set_column(table.schema.get_field_index("n_tokens"), "n_tokens", pa.array([n] * table.num_rows, pa.int64()))
 
 
@@ -105,7 +110,7 @@ def read_labels(paths: list[str], n_tokens: int | None = None) -> pa.Table:
         missing = [c for c in LABEL_COLUMNS if c not in present]
         if missing:
             raise UserError(f"{path} is not a label dataset of jobs.label_alpha (no column(s) {missing})")
-        table = read_table(path, LABEL_COLUMNS + [c for c in STAT_COLUMNS + N_GRID_COLUMNS if c in present])
+        table = read_table(path, LABEL_COLUMNS + [c for c in STAT_COLUMNS + N_GRID_COLUMNS + POSITION_COLUMNS if c in present])
         if n_tokens is not None:
             table = labels_for_n(table, n_tokens, path)
         tables.append(table.drop_columns([c for c in N_GRID_COLUMNS if c in table.column_names]))
@@ -231,11 +236,21 @@ def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[
         "n_examples": table.num_rows,
         "metrics": metrics,
         "entropy_gate": calibrate_entropy_gate(entropy, Y, grid),
+        "budget": calibrate_budget(table, first_alphas(table, heldout, policy), n_tokens, cost),
         "versions": package_versions(),
         **code_version(),
         "init_from": {"label_fingerprint": init.meta["label_fingerprint"], "created_at": init.meta["created_at"]} if init else None,
     }
     return Predictor(model, meta, heldout)
+
+
+def first_alphas(table: pa.Table, heldout, policy: dict) -> list[float]:
+    """Per label row, the α the artifact gives its first tokens: the held-out prediction of the
+    fold that held the row out (learned policy), or the fixed policy's α."""
+    if policy["kind"] != "learned":
+        return [float(policy["default_alpha"])] * table.num_rows
+    chosen = dict(zip(heldout["example_id"], heldout["chosen_alpha"]))
+    return [float(chosen[i]) for i in table.column("example_id").to_pylist()]
 
 
 def format_metrics(meta: dict) -> str:
@@ -276,4 +291,12 @@ def format_metrics(meta: dict) -> str:
         f"entropy gate calibrated on all labels: inject α={gate['alpha']:g} when entropy in "
         f"[{gate['lo']:.3f}, {gate['hi']:.3f}] (training accuracy {gate['accuracy']:.3f})"
     )
+    if budget := meta.get("budget"):
+        side = ">" if budget["signal"] == "entropy" else "<"
+        lines.append(
+            f"budget calibrated on the position labels: after the first {meta['n_tokens']} token(s) (this artifact's α), "
+            f"α={budget['alpha']:g} where the student's {budget['signal']} {side} {budget['threshold']:.3f}, K={budget['k']}: "
+            f"accuracy on these labels {budget['accuracy']:.3f} [{budget['accuracy_lo']:.3f}, {budget['accuracy_hi']:.3f}] at "
+            f"{budget['teacher_tokens_per_example']:.2f} teacher tokens/example ({budget['unlabelled_share']:.0%} of its "
+            "consultations at unlabelled steps, assumed to keep the token)")
     return "\n".join(lines)

@@ -177,6 +177,22 @@ class DecodingConfig:
 
 
 @section
+class PositionSettings:
+    """Position labels: along the student's greedy answer, at its M most uncertain steps,
+    whether one teacher token there makes the answer right (what a `budget` is calibrated on)."""
+
+    where: ClassVar[str] = "config: 'labels.positions'"
+    top_m: Annotated[PosInt, doc("M: the labelled steps per example, the student's most uncertain")] = 8
+    alpha_grid: Annotated[tuple[Alpha, ...], Field(min_length=1), doc("the α of the one mixed token at each labelled step")] = (0.5, 1.0, 2.0)
+    signal: Annotated[Literal["entropy", "margin"], doc("how uncertain: entropy (highest first), or top-1 − top-2 margin (lowest first)")] = "entropy"
+
+    def __post_init__(self) -> None:
+        if len(set(self.alpha_grid)) < len(self.alpha_grid):
+            raise UserError(f"labels.positions.alpha_grid has duplicate values {sorted(self.alpha_grid)}")
+        object.__setattr__(self, "alpha_grid", tuple(float(a) for a in self.alpha_grid))
+
+
+@section
 class LabelSettings:
     where: ClassVar[str] = "config: 'labels'"  # how its errors name it when built outside a config
 
@@ -187,6 +203,7 @@ class LabelSettings:
     feature_layers: Annotated[tuple[Int, ...], Field(min_length=1),
                               doc("student layers whose hidden state at the prompt's last token is a feature (0: embeddings, -1: last)")] = (-1,)
     feature_pool: Annotated[Literal["concat", "mean"], doc("how the layers' states combine")] = "concat"
+    positions: Annotated[PositionSettings | None, doc("also label positions of the student's greedy answer (a section)")] = None
 
     def __post_init__(self) -> None:
         duplicates = sorted({a for a in self.alpha_grid if self.alpha_grid.count(a) > 1})

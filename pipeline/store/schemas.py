@@ -108,6 +108,19 @@ def label_schema(feature_dim: int) -> pa.Schema:
             pa.field("argmax_agree", pa.bool_()),
             pa.field("student_topk_probs", floats),  # the TOPK largest first-token probabilities, largest first
             pa.field("teacher_topk_probs", floats),
+            # position labels (labels.positions; null without): the student's greedy answer, its
+            # entropy and top-1 − top-2 margin at every step, and at its M most uncertain steps
+            # (in step order) per position α: the one mixed token there, the answer and whether it is right
+            pa.field("greedy_token_ids", ints),
+            pa.field("greedy_answer", pa.string()),
+            pa.field("greedy_correct", pa.bool_()),
+            pa.field("student_entropy_trace", floats),
+            pa.field("student_margin_trace", floats),
+            pa.field("position_alpha_grid", floats),
+            pa.field("position_steps", ints),
+            pa.field("position_tokens", pa.list_(ints)),
+            pa.field("position_answers", pa.list_(pa.list_(pa.string()))),
+            pa.field("position_correct", pa.list_(pa.list_(pa.bool_()))),
             # cost
             pa.field("distinct_leaves", pa.int64()),
             pa.field("distinct_continuations", pa.int64()),  # token sequences decoded, all N together

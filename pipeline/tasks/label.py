@@ -7,11 +7,13 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from pipeline.config import LabelSettings, RunConfig
+from pipeline.config.sections import PositionSettings
 from pipeline.data.answer_types import score
 from pipeline.data.datasets import Example, load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt, load_template, prompt_hash
 from pipeline.decoding.alpha_tree import ExampleLabels, NLabels, label_batch
 from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.position_labels import PositionLabels, label_positions
 from pipeline.models.facts import ModelFacts, model_facts
 from pipeline.runtime.job import Job, batches, finish, run_units
 from pipeline.stats.intervals import wilson_interval
@@ -36,11 +38,18 @@ class LabelUnit:
         prompts = [encode_prompt(decoder.tokenizer, template, ex.question) for ex in self.examples]
         start = time.perf_counter()
         labels = label_batch(decoder, prompts, self.settings)
+        places = self.settings.positions
+        positions = label_positions(decoder, prompts, places) if places is not None else [None] * len(prompts)
         share = (time.perf_counter() - start) / len(prompts)
-        return [
-            self.row(ex, lab, prompt_hash(template, ex.question, decoder.tokenizer), worker_id, node_id, share)
-            for ex, lab in zip(self.examples, labels)
-        ]
+        rows = []
+        for ex, lab, pos in zip(self.examples, labels, positions):
+            row = self.row(ex, lab, prompt_hash(template, ex.question, decoder.tokenizer), worker_id, node_id, share)
+            if pos is not None:
+                row.update(position_columns(ex, pos, places))
+                row["student_tokens_processed"] += pos.student_tokens_processed
+                row["teacher_tokens_processed"] += pos.teacher_tokens_processed
+            rows.append(row)
+        return rows
 
     def row(self, ex: Example, lab: ExampleLabels, p_hash: str, worker_id: str, node_id: str, latency: float) -> dict:
         leaves = [leaf for part in lab.per_n for leaf in part.leaves]  # every N's leaves, scored in one pass
@@ -77,6 +86,24 @@ class LabelUnit:
             "node_id": node_id,
             "latency_s": latency,
         }
+
+
+def position_columns(ex: Example, pos: PositionLabels, settings: PositionSettings) -> dict:
+    """A label row's position columns."""
+    scored = {id(g): score(g.text, ex) for row in pos.answers for g in row}
+    own = score(pos.greedy.text, ex)
+    return {
+        "greedy_token_ids": pos.greedy.token_ids,
+        "greedy_answer": own.answer,
+        "greedy_correct": own.correct,
+        "student_entropy_trace": pos.entropy,
+        "student_margin_trace": pos.margin,
+        "position_alpha_grid": list(settings.alpha_grid),
+        "position_steps": pos.steps,
+        "position_tokens": pos.tokens,
+        "position_answers": [[scored[id(g)].answer for g in row] for row in pos.answers],
+        "position_correct": [[scored[id(g)].correct for g in row] for row in pos.answers],
+    }
 
 
 # the columns of one N that the label rows repeat per N of the grid (as KEY_per_n)
@@ -132,7 +159,22 @@ def summarize_labels(table: pa.Table) -> dict:
         "continuations_per_example": float(df["distinct_continuations"].mean()) if with_grid else float(df["distinct_leaves"].mean()),
         "student_tokens_processed": int(df["student_tokens_processed"].sum()),
         "teacher_tokens_processed": int(df["teacher_tokens_processed"].sum()),
+        "positions": position_summary(table),
     }
+
+
+def position_summary(table: pa.Table) -> dict | None:
+    """The student's greedy accuracy, and per position α the share of examples one teacher
+    token at some labelled step answers right (each with its 95 % interval)."""
+    if "position_steps" not in table.column_names or table.column("position_steps").null_count == table.num_rows:
+        return None
+    df = table.select(["greedy_correct", "position_alpha_grid", "position_correct"]).to_pandas().dropna()
+    grid = [float(a) for a in df["position_alpha_grid"].iloc[0]]
+    n = len(df)
+    greedy = int(df["greedy_correct"].sum())
+    per_alpha = [int(sum(any(step[i] for step in steps) for steps in df["position_correct"])) for i in range(len(grid))]
+    return {"n": n, "greedy_accuracy": greedy / n, "greedy_interval": _bounds(greedy / n, n),
+            "one_token_oracle": [{"alpha": a, "accuracy": k / n, **_bounds(k / n, n)} for a, k in zip(grid, per_alpha)]}
 
 
 def _bounds(share: float, n: int) -> dict:
@@ -151,6 +193,10 @@ def format_label_summary(summary: dict) -> str:
         oracle = summary["oracle_accuracy_interval"]
         lines.append(f"oracle (any α correct): {summary['oracle_accuracy']:.3f} [{oracle['lo']:.3f}, {oracle['hi']:.3f}]   "
                      f"examples: {summary['n']}")
+    if positions := summary.get("positions"):
+        lines.append(f"position labels: student greedy {positions['greedy_accuracy']:.3f}; one teacher token at some labelled "
+                     "step right: " + ", ".join(f"α={row['alpha']:g} {row['accuracy']:.3f} [{row['lo']:.3f}, {row['hi']:.3f}]"
+                                                for row in positions["one_token_oracle"]))
     lines.append(
         f"distinct leaves per example: {summary['leaves_per_example']:.2f}   tokens processed: "
         f"student {summary['student_tokens_processed']}, teacher {summary['teacher_tokens_processed']}"

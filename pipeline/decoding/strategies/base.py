@@ -28,6 +28,7 @@ class AlphaPolicy(Protocol):
     needs_teacher: bool  # reads the teacher's first-token distribution too
     decision: dict  # the artifact's policy: kind (learned | fixed), default_alpha, threshold, reason
     gate: dict  # its calibrated entropy gate: alpha, lo, hi
+    budget: dict | None  # its calibrated budget (from position labels): signal, threshold, k, alpha
 
     def alphas(self, features: torch.Tensor, p_first: torch.Tensor, p_teacher: torch.Tensor | None = None) -> torch.Tensor:
         """[B] mixing weights from hidden features [B, D] and the first-token probabilities

@@ -3,7 +3,10 @@ unsure (its entropy over `threshold` nats, or its top-1 − top-2 margin under i
 row has budget left, the token is the mixed p_s + α(p_t − p_s). The teacher is not stepped
 along: at a consultation it catches up on what the row wrote since it last read it. With an
 α-predictor `artifact`, the first N tokens it was trained on take its α instead (consulting
-where that α is not 0, whatever the threshold), and `alpha` the consultations after them."""
+where that α is not 0, whatever the threshold), and `alpha` the consultations after them; an
+artifact trained on position labels also sets K, the threshold, the signal and α as it
+calibrated them (what the entry says for those is then not used)."""
+import dataclasses
 from typing import Annotated, Any, Literal
 
 import torch
@@ -22,7 +25,8 @@ class Budget(Strategy):
     threshold: Annotated[Number, doc("entropy (nats) above which, or margin below which, the student is unsure")] = 1.0
     signal: Annotated[Literal["entropy", "margin"], doc("the student's uncertainty: entropy, or top-1 − top-2 margin")] = "entropy"
     alpha: Annotated[Alpha, doc("the mixing weight α of each teacher-decided token")] = 1.0
-    artifact: Annotated[Str, doc("an α-predictor artifact: its α for the first N tokens it was trained on, `alpha` after")] = ""
+    artifact: Annotated[Str, doc("an α-predictor artifact: its α for the first N tokens it was trained on, `alpha` after; "
+                                 "its calibrated k, threshold, signal and alpha, where it has them")] = ""
     policy: Any = runtime_field()  # the loaded artifact (an `AlphaPolicy`)
     runtime_fields = ("policy",)
 
@@ -38,7 +42,11 @@ class Budget(Strategy):
         return TeacherPlan(steps=None if asks else 0, every_row=True, reads_first=reads_first, budget=self.k, on_demand=True)
 
     def resolved(self, load_artifact: LoadArtifact | None) -> "Budget":
-        return with_policy(self, load_artifact)
+        loaded = with_policy(self, load_artifact)
+        calibrated = None if loaded.policy is None or loaded is self else loaded.policy.budget
+        if not calibrated:
+            return loaded
+        return dataclasses.replace(loaded, **{name: calibrated[name] for name in ("k", "threshold", "signal", "alpha")})
 
     def params(self) -> dict:
         params = super().params()
@@ -49,7 +57,8 @@ class Budget(Strategy):
     def note(self) -> str | None:
         if self.policy is None:
             return None
-        return (f"α from {self.policy.source} for the first {self.first_tokens} token(s) where it is not 0, then "
+        how = "calibrated by" if self.policy.budget else "α from"
+        return (f"{how} {self.policy.source}: its α for the first {self.first_tokens} token(s) where it is not 0, then "
                 f"α = {self.alpha:g} where the student's {self.signal} is {'over' if self.signal == 'entropy' else 'under'} "
                 f"{self.threshold:g}, {self.k} teacher tokens at most")
 
