@@ -81,6 +81,8 @@ class RunConfig:
                 data.pop("inferred")  # how split and name were found, not what they are
                 if data["fields"] is None:  # a dataset read as its benchmark says keeps its config hash
                     data.pop("fields")
+        if out["labels"]["positions"] is None:  # labels without positions keep theirs
+            out["labels"].pop("positions")
         if not out["datasets"]:  # a run over one dataset keeps the config hash it always had (it resumes)
             out.pop("datasets")
         if self.prompt_style == PromptStyle():  # so does a run with raw prompts

@@ -4,12 +4,12 @@ row has budget left, the token is the mixed p_s + α(p_t − p_s). The teacher i
 along: at a consultation it catches up on what the row wrote since it last read it. With an
 α-predictor `artifact`, the first N tokens it was trained on take its α instead (consulting
 where that α is not 0, whatever the threshold), and `alpha` the consultations after them; an
-artifact trained on position labels also sets K, the threshold, the signal and α as it
-calibrated them (what the entry says for those is then not used)."""
-import dataclasses
+artifact trained on position labels also gives the K, threshold, signal and α it calibrated
+to those the entry leaves out."""
 from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import model_validator
 
 from pipeline.config.schema import Alpha, Number, PosInt, Str, doc
 from pipeline.decoding.distributions import entropy
@@ -19,16 +19,32 @@ from pipeline.decoding.teacher_next import TeacherNext, mixed_argmax
 from pipeline.engine.interface import FeatureRequest
 
 
+DEFAULTS = {"k": 2, "threshold": 1.0, "signal": "entropy", "alpha": 1.0}
+
+
 @strategy("budget")
 class Budget(Strategy):
-    k: Annotated[PosInt, doc("K: teacher-decided tokens per answer at most")] = 2
-    threshold: Annotated[Number, doc("entropy (nats) above which, or margin below which, the student is unsure")] = 1.0
-    signal: Annotated[Literal["entropy", "margin"], doc("the student's uncertainty: entropy, or top-1 − top-2 margin")] = "entropy"
-    alpha: Annotated[Alpha, doc("the mixing weight α of each teacher-decided token")] = 1.0
+    k: Annotated[PosInt | None, doc("K: teacher-decided tokens per answer at most (default 2, or the artifact's)")] = None
+    threshold: Annotated[Number | None, doc("entropy (nats) above which, or margin below which, the student is unsure "
+                                            "(default 1.0, or the artifact's)")] = None
+    signal: Annotated[Literal["entropy", "margin"] | None,
+                      doc("the student's uncertainty: entropy, or top-1 − top-2 margin (default entropy, or the artifact's)")] = None
+    alpha: Annotated[Alpha | None, doc("the mixing weight α of each teacher-decided token (default 1.0, or the artifact's)")] = None
     artifact: Annotated[Str, doc("an α-predictor artifact: its α for the first N tokens it was trained on, `alpha` after; "
-                                 "its calibrated k, threshold, signal and alpha, where it has them")] = ""
+                                 "the k, threshold, signal and alpha it calibrated fill those the entry leaves out")] = ""
     policy: Any = runtime_field()  # the loaded artifact (an `AlphaPolicy`)
     runtime_fields = ("policy",)
+
+    @model_validator(mode="after")
+    def _defaults(self):
+        if not self.artifact:  # with one, `resolved` fills them from its calibration first
+            self._fill({})
+        return self
+
+    def _fill(self, calibrated: dict) -> None:
+        for name, default in DEFAULTS.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, calibrated.get(name, default))
 
     @property
     def first_tokens(self) -> int:
@@ -43,10 +59,9 @@ class Budget(Strategy):
 
     def resolved(self, load_artifact: LoadArtifact | None) -> "Budget":
         loaded = with_policy(self, load_artifact)
-        calibrated = None if loaded.policy is None or loaded is self else loaded.policy.budget
-        if not calibrated:
-            return loaded
-        return dataclasses.replace(loaded, **{name: calibrated[name] for name in ("k", "threshold", "signal", "alpha")})
+        if loaded is not self:
+            loaded._fill(loaded.policy.budget or {})
+        return loaded
 
     def params(self) -> dict:
         params = super().params()
