@@ -273,6 +273,35 @@ def test_comparison_and_predictors_equal_pandas(runs):
         assert ev.loc[strategy, "accuracy"] == pytest.approx(rows["correct"].mean())
         assert ev.loc[strategy, "teacher_tokens_per_example"] == pytest.approx(rows["teacher_tokens"].mean())
     assert set(points.loc[points["source"] == "held-out", "run"]) == {"alpha-v1", "alpha-mlp"}
+    # the front: the points nothing beats on both accuracy and teacher tokens
+    front = points[points["pareto"]]
+    assert len(front) and front.sort_values("teacher_tokens_per_example")["accuracy"].is_monotonic_increasing
+    assert front["accuracy"].max() == points["accuracy"].max() and points.loc[points["teacher_tokens_per_example"] == 0, "pareto"].any()
+
+
+def test_labels_over_an_n_grid_give_first_n_fixed_alpha_at_each_n():
+    """At each N: the grid's best α ≠ 0 (the lowest of equals), at N teacher tokens."""
+    from pipeline.report.runs import Run
+    from pipeline.report.tables import tradeoff
+
+    labels = pd.DataFrame({"example_id": ["a", "b", "c"], "group": None, "n_tokens": 1, "student_entropy": 0.5,
+                           "alpha_grid": [[1.0, 0.0, 2.0]] * 3, "correct": [[True, False, False]] * 3, "n_grid": [[1, 9]] * 3,
+                           # per N, per α: at N = 1 α = 1 is right twice; at N = 9, α = 2 three times
+                           "correct_per_n": [[[True, False, False], [False, True, True]], [[True, False, True], [False, False, True]],
+                                             [[False, True, False], [True, False, True]]]})
+    points = tradeoff([Run("lab", "lab", labels=labels)])
+    first_n = points[points["strategy"].str.startswith("first-N")].set_index("teacher_tokens_per_example")
+    assert first_n.loc[1.0, "strategy"] == "first-N fixed α: N=1 (best α=1)" and first_n.loc[1.0, "accuracy"] == pytest.approx(2 / 3)
+    assert first_n.loc[9.0, "strategy"] == "first-N fixed α: N=9 (best α=2)" and first_n.loc[9.0, "accuracy"] == 1.0
+
+
+def test_the_pareto_front_is_the_points_nothing_beats_on_accuracy_and_cost():
+    from pipeline.report.tables import pareto_front
+
+    accuracy = np.array([0.2, 0.5, 0.5, 0.4, 0.9, 0.45])
+    tokens = np.array([0.0, 1.0, 2.0, 0.5, np.nan, 0.5])
+    # 0.5 at 2 tokens is beaten by 0.5 at 1; 0.4 at 0.5 by 0.45 at 0.5; unknown cost: never on it
+    assert pareto_front(accuracy, tokens) == [True, True, False, False, False, True]
 
 
 def test_signal_auc_equals_the_summary(runs):

@@ -88,8 +88,10 @@ def build_sections(runs: list[Run]) -> list[Section]:
                  "best fixed α on held-out rows, else the best fixed α for every example.", NO_ARTIFACT,
                  extra=lambda: {"predictor_selection": tables.predictor_selection(runs)}),
         _section("tradeoff", "Trade-off: accuracy against teacher tokens", points,
-                 "One numbered point per strategy (evaluations) and per policy of the label runs and the "
-                 "artifacts' predicted α; points at the same place share one label.",
+                 "One numbered point per strategy (evaluations), per policy of the label runs and the artifacts' "
+                 "predicted α, and, for labels over an N grid, first-N fixed α at each N (its best α); points at the "
+                 "same place share one label. Circled and joined: the Pareto front (`pareto`), no point more "
+                 "accurate for fewer teacher tokens, taken over every point shown: give runs on the same examples.",
                  f"{NO_EVAL}; {NO_LABELS}", lambda: plots.strategy_tradeoff(points)),
         _section("strategies", "Strategies: accuracy, teacher cost, throughput", tables.strategy_table(runs),
                  "Per strategy over the run's examples; throughput is examples per busy worker-second.", NO_EVAL),

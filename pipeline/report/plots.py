@@ -138,6 +138,12 @@ def strategy_tradeoff(points: pd.DataFrame) -> bytes:
                     color=shades.pop() if len(shades) == 1 else "black",
                     arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.5, "shrinkA": 0, "shrinkB": 3},
                     bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
+    front = points[points["pareto"].astype(bool)].sort_values("teacher_tokens_per_example") if "pareto" in points else points[:0]
+    if len(front):  # circled, joined by a step: no point is more accurate for fewer teacher tokens
+        ax.step(front["teacher_tokens_per_example"], front["accuracy"], where="post", color="black", linestyle="--",
+                linewidth=0.8, alpha=0.6, zorder=1, label="Pareto front")
+        ax.scatter(front["teacher_tokens_per_example"], front["accuracy"], facecolors="none", edgecolors="black", s=90,
+                   linewidths=0.8, zorder=4)
     ax.set_xlabel("teacher tokens per example (cost, symlog)")
     ax.set_ylabel("accuracy (bars: 95 % interval)")
     ax.grid(alpha=0.3)

@@ -392,7 +392,8 @@ def _paired_differences(rows: list[dict]) -> None:
 
 def _evaluation_policies(run: Run) -> list[dict]:
     res, rows = run.results, []
-    names = {"student": "student", "teacher": "teacher", "predicted_alpha": "predicted α", "entropy_gate": "entropy gate"}
+    names = {"student": "student", "teacher": "teacher", "predicted_alpha": "predicted α", "entropy_gate": "entropy gate",
+             "budget": "budget"}
     res = res.set_index("example_id")
     for name in ("student", "teacher"):
         for label, part in res[res["strategy_name"] == name].groupby("strategy", sort=False):
@@ -403,7 +404,7 @@ def _evaluation_policies(run: Run) -> list[dict]:
         best = g.sort_values(["acc", "tok"], ascending=[False, True], kind="stable").index[0]
         part = fixed[fixed["strategy"] == best]
         rows.append(_row(run.name, "evaluation", "best fixed α", best, part["correct"], part["teacher_tokens"]))
-    for name in ("predicted_alpha", "entropy_gate"):
+    for name in ("predicted_alpha", "entropy_gate", "budget"):
         for label, part in res[res["strategy_name"] == name].groupby("strategy", sort=False):
             rows.append(_row(run.name, "evaluation", names[name], label, part["correct"], part["teacher_tokens"]))
     return rows
@@ -561,9 +562,37 @@ def tradeoff(runs: list[Run]) -> pd.DataFrame:
               "accuracy_lo": r["accuracy_lo"], "accuracy_hi": r["accuracy_hi"],
               "strategy": r["policy"] if r["policy"] != "calibrated entropy gate" else r["detail"].split(":")[0].replace("gate of", "calibrated gate of"),
               "teacher_tokens_per_example": r["teacher_tokens_per_example"]} for r in comp.to_dict("records")]
+    rows += [row for run in runs if run.labels is not None for row in _first_n_points(run)]
     out = _frame(rows, ["run", "source", "strategy", "accuracy", "accuracy_lo", "accuracy_hi", "teacher_tokens_per_example"])
     out.insert(0, "marker", range(1, len(out) + 1))
+    out["pareto"] = pareto_front(out["accuracy"].to_numpy(dtype=float), out["teacher_tokens_per_example"].to_numpy(dtype=float))
     return out
+
+
+def _first_n_points(run: Run) -> list[dict]:
+    """First-N fixed α off the labels of an N grid: at each N, the grid's best α (not 0)."""
+    long = label_outcomes(run.labels, every_n=True)
+    long = long[long["alpha"] != 0.0]
+    if long["n_tokens"].nunique() < 2:
+        return []
+    acc = _accuracy([long], ["n_tokens", "alpha"])
+    best = acc.sort_values(["accuracy", "alpha"], ascending=[False, True], kind="stable").groupby("n_tokens").head(1)
+    return [{"run": run.name, "source": "labels", "strategy": f"first-N fixed α: N={int(r.n_tokens)} (best α={r.alpha:g})",
+             "accuracy": r.accuracy, "accuracy_lo": r.accuracy_lo, "accuracy_hi": r.accuracy_hi,
+             "teacher_tokens_per_example": float(r.n_tokens)} for r in best.sort_values("n_tokens").itertuples()]
+
+
+def pareto_front(accuracy: np.ndarray, tokens: np.ndarray) -> list[bool]:
+    """Whether each point is on the accuracy-vs-cost front: no other point is as accurate for
+    fewer teacher tokens, or more accurate for as many (points of unknown cost: not)."""
+    front = []
+    for a, t in zip(accuracy, tokens):
+        if np.isnan(t):
+            front.append(False)
+            continue
+        beaten = ((accuracy >= a) & (tokens < t)) | ((accuracy > a) & (tokens <= t))
+        front.append(not bool(beaten.any()))
+    return front
 
 
 # --- teaching-assistant signals ---------------------------------------------------------------
