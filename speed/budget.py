@@ -20,7 +20,7 @@ import time
 import torch
 
 from pipeline.decoding.strategies import build_strategy
-from pipeline.decoding.strategies.budget import Budget
+from pipeline.decoding.strategies import Budget
 from pipeline.decoding.teacher_next import mixed_argmax
 from predictor.online import load_online
 from speed.in_process import encoded_examples, in_process_decoder, speed_arguments, speed_config

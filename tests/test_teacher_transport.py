@@ -10,7 +10,7 @@ import torch
 from pipeline.config import ModelSpec
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.distributions import certified_mix_argmax, mix
-from pipeline.decoding.strategies import FixedAlpha, Switch
+from pipeline.decoding.strategies import Budget, FixedAlpha, Switch
 from pipeline.decoding.teacher_next import TeacherNext, mixed_argmax
 from pipeline.engine.hf import HFEngine
 from pipeline.engine.remote import RemoteEngine
@@ -64,6 +64,30 @@ def test_compact_rows_with_fallback_equal_full_rows_on_a_real_model(tiny_pair):
     assert compact.fetched_rows > 0  # k = 8 of a random model's flat rows: some rows needed their full row
 
 
+def test_rows_of_a_session_fetch_their_own_full_rows(tiny_pair):
+    """A consultation's rows are some rows of the teacher's session (a subset, or the rows a
+    catch-up fed): where the top-1 cannot certify the mixed token, the full row fetched is
+    that session row's."""
+    s, t = ModelSpec(str(tiny_pair[0]), "float32"), ModelSpec(str(tiny_pair[1]), "float32")
+    vocab = shared_vocab_size(model_facts(s), model_facts(t))
+    student, teacher = HFEngine(load_model(s), vocab), HFEngine(load_model(t), vocab)
+    prompts = [([], student.tokenizer.encode(f"Q: {i} times {i}?\nA:", add_special_tokens=False)) for i in range(8)]
+    p_s = student.prefill("s", prompts).probs
+    full = teacher.prefill("t", prompts)
+    rows = [6, 1, 3]
+    subset = TeacherNext(teacher, "t", full.compact(1)).subset(rows)
+    for alpha in (0.5, 2.0):
+        a = torch.full((len(rows),), alpha)
+        assert torch.equal(mixed_argmax(p_s[rows], subset, a), mix(p_s[rows], full.probs[rows], a).argmax(dim=-1))
+    assert subset.fetched_rows > 0
+    fed = [[7], [], [], [9, 4], [], [], [], []]  # rows 0 and 3 caught up
+    caught = teacher.extend("t", fed)
+    after = TeacherNext(teacher, "t", caught.compact(1), rows=[0, 3])
+    a = torch.full((2,), 2.0)
+    assert torch.equal(mixed_argmax(p_s[[0, 3]], after, a), mix(p_s[[0, 3]], caught.probs, a).argmax(dim=-1))
+    assert after.fetched_rows > 0
+
+
 @pytest.fixture(scope="module")
 def big_vocab(tmp_path_factory):
     return save_big_vocab_pair(tmp_path_factory.mktemp("bigvocab"))
@@ -85,7 +109,8 @@ def test_a_remote_teacher_sends_under_one_percent_of_a_full_row_and_the_same_tok
             remote = RemoteEngine(actor, True)
             decoder = Decoder(HFEngine(lm, vocab), remote, lm.tokenizer, stop, teacher_top_k=k)
             tokens[k] = [[g.token_ids for g in decoder.generate(strategy, prompts)]
-                         for strategy in (FixedAlpha(0.5, 4), FixedAlpha(2.0, 4), FixedAlpha(-1.0, 4))]
+                         for strategy in (FixedAlpha(0.5, 4), FixedAlpha(2.0, 4), FixedAlpha(-1.0, 4),
+                                          Budget(k=3, threshold=-1.0, alpha=2.0))]  # consulted at 0, 1, 2: two catch-ups
             sent[k] = remote.bytes_received / remote.calls / len(prompts)  # per row per call
         assert tokens[32] == tokens[None]
         full_row = 4 * vocab

@@ -11,6 +11,7 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", "building"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
+from pipeline.decoding.strategies.budget import Budget  # noqa: E402
 from pipeline.decoding.strategies.cot_decoding import CotDecoding  # noqa: E402
 from pipeline.decoding.strategies.entropy_gate import EntropyGate  # noqa: E402
 from pipeline.decoding.strategies.fixed_alpha import FixedAlpha  # noqa: E402
@@ -20,7 +21,7 @@ from pipeline.decoding.strategies.switch import Switch  # noqa: E402
 from pipeline.decoding.strategies.teacher import Teacher  # noqa: E402
 
 __all__ = [
-    "STRATEGIES", "AlphaPolicy", "CotDecoding", "EntropyGate", "FixedAlpha", "LoadArtifact", "PredictedAlpha", "Strategy",
+    "STRATEGIES", "AlphaPolicy", "Budget", "CotDecoding", "EntropyGate", "FixedAlpha", "LoadArtifact", "PredictedAlpha", "Strategy",
     "Student", "Switch", "Teacher", "TeacherPlan", "build_strategy", "check_strategies", "parsed_strategy", "strategy",
     "strategy_class",
 ]
