@@ -49,17 +49,21 @@ def test_ties_are_broken_like_argmax_over_the_full_row():
         assert not certain or int(token) == int(mix(p_s, p_t, a).argmax(dim=-1))
 
 
-def test_compact_rows_with_fallback_equal_full_rows_on_a_real_model(tiny_pair):
+def prefilled(tiny_pair, n: int):
+    """Both tiny models in process, prefilled on n prompts: (student p, teacher NextToken, teacher engine)."""
     s, t = ModelSpec(str(tiny_pair[0]), "float32"), ModelSpec(str(tiny_pair[1]), "float32")
     vocab = shared_vocab_size(model_facts(s), model_facts(t))
     student, teacher = HFEngine(load_model(s), vocab), HFEngine(load_model(t), vocab)
-    prompts = [([], student.tokenizer.encode(f"Q: {i} plus {i}?\nA:", add_special_tokens=False)) for i in range(16)]
-    p_s = student.prefill("s", prompts).probs
-    full = teacher.prefill("t", prompts)
+    prompts = [([], student.tokenizer.encode(f"Q: {i} plus {i}?\nA:", add_special_tokens=False)) for i in range(n)]
+    return student.prefill("s", prompts).probs, teacher.prefill("t", prompts), teacher
+
+
+def test_compact_rows_with_fallback_equal_full_rows_on_a_real_model(tiny_pair):
+    p_s, full, teacher = prefilled(tiny_pair, 16)
     for k in (1, 2, 8):
         compact = TeacherNext(teacher, "t", full.compact(k))
         for alpha in ALPHAS:
-            a = torch.full((len(prompts),), alpha)
+            a = torch.full((len(p_s),), alpha)
             assert torch.equal(mixed_argmax(p_s, compact, a), mix(p_s, full.probs, a).argmax(dim=-1))
     assert compact.fetched_rows > 0  # k = 8 of a random model's flat rows: some rows needed their full row
 
@@ -68,12 +72,7 @@ def test_rows_of_a_session_fetch_their_own_full_rows(tiny_pair):
     """A consultation's rows are some rows of the teacher's session (a subset, or the rows a
     catch-up fed): where the top-1 cannot certify the mixed token, the full row fetched is
     that session row's."""
-    s, t = ModelSpec(str(tiny_pair[0]), "float32"), ModelSpec(str(tiny_pair[1]), "float32")
-    vocab = shared_vocab_size(model_facts(s), model_facts(t))
-    student, teacher = HFEngine(load_model(s), vocab), HFEngine(load_model(t), vocab)
-    prompts = [([], student.tokenizer.encode(f"Q: {i} times {i}?\nA:", add_special_tokens=False)) for i in range(8)]
-    p_s = student.prefill("s", prompts).probs
-    full = teacher.prefill("t", prompts)
+    p_s, full, teacher = prefilled(tiny_pair, 8)
     rows = [6, 1, 3]
     subset = TeacherNext(teacher, "t", full.compact(1)).subset(rows)
     for alpha in (0.5, 2.0):
