@@ -9,7 +9,7 @@ from pipeline.config import ModelSpec, load_config
 from pipeline.data.prompts import encode_prompt, load_template
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.shared_batch import decode_strategies
-from pipeline.decoding.strategies import CotDecoding, EntropyGate, FixedAlpha, Student, Switch, Teacher
+from pipeline.decoding.strategies import Budget, CotDecoding, EntropyGate, FixedAlpha, Student, Switch, Teacher
 from pipeline.engine.backends import build_engine
 from pipeline.engine.hf import HFEngine
 from pipeline.engine.stop import StopRule
@@ -21,7 +21,8 @@ from plain_backend import PlainGenerator
 
 QUESTIONS = [f"Tom has {i} apples and buys {2 * i + 1} more. How many?" for i in range(6)]
 COMPARED = ("token_ids", "finish_reason", "text", "alpha", "teacher_tokens", "teacher_positions", "teacher_changed_tokens",
-            "teacher_tokens_processed", "student_first_entropy", "cot_k", "cot_branch", "cot_confidence")
+            "teacher_tokens_processed", "teacher_calls", "consultations", "student_first_entropy", "cot_k", "cot_branch",
+            "cot_confidence")
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,8 @@ def strategies(decoder, prompts):
     h = -(first.probs * first.probs.clamp_min(1e-30).log()).sum(-1)
     return [Student(), Teacher(), FixedAlpha(1.0, 2), FixedAlpha(0.0, 2), FixedAlpha(-0.5, 3),
             EntropyGate(alpha=1.5, n_tokens=2, lo=float(h.median()), hi=float(h.max())), Switch(0.3, 0.1),
-            CotDecoding(k=2, alpha=1.0, answer_span=lambda text: (0, len(text)) if text else None)]
+            CotDecoding(k=2, alpha=1.0, answer_span=lambda text: (0, len(text)) if text else None),
+            Budget(k=2, threshold=3.5, alpha=2.0)]  # nats: unsure at some later steps too
 
 
 def test_every_strategy_gives_the_same_rows_through_a_plain_generator(pair):
