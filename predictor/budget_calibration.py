@@ -1,17 +1,18 @@
 """The `budget` strategy calibrated on position labels: the signal, threshold, K and α after the
 first tokens that maximise accuracy (net of teacher tokens at `teacher_token_cost`).
 
-A budget is replayed on each labelled example without decoding. Its first N tokens take the
-artifact's α (its held-out prediction for the example, or the fixed policy's α): where that
-writes other tokens than the student's own, the α-label says whether the answer is right and
-the replay ends. Otherwise the answer so far is the student's greedy one, and the replay walks
-its steps: at each step whose recorded uncertainty passes the threshold, while budget is left,
-one teacher token is spent; where the position label's mixed token differs from the greedy
-token, its label gives the answer. A consultation at a step without a label (beyond the M most
-uncertain) is counted as spent and leaves the token unchanged: `unlabelled_share` says how
-often that happened, so how far the estimate leans on it. Once the path has left the greedy
-answer, later consultations are not known: the replay takes the label's answer (exact for
-K = 1, and wherever one changed token settles the answer, as in the demo world).
+A budget is replayed on each labelled example without decoding, as the strategy decodes it.
+Its first N tokens take the artifact's α (its held-out prediction for the example, or the
+fixed policy's α), N teacher tokens where that α is not 0 (so K ≥ N), and where they are not
+the student's own tokens the α-label says whether the answer is right and the replay ends.
+Otherwise the answer so far is the student's greedy one, and the replay walks its later steps:
+at each step whose recorded uncertainty passes the threshold, while budget is left, one
+teacher token is spent; where the position label's mixed token differs from the greedy token,
+its label gives the answer. A step without a label (beyond the M most uncertain) is assumed to
+keep the student's token when consulted: `unlabelled_share` says how often that happened, so
+how far the estimate leans on the assumption. Once the path has left the greedy answer, later
+consultations are not known: the replay takes the label's answer (exact for K = 1, and
+wherever one changed token settles the answer, as in the demo world).
 """
 from __future__ import annotations
 
@@ -56,11 +57,12 @@ def has_positions(table: pa.Table) -> bool:
     return "position_steps" in table.column_names and table.column("position_steps").null_count < table.num_rows
 
 
-def replay(ex: _Example, budget: Budget, n_tokens: int, position_alpha: int) -> tuple[bool, int, int]:
-    """(right, teacher tokens spent, consultations at unlabelled steps) of one example."""
-    spent, start = 0, 0
-    if ex.first is not None:
-        spent, start = min(n_tokens, budget.k), n_tokens
+def replay(ex: _Example, budget: Budget, start: int, position_alpha: int) -> tuple[bool, int, int]:
+    """(right, teacher tokens spent, consultations at unlabelled steps) of one example; the
+    threshold decides from step `start` on (the artifact's N, or 0 without one)."""
+    spent = 0
+    if ex.first is not None:  # the artifact's α ≠ 0: each of its first tokens is a teacher token
+        spent = start
         if ex.diverges[ex.first]:
             return ex.grid_correct[ex.first], spent, 0
     unlabelled = 0
@@ -115,10 +117,10 @@ def calibrate_budget(table: pa.Table, first_alpha: list[float] | None, n_tokens:
     best = None
     for signal in ("entropy", "margin"):
         for threshold in _thresholds(examples, signal, start):
-            for k in KS:
+            for k in [k for k in KS if k >= start]:  # K < N would cut the artifact's first tokens short
                 for ai, alpha in enumerate(alphas):
                     budget = Budget(signal, threshold, k, alpha)
-                    outcomes = [replay(ex, budget, n_tokens, ai) for ex in examples]
+                    outcomes = [replay(ex, budget, start, ai) for ex in examples]
                     right = [o[0] for o in outcomes]
                     tokens = float(np.mean([o[1] for o in outcomes]))
                     score = (float(np.mean(right)) - cost * tokens, -tokens)

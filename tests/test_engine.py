@@ -152,3 +152,24 @@ def test_a_catch_up_leaves_the_cache_as_a_fresh_prefill_of_the_same_text(models,
     torch.testing.assert_close(step.probs, fresh.step("f", torch.tensor([3, 3])).probs, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="one token list per row"):
         engine.extend("s", [[1]])
+
+
+def test_rows_caught_up_at_different_times_keep_a_dense_cache(models):
+    """One row fed a long catch-up pads every other row by as much: the cache is compacted
+    back (each row's entries, in order), and every row still sees exactly its text."""
+    _, teacher, vocab = models
+    engine, batch = HFEngine(teacher, vocab, reuse_preamble=False), prompts(teacher)
+    engine.prefill("s", batch)
+    texts = [pre + suffix for pre, suffix in batch]
+    for row, n in ((0, 30), (1, 25), (2, 40)):  # each alone: without compaction, 95 columns of padding
+        feed = [[] for _ in batch]
+        feed[row] = [3 + (i % 11) for i in range(n)]
+        texts[row] += feed[row]
+        engine.extend("s", feed)
+    state = engine.sessions.get("s")
+    assert state.attention_mask.shape[1] < max(map(len, texts)) + 40  # compacted, not 95 columns wider
+    fresh = HFEngine(teacher, vocab, reuse_preamble=False)
+    want = fresh.prefill("f", [([], t) for t in texts]).probs
+    torch.testing.assert_close(engine.full_probs("s", [0, 1, 2]), want, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(engine.step("s", torch.tensor([5, 6, 7])).probs, fresh.step("f", torch.tensor([5, 6, 7])).probs,
+                               atol=1e-5, rtol=1e-4)

@@ -75,14 +75,30 @@ def _example(**fields) -> _Example:
 def test_a_replayed_budget_spends_at_unsure_steps_and_takes_the_first_changed_tokens_label():
     ex = _example()
     unsure = Budget("entropy", 0.5, 2, 2.0)
-    assert replay(ex, unsure, 1, 0) == (False, 2, 0)  # α 0.5 keeps both greedy tokens: the greedy answer
-    assert replay(ex, unsure, 1, 1) == (True, 1, 0)  # α 2 changes step 1's token: its label
-    assert replay(ex, Budget("margin", 0.5, 1, 2.0), 1, 0) == (False, 1, 0)  # K = 1: step 3 is never reached
-    assert replay(ex, Budget("entropy", 0.0, 4, 2.0), 1, 0) == (False, 4, 2)  # steps 0 and 2 unlabelled
+    assert replay(ex, unsure, 0, 0) == (False, 2, 0)  # α 0.5 keeps both greedy tokens: the greedy answer
+    assert replay(ex, unsure, 0, 1) == (True, 1, 0)  # α 2 changes step 1's token: its label
+    assert replay(ex, Budget("margin", 0.5, 1, 2.0), 0, 0) == (False, 1, 0)  # K = 1: step 3 is never reached
+    assert replay(ex, Budget("entropy", 0.0, 4, 2.0), 0, 0) == (False, 4, 2)  # steps 0 and 2 unlabelled
     # an artifact α whose first token differs from the student's: its α-label, N tokens spent
     assert replay(_example(first=1), unsure, 1, 1) == (True, 1, 0)
     # one that keeps it: the walk goes on after the first N tokens
     assert replay(_example(first=1, diverges=[False, False]), unsure, 1, 1) == (True, 2, 0)
+    # the artifact's α is 0: its first N tokens are the student's, unspent, and the walk starts after them
+    assert replay(ex, Budget("entropy", 0.0, 4, 2.0), 1, 0) == (False, 3, 1)
+
+
+def test_a_replay_with_an_artifact_agrees_with_the_strategys_consultations():
+    """The first tokens are the artifact's to decide, whatever the threshold: what `Budget.consults` does."""
+    from pipeline.decoding.strategies import Budget as Strategy
+
+    class Artifact:  # what `consults` reads of a loaded artifact
+        n_tokens, budget = 1, None
+
+    strategy = dataclasses.replace(Strategy(k=2, threshold=0.0, signal="entropy", alpha=2.0, artifact="a"), policy=Artifact())
+    p = torch.full((2, 4), 0.25)  # maximally unsure
+    assert strategy.consults(0, p, torch.tensor([0.0, 1.0]), torch.tensor([0, 0])).tolist() == [False, True]
+    assert strategy.consults(1, p, torch.tensor([0.0, 1.0]), torch.tensor([0, 1])).tolist() == [True, True]
+    assert replay(_example(first=None), Budget("entropy", 0.0, 2, 2.0), 1, 0)[1] == 2  # steps 1 and 2, not 0
 
 
 def test_a_budget_trained_on_position_labels_decodes_as_calibrated(demo, tmp_path):

@@ -69,7 +69,7 @@ class TeacherNext:
     def subset(self, keep: list[int]) -> "TeacherNext":
         """The same distribution for a subset of rows, the engine's session left as it is."""
         kept = self.select(keep)
-        kept.session, kept.rows = self.session, [i if self.rows is None else self.rows[i] for i in keep]
+        kept.rows = [i if self.rows is None else self.rows[i] for i in keep]
         return kept
 
 

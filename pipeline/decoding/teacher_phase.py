@@ -83,23 +83,23 @@ class TeacherPhase:
     def apply(self, t: int, p: torch.Tensor, active: list[int], tokens: torch.Tensor) -> None:
         if self.next is None:
             return
-        at = {r: i for i, r in enumerate(active)}
-        rows = [r for r in self.rows if r in at]
-        spent = None if self.budget is None else torch.tensor([self.gens[r].teacher_tokens for r in rows], device=p.device)
-        teacher = self.next
+        at = {r: i for i, r in enumerate(active)}  # `send` keeps the phase's rows among the active ones
+        rows, teacher = self.rows, self.next
         if self.on_demand:
-            asked = self.strategy.consults(t, p[[at[r] for r in rows]], self.alphas[rows].to(p.device), spent).tolist()
-            if spent is not None:
-                spent = spent[torch.tensor(asked, device=p.device)]
-            rows = [r for r, ask in zip(rows, asked) if ask]
+            asked = self.strategy.consults(t, p[[at[r] for r in rows]], self.alphas[rows].to(p.device), self._spent(rows, p))
+            rows = [r for r, ask in zip(rows, asked.tolist()) if ask]
             if not rows:
                 return
             teacher = self._caught_up(t, rows)
         pos = torch.tensor([at[r] for r in rows], device=p.device)
         alphas = self.strategy.alphas_at(t, self.alphas[rows].to(p.device))
-        picked, from_teacher = self.strategy.pick(t, p[pos], teacher, alphas, spent)
+        picked, from_teacher = self.strategy.pick(t, p[pos], teacher, alphas, self._spent(rows, p))
         self._record(t, rows, p[pos], alphas, picked, from_teacher, tokens[pos])
         tokens[pos] = picked
+
+    def _spent(self, rows: list[int], p: torch.Tensor) -> torch.Tensor | None:
+        """Teacher tokens each row has taken so far, where the plan has a budget."""
+        return None if self.budget is None else torch.tensor([self.gens[r].teacher_tokens for r in rows], device=p.device)
 
     def _caught_up(self, t: int, rows: list[int]) -> TeacherNext:
         """The teacher's distribution for `rows` at step t: its prefill's, at the first step,
@@ -108,8 +108,8 @@ class TeacherPhase:
         if t == 0:
             return self.next.subset([self.slot[r] for r in rows])
         drop = len(self.rows) < len(self.slot)
-        feed = [[] for _ in self.rows] if drop else [[] for _ in self.slot]
-        index = {r: i for i, r in enumerate(self.rows)} if drop else self.slot
+        index = {r: i for i, r in enumerate(self.rows)}
+        feed = [[] for _ in self.rows]
         for r in rows:
             gen = self.gens[r]
             feed[index[r]] = gen.token_ids[self.fed[r]:]

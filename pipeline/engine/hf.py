@@ -58,6 +58,20 @@ def stack_states(states: Sequence[_Session]) -> tuple[object, torch.Tensor, torc
     return cache, mask, torch.cat([s.next_position for s in states])
 
 
+def compact(state: _Session) -> None:
+    """Drop the padding between each row's cached tokens: its real entries, in order, moved to
+    the right end of a cache as wide as the longest row. Exact: positions are baked into the
+    keys, and the mask moves with them."""
+    real = state.attention_mask.bool()
+    width = int(real.sum(dim=1).max())
+    # per row, pads first then real entries, each in order: the last `width` are every real entry
+    keep = torch.argsort(real.to(torch.int8), dim=1, stable=True)[:, real.shape[1] - width:]
+    for layer in state.cache.layers:
+        index = keep[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[-1])
+        layer.keys, layer.values = layer.keys.gather(2, index), layer.values.gather(2, index)
+    state.attention_mask = state.attention_mask.gather(1, keep)
+
+
 def slice_cache(cache, rows: slice):
     """The rows of a stacked cache, as views (the next step's concatenation copies them)."""
     part = copy.copy(cache)
@@ -174,6 +188,9 @@ class HFEngine:
         for some) in one forward: [cache][padding][tokens], the padding masked and positions
         going on from each row's own, so a fed row sees exactly its text so far."""
         state = self.sessions.get(session)
+        if not stackable(state):
+            raise ValueError("extend: this model's KV cache (sliding-window or quantized) cannot hold padding between "
+                             "tokens: a catch-up needs a plain per-layer cache")
         if rows is not None:
             self._select(state, rows)
         fed = [i for i, row in enumerate(tokens) if row]
@@ -189,6 +206,8 @@ class HFEngine:
         logits = self._last_logits(out.logits)
         state.last_logits = torch.where(new[:, -1:].bool(), logits, state.last_logits)
         self.tokens_processed += int(new.sum())
+        if 2 * int(state.attention_mask.sum()) < state.attention_mask.numel():
+            compact(state)  # rows fed at different times: most of the cache would be padding
         return NextToken(logits[fed])
 
     def _kept_stack(self, names: tuple[str, ...], states: list[_Session]):

@@ -41,7 +41,9 @@ RESULT_SCHEMA = pa.schema(
         pa.field("teacher_tokens_processed", pa.int64()),
         pa.field("teacher_tokens", pa.int64()),
         pa.field("teacher_changed_tokens", pa.int64()),
-        pa.field("teacher_calls", pa.int64()),  # teacher calls for this row: what a per-request teacher is asked
+        # teacher calls that computed for this row: its prefill (every row of a strategy that
+        # prefills them all, e.g. a budget), each step or catch-up it answered; the teacher alone: 1
+        pa.field("teacher_calls", pa.int64()),
         # each teacher-decided token of the student's loop: step, the student's uncertainty there
         # (as the strategy measures it), the α it was mixed with, and whether it changed the token
         pa.field("consultations", pa.list_(pa.struct([("step", pa.int64()), ("uncertainty", pa.float64()),

@@ -53,9 +53,10 @@ class Budget(Strategy):
 
     @property
     def plan(self) -> TeacherPlan:
-        asks = self.alpha != 0 or bool(self.artifact)
+        # α = 0 after the artifact's first tokens: nothing to ask once they are written
+        steps = self.first_tokens if self.alpha == 0 else None
         reads_first = self.policy is not None and self.policy.needs_teacher
-        return TeacherPlan(steps=None if asks else 0, every_row=True, reads_first=reads_first, budget=self.k, on_demand=True)
+        return TeacherPlan(steps=steps, every_row=True, reads_first=reads_first, budget=self.k, on_demand=True)
 
     def resolved(self, load_artifact: LoadArtifact | None) -> "Budget":
         loaded = with_policy(self, load_artifact)
@@ -100,10 +101,8 @@ class Budget(Strategy):
         return top[:, 0] - top[:, 1]
 
     def consults(self, t: int, p_student: torch.Tensor, alphas: torch.Tensor, spent: torch.Tensor | None) -> torch.Tensor:
-        if t < self.first_tokens:
+        if t < self.first_tokens:  # they count against K too
             wanted = alphas != 0
-        elif self.alpha == 0:
-            wanted = torch.zeros_like(alphas, dtype=torch.bool)
         elif self.signal == "entropy":
             wanted = self.uncertainty(p_student) > self.threshold
         else:
