@@ -31,13 +31,10 @@ N_EDGES = 16
 
 @dataclass(frozen=True)
 class Budget:
-    signal: str
+    signal: str  # entropy: unsure above the threshold; margin: below it
     threshold: float
     k: int
     alpha: float
-
-    def unsure(self, value: float) -> bool:
-        return value > self.threshold if self.signal == "entropy" else value < self.threshold
 
 
 @dataclass
@@ -47,7 +44,7 @@ class _Example:
     first: int | None  # grid index of the first tokens' α (None: no artifact α, or 0)
     greedy: list[int]
     greedy_correct: bool
-    trace: dict[str, list[float]]
+    trace: dict[str, np.ndarray]  # the student's entropy and margin at every step
     labelled: dict[int, int]  # step -> index into the position columns
     tokens: list[list[int]]
     correct: list[list[bool]]
@@ -66,11 +63,9 @@ def replay(ex: _Example, budget: Budget, start: int, position_alpha: int) -> tup
         if ex.diverges[ex.first]:
             return ex.grid_correct[ex.first], spent, 0
     unlabelled = 0
-    for t in range(start, len(ex.greedy)):
-        if spent >= budget.k:
-            break
-        if not budget.unsure(ex.trace[budget.signal][t]):
-            continue
+    values = ex.trace[budget.signal][start:]
+    unsure = values > budget.threshold if budget.signal == "entropy" else values < budget.threshold
+    for t in (np.flatnonzero(unsure)[: max(budget.k - spent, 0)] + start).tolist():
         spent += 1
         j = ex.labelled.get(t)
         if j is None:
@@ -89,7 +84,8 @@ def _examples(table: pa.Table, first_alpha: list[float] | None, grid: list[float
         firsts = cols["first_tokens"][i]
         out.append(_Example(cols["correct"][i], [f != firsts[zero] for f in firsts], first, cols["greedy_token_ids"][i],
                             cols["greedy_correct"][i],
-                            {"entropy": cols["student_entropy_trace"][i], "margin": cols["student_margin_trace"][i]},
+                            {"entropy": np.asarray(cols["student_entropy_trace"][i]),
+                             "margin": np.asarray(cols["student_margin_trace"][i])},
                             {s: j for j, s in enumerate(cols["position_steps"][i])}, cols["position_tokens"][i],
                             cols["position_correct"][i]))
     return out
