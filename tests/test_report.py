@@ -140,7 +140,8 @@ def test_plot_data_equals_pandas_on_the_parquet(runs):
     table = csv(runs, "strategies").set_index("strategy")
     for strategy, rows in results.groupby("strategy"):
         assert table.loc[strategy, "accuracy"] == pytest.approx(rows["correct"].mean())
-        assert table.loc[strategy, "teacher_tokens_per_example"] == pytest.approx(rows["teacher_tokens"].mean())
+        for cost in ("teacher_tokens", "teacher_tokens_processed", "teacher_calls"):
+            assert table.loc[strategy, f"{cost}_per_example"] == pytest.approx(rows[cost].mean())
         assert table.loc[strategy, "examples_per_s"] == pytest.approx(len(rows) / rows["latency_s"].sum())
     facts = csv(runs, "runs").set_index("job")
     assert facts.loc["evaluate", "status"] == "complete" and facts.loc["evaluate", "student"].endswith("demo_world/student")
@@ -337,10 +338,12 @@ def test_runs_of_older_versions_still_report(runs, tmp_path):
 
     old_eval = tmp_path / "old-eval"
     (old_eval / "results").mkdir(parents=True)
-    pq.write_table(pq.read_table(runs["eval"] / "results").drop(["group"]), old_eval / "results" / "part-0.parquet")
+    pq.write_table(pq.read_table(runs["eval"] / "results").drop(["group", "teacher_calls", "consultations"]),
+                   old_eval / "results" / "part-0.parquet")
     run = load_run(str(old_eval))
     assert run.results["group"].isna().all() and not tables.has_groups([run])
     assert len(tables.comparison([run])) and len(tables.accuracy_vs_alpha_by_group([run]))
+    assert tables.strategy_table([run])["teacher_calls_per_example"].isna().all()
 
     signals_only = tmp_path / "signals-only"  # a signals run written beside, not into, the evaluation
     signals_only.mkdir()

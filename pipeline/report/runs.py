@@ -22,11 +22,12 @@ from predictor.files import HELDOUT_FILE
 # per-example columns a report needs; hidden features and token ids stay on disk
 # (`group` is absent from runs written before datasets had a group_field: read as null)
 RESULT_COLUMNS = ["example_id", "group", "strategy", "strategy_name", "alpha", "n_tokens", "params",
-                  "correct", "teacher_tokens", "latency_s", "student_first_entropy"]
+                  "correct", "teacher_tokens", "teacher_tokens_processed", "teacher_calls", "latency_s", "student_first_entropy"]
 LABEL_COLUMNS = ["example_id", "group", "n_tokens", "alpha_grid", "correct", "student_entropy",
                  "interval_lo", "interval_hi", "interval_correct", "n_grid", "correct_per_n"]
-# absent from runs written before datasets had a group_field, or labels had an N grid: read as null
-OPTIONAL_COLUMNS = {"group", "n_grid", "correct_per_n"}
+# absent from runs written before datasets had a group_field, labels had an N grid, or results
+# counted teacher calls: read as null
+OPTIONAL_COLUMNS = {"group", "n_grid", "correct_per_n", "teacher_calls"}
 MANIFESTS = {"evaluate": "manifest.json", "label_alpha": "labels_manifest.json",
              "score_signals": "signals_manifest.json"}
 SIGNALS_SUMMARY = "signals_summary.json"

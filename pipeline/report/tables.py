@@ -204,8 +204,9 @@ def strategy_table(runs: list[Run]) -> pd.DataFrame:
     for run in runs:
         if run.results is None:
             continue
-        g = run.results.groupby("strategy", sort=False)
-        costs = {f"{name}_per_example": g[name].mean() if name in run.results else np.nan for name in COSTS}
+        res = run.results.astype({name: float for name in COSTS})  # null: a cost runs of older versions did not count
+        g = res.groupby("strategy", sort=False)
+        costs = {f"{name}_per_example": g[name].mean() for name in COSTS}
         part = pd.DataFrame({"accuracy": g["correct"].mean(), "n": g.size(), **costs,
                              "examples_per_s": g.size() / g["latency_s"].sum()}).reset_index()
         bounds = [wilson_interval(int(k), int(n)) for k, n in zip(g["correct"].sum(), g.size())]
