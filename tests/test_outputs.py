@@ -83,3 +83,24 @@ def test_parts_from_before_footers_are_kept_when_the_manifest_vouches(tmp_path):
     part = {"part-b000000.parquet"}
     assert trusted_parts(fs, root, part, part, "run", log=print, unstamped_ok=True) == part
     assert trusted_parts(fs, root, part, part, "run", log=print) == set()  # no manifest: set aside
+
+
+def test_a_run_resumed_across_the_cost_columns_summarizes_its_older_parts_as_zero(tmp_path):
+    """Parts written before `teacher_calls` (and `consultations`) existed read as nulls beside
+    newer ones, and the summary counts their calls as 0 instead of failing."""
+    from pipeline.config import StrategySpec
+    from pipeline.store.parts import PartDataset
+    from pipeline.store.schemas import RESULT_SCHEMA
+    from pipeline.tasks.evaluate import SUMMARY_COLUMNS, summarize
+
+    row = {"example_id": "e0", "strategy": "student", "correct": True, "teacher_tokens": 0, "teacher_tokens_processed": 0,
+           "teacher_calls": 0, "latency_s": 0.1}
+    new = pa.Table.from_pylist([{**row, "example_id": "e1", "teacher_calls": 2}], schema=RESULT_SCHEMA)
+    old = new.drop(["teacher_calls", "consultations"]).set_column(0, "example_id", pa.array(["e0"]))
+    pq.write_table(old, tmp_path / "part-b000000.parquet")
+    pq.write_table(new, tmp_path / "part-b000001.parquet")
+    fs, root = filesystem(str(tmp_path))
+    table = PartDataset(fs, root).read(SUMMARY_COLUMNS, RESULT_SCHEMA)
+    assert sorted(table.column("teacher_calls").to_pylist(), key=str) == [2, None]
+    [entry] = summarize(table, [StrategySpec("student")])["strategies"]
+    assert entry["n"] == 2 and entry["teacher_calls_per_example"] == 1.0

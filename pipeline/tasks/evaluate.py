@@ -265,7 +265,8 @@ class StrategyTally:
         for label, sums in self.sums.items():
             st = stats_of_sums(*sums)
             lines.append(f"  {label}: accuracy {st['accuracy']:.3f} on {st['n']} examples, {st['examples_per_s']:.1f} ex/s, "
-                         f"{st['teacher_tokens_per_example']:.2f} teacher tokens/example")
+                         f"{st['teacher_tokens_per_example']:.2f} teacher tokens/example "
+                         f"({st['teacher_tokens_processed_per_example']:.1f} read, {st['teacher_calls_per_example']:.2f} calls)")
         return "\n".join(lines)
 
 
