@@ -12,7 +12,8 @@ its label gives the answer. A step without a label (beyond the M most uncertain)
 keep the student's token when consulted: `unlabelled_share` says how often that happened, so
 how far the estimate leans on the assumption. Once the path has left the greedy answer, later
 consultations are not known: the replay takes the label's answer (exact for K = 1, and
-wherever one changed token settles the answer, as in the demo world).
+wherever one changed token settles the answer, as in the demo world) and counts no more
+teacher tokens, so its tokens per example are a lower bound where K leaves some unspent.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from pipeline.stats.intervals import accuracy
 
 POSITION_COLUMNS = ["first_tokens", "greedy_token_ids", "greedy_correct", "student_entropy_trace", "student_margin_trace",
                     "position_alpha_grid", "position_steps", "position_tokens", "position_correct"]
-KS = (1, 2, 4)
+EXTRA = (0, 1, 2, 4)  # K candidates: the first tokens the threshold does not decide, plus these
 N_EDGES = 16
 
 
@@ -41,6 +42,7 @@ class Budget:
 class _Example:
     grid_correct: list[bool]  # α-labels at N, per grid α
     diverges: list[bool]  # per grid α: its first N tokens are not the student's own
+    first_lengths: list[int]  # per grid α: its first tokens (fewer than N where the answer ended before)
     first: int | None  # grid index of the first tokens' α (None: no artifact α, or 0)
     greedy: list[int]
     greedy_correct: bool
@@ -59,7 +61,7 @@ def replay(ex: _Example, budget: Budget, start: int, position_alpha: int) -> tup
     threshold decides from step `start` on (the artifact's N, or 0 without one)."""
     spent = 0
     if ex.first is not None:  # the artifact's α ≠ 0: each of its first tokens is a teacher token
-        spent = start
+        spent = min(start, ex.first_lengths[ex.first])
         if ex.diverges[ex.first]:
             return ex.grid_correct[ex.first], spent, 0
     unlabelled = 0
@@ -82,7 +84,8 @@ def _examples(table: pa.Table, first_alpha: list[float] | None, grid: list[float
     for i in range(table.num_rows):
         first = None if first_alpha is None or first_alpha[i] == 0 else grid.index(first_alpha[i])
         firsts = cols["first_tokens"][i]
-        out.append(_Example(cols["correct"][i], [f != firsts[zero] for f in firsts], first, cols["greedy_token_ids"][i],
+        out.append(_Example(cols["correct"][i], [f != firsts[zero] for f in firsts], [len(f) for f in firsts], first,
+                            cols["greedy_token_ids"][i],
                             cols["greedy_correct"][i],
                             {"entropy": np.asarray(cols["student_entropy_trace"][i]),
                              "margin": np.asarray(cols["student_margin_trace"][i])},
@@ -113,8 +116,10 @@ def calibrate_budget(table: pa.Table, first_alpha: list[float] | None, n_tokens:
     best = None
     for signal in ("entropy", "margin"):
         for threshold in _thresholds(examples, signal, start):
-            for k in [k for k in KS if k >= start]:  # K < N would cut the artifact's first tokens short
+            for k in [start + e for e in EXTRA if start + e > 0]:  # K < N would cut the artifact's tokens short
                 for ai, alpha in enumerate(alphas):
+                    if alpha == 0:  # asks nothing after the first tokens
+                        continue
                     budget = Budget(signal, threshold, k, alpha)
                     outcomes = [replay(ex, budget, start, ai) for ex in examples]
                     right = [o[0] for o in outcomes]

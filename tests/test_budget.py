@@ -124,3 +124,19 @@ def test_with_a_predictor_the_first_token_is_predicted_alpha_and_later_doubts_st
         if not b.consultations:
             assert b.token_ids == s.token_ids
     assert late >= 10
+
+
+def test_k_counts_an_artifacts_first_tokens():
+    """K below the artifact's N would cut its first tokens short: refused; left out, K is at least N."""
+    import copy
+
+    from pipeline.errors import UserError
+    from predictor.online import load_online
+
+    artifact = "artifacts/alpha-demo-v2"  # N = 1, no calibrated budget
+    assert build_strategy("budget", {"artifact": artifact}, load_online).k == 2
+    wide = copy.copy(load_online(artifact))
+    wide.n_tokens = 3
+    assert build_strategy("budget", {"artifact": artifact}, lambda _: wide).k == 3
+    with pytest.raises(UserError, match=r"k \(2\) is below the 3 first tokens"):
+        build_strategy("budget", {"artifact": artifact, "k": 2}, lambda _: wide)

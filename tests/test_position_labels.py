@@ -67,7 +67,7 @@ def test_the_label_unit_writes_position_columns_and_their_cost(demo):
 
 
 def _example(**fields) -> _Example:
-    base = dict(grid_correct=[False, True], diverges=[False, True], first=None, greedy=[7, 8, 9, 10],
+    base = dict(grid_correct=[False, True], diverges=[False, True], first_lengths=[1, 1], first=None, greedy=[7, 8, 9, 10],
                 greedy_correct=False, trace={"entropy": np.array([0.1, 0.9, 0.2, 0.8]), "margin": np.array([0.9, 0.1, 0.8, 0.2])},
                 labelled={1: 0, 3: 1}, tokens=[[8, 5], [10, 6]], correct=[[False, True], [False, False]])
     return _Example(**{**base, **fields})

@@ -60,8 +60,8 @@ def stack_states(states: Sequence[_Session]) -> tuple[object, torch.Tensor, torc
 
 def compact(state: _Session) -> None:
     """Drop the padding between each row's cached tokens: its real entries, in order, moved to
-    the right end of a cache as wide as the longest row. Exact: positions are baked into the
-    keys, and the mask moves with them."""
+    the right end of a cache as wide as the longest row. The same attention (positions are
+    baked into the keys, and the mask moves with them), up to the order of float sums."""
     real = state.attention_mask.bool()
     width = int(real.sum(dim=1).max())
     # per row, pads first then real entries, each in order: the last `width` are every real entry
@@ -206,8 +206,8 @@ class HFEngine:
         logits = self._last_logits(out.logits)
         state.last_logits = torch.where(new[:, -1:].bool(), logits, state.last_logits)
         self.tokens_processed += int(new.sum())
-        if 2 * int(state.attention_mask.sum()) < state.attention_mask.numel():
-            compact(state)  # rows fed at different times: most of the cache would be padding
+        if 2 * int(state.attention_mask.sum(dim=1).max()) <= state.attention_mask.shape[1]:
+            compact(state)  # rows fed at different times: the cache is twice as wide as its longest row
         return NextToken(logits[fed])
 
     def _kept_stack(self, names: tuple[str, ...], states: list[_Session]):

@@ -204,9 +204,11 @@ def strategy_table(runs: list[Run]) -> pd.DataFrame:
     for run in runs:
         if run.results is None:
             continue
-        res = run.results.astype({name: float for name in COSTS})  # null: a cost runs of older versions did not count
+        res = run.results.astype({name: float for name in COSTS})
         g = res.groupby("strategy", sort=False)
-        costs = {f"{name}_per_example": g[name].mean() for name in COSTS}
+        # rows of older versions did not count a cost: 0, as the summary takes them; a run of none: null
+        costs = {f"{name}_per_example": g[name].agg(lambda x: x.fillna(0).mean() if x.notna().any() else np.nan)
+                 for name in COSTS}
         part = pd.DataFrame({"accuracy": g["correct"].mean(), "n": g.size(), **costs,
                              "examples_per_s": g.size() / g["latency_s"].sum()}).reset_index()
         bounds = [wilson_interval(int(k), int(n)) for k, n in zip(g["correct"].sum(), g.size())]

@@ -16,6 +16,7 @@ from pipeline.decoding.distributions import entropy
 from pipeline.decoding.strategies.base import LoadArtifact, Strategy, TeacherPlan, runtime_field, strategy
 from pipeline.decoding.strategies.predicted_alpha import check_policy_student, with_policy
 from pipeline.decoding.teacher_next import TeacherNext, mixed_argmax
+from pipeline.errors import UserError
 from pipeline.engine.interface import FeatureRequest
 
 
@@ -24,7 +25,8 @@ DEFAULTS = {"k": 2, "threshold": 1.0, "signal": "entropy", "alpha": 1.0}
 
 @strategy("budget")
 class Budget(Strategy):
-    k: Annotated[PosInt | None, doc("K: teacher-decided tokens per answer at most (default 2, or the artifact's)")] = None
+    k: Annotated[PosInt | None, doc("K: teacher-decided tokens per answer at most, an artifact's first tokens included "
+                                    "(default 2 and at least its N, or the artifact's)")] = None
     threshold: Annotated[Number | None, doc("entropy (nats) above which, or margin below which, the student is unsure "
                                             "(default 1.0, or the artifact's)")] = None
     signal: Annotated[Literal["entropy", "margin"] | None,
@@ -60,8 +62,13 @@ class Budget(Strategy):
 
     def resolved(self, load_artifact: LoadArtifact | None) -> "Budget":
         loaded = with_policy(self, load_artifact)
-        if loaded is not self:
-            loaded._fill(loaded.policy.budget or {})
+        if loaded is self:
+            return self
+        n = loaded.first_tokens
+        if loaded.k is not None and loaded.k < n:
+            raise UserError(f"budget: k ({loaded.k}) is below the {n} first tokens {self.artifact} decides, which count "
+                            f"against it: give k ≥ {n}")
+        loaded._fill({"k": max(DEFAULTS["k"], n), **(loaded.policy.budget or {})})
         return loaded
 
     def params(self) -> dict:
