@@ -16,8 +16,8 @@ from pipeline.decoding.distributions import entropy
 from pipeline.decoding.strategies.base import LoadArtifact, Strategy, TeacherPlan, runtime_field, strategy
 from pipeline.decoding.strategies.predicted_alpha import check_policy_student, with_policy
 from pipeline.decoding.teacher_next import TeacherNext, mixed_argmax
-from pipeline.errors import UserError
 from pipeline.engine.interface import FeatureRequest
+from pipeline.errors import UserError
 
 
 DEFAULTS = {"k": 2, "threshold": 1.0, "signal": "entropy", "alpha": 1.0}
