@@ -1,4 +1,6 @@
 """`budget`: K teacher-decided tokens spent at the steps where the student is unsure."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -15,6 +17,7 @@ from reference_decoding import reference_generate
 
 QUESTIONS = [f"Ann had {i} pens and gave {i + 2} away. How many now?" for i in range(6)]
 MAX_NEW = 10
+ARTIFACT = str(Path(__file__).resolve().parents[1] / "artifacts" / "alpha-demo-v2")  # trained before position labels
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +110,8 @@ def test_with_a_predictor_the_first_token_is_predicted_alpha_and_later_doubts_st
     config = load_config("configs/demo.yaml", ["dataset.limit=100"])
     demo = in_process_decoder(config)
     examples, batch, _ = encoded_examples(config, demo)
-    predicted = PredictedAlpha("artifacts/alpha-demo-v2").resolved(load_online)
-    budget = build_strategy("budget", {"artifact": "artifacts/alpha-demo-v2", "k": 2, "threshold": 0.3,
+    predicted = PredictedAlpha(ARTIFACT).resolved(load_online)
+    budget = build_strategy("budget", {"artifact": ARTIFACT, "k": 2, "threshold": 0.3,
                                        "signal": "margin", "alpha": 1.0}, load_online)
     assert budget.params()["first_tokens"] == 1
     alone, first, spent = demo.generate(Student(), batch), demo.generate(predicted, batch), demo.generate(budget, batch)
@@ -133,7 +136,7 @@ def test_k_counts_an_artifacts_first_tokens():
     from pipeline.errors import UserError
     from predictor.online import load_online
 
-    artifact = "artifacts/alpha-demo-v2"  # N = 1, no calibrated budget
+    artifact = ARTIFACT  # N = 1, no calibrated budget
     assert build_strategy("budget", {"artifact": artifact}, load_online).k == 2
     wide = copy.copy(load_online(artifact))
     wide.n_tokens = 3
