@@ -83,16 +83,14 @@ def labels_for_n(table: pa.Table, n: int, path: str) -> pa.Table:
         if held != [n]:
             raise UserError(f"{path} holds labels for N = {held} only, not N = {n}: relabel with labels.n_grid including {n}")
         return table
-    grids, per_n = table.column("n_grid").to_pylist(), table.column("correct_per_n").to_pylist()
+    grids = table.column("n_grid").to_pylist()
     missing = sorted({tuple(g) for g in grids if n not in g})
     if missing:
         raise UserError(f"{path} has no labels for N = {n} (its n_grid: {[list(g) for g in missing][0]})")
-    correct = pa.array([rows[grid.index(n)] for grid, rows in zip(grids, per_n)], type=pa.list_(pa.bool_()))
-    table = table.set_column(table.schema.get_field_index("correct"), "correct", correct)
-    if "first_tokens" in table.column_names and "first_tokens_per_n" in table.column_names:
-        firsts = [rows[grid.index(n)] for grid, rows in zip(grids, table.column("first_tokens_per_n").to_pylist())]
-        table = table.set_column(table.schema.get_field_index("first_tokens"), "first_tokens",
-                                 pa.array(firsts, type=table.schema.field("first_tokens").type))
+    # the single-N columns that have a per-N twin: correct, and first_tokens where read
+    for name in [c for c in ("correct", "first_tokens") if c in table.column_names and f"{c}_per_n" in table.column_names]:
+        at_n = [rows[grid.index(n)] for grid, rows in zip(grids, table.column(f"{name}_per_n").to_pylist())]
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(at_n, type=table.schema.field(name).type))
     return table.set_column(table.schema.get_field_index("n_tokens"), "n_tokens", pa.array([n] * table.num_rows, pa.int64()))
 
 

@@ -70,7 +70,7 @@ def most_uncertain(entropies: list[float], margins: list[float], settings: Posit
 
 def label_positions(decoder: Decoder, prompts: list[Prompt], settings: PositionSettings) -> list[PositionLabels]:
     """Position labels of a batch of prompts (`decoder`: the two engines and the stop rule)."""
-    student, teacher = decoder.student, decoder.teacher
+    student = decoder.student
     greedy = [Generation(tokens_processed=student.prompt_cost(p)) for p in prompts]
     trace, session = _Trace(len(prompts)), uuid.uuid4().hex
     try:
@@ -112,7 +112,9 @@ def _label_steps(decoder: Decoder, prompts: list[Prompt], labels: list[PositionL
             for token in dict.fromkeys(picked):
                 if token not in made:
                     made[token] = Generation(token_ids=lab.greedy.token_ids[:s])
-                    forks.append(i), tokens.append(token), rows.append(made[token])
+                    forks.append(i)
+                    tokens.append(token)
+                    rows.append(made[token])
             lab.tokens.append(picked)
             lab.answers.append([made[token] for token in picked])
         if forks:  # each row's first step takes its forced token (a one-hot distribution), then greedy

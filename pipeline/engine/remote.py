@@ -76,22 +76,23 @@ class RemoteEngine:
         ("bfloat16": half the bytes, with each row's exact argmax), or (both None) full float32 logits."""
         self.transports[session] = (top_k, full_dtype)
 
+    def _carried(self, session: str) -> tuple[int | None, str | None]:
+        return self.transports.get(session, (None, None))
+
     def prefill_async(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> RemoteStep:
-        return RemoteStep(self, self._send("prefill", session, list(prompts), features, *self.transports.get(session, (None, None))))
+        return RemoteStep(self, self._send("prefill", session, list(prompts), features, *self._carried(session)))
 
     def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> NextToken:
         return self.prefill_async(session, prompts, features).result()
 
     def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> RemoteStep:
-        transport = self.transports.get(session, (None, None))
-        return RemoteStep(self, self._send("step", session, tokens.cpu().numpy(), rows, *transport))
+        return RemoteStep(self, self._send("step", session, tokens.cpu().numpy(), rows, *self._carried(session)))
 
     def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> NextToken:
         return self.step_async(session, tokens, rows).result()
 
     def extend(self, session: str, tokens: Sequence[list[int]], rows: list[int] | None = None) -> NextToken:
-        transport = self.transports.get(session, (None, None))
-        return RemoteStep(self, self._send("extend", session, [list(t) for t in tokens], rows, *transport)).result()
+        return RemoteStep(self, self._send("extend", session, [list(t) for t in tokens], rows, *self._carried(session))).result()
 
     def full_probs(self, session: str, rows: list[int]) -> torch.Tensor:
         array = ray.get(self._send("full_probs", session, rows))

@@ -243,27 +243,25 @@ class StrategyTally:
     def __init__(self, units: list[EvalUnit], runaway: RunawayWatch | None = None):
         self.total, self.seen = len(units), 0
         self.runaway = runaway  # says rows that ran past a special token no stop rule ends
-        # per strategy (per benchmark and strategy, in a `datasets` run): rows, correct, teacher tokens, busy seconds
-        self.sums: dict[str, list] = {}
+        # per strategy (per benchmark and strategy, in a `datasets` run): rows, correct, teacher costs, busy seconds
+        self.sums: dict[str, dict[str, float]] = {}
         self.by_benchmark = any(u.partitioned for u in units)
         self.started = time.monotonic()
 
     def __call__(self, unit: EvalUnit, rows: list[dict]) -> str | None:
         for row in rows:
             label = f"{row['dataset']} {row['strategy']}" if self.by_benchmark else row["strategy"]
-            sums = self.sums.setdefault(label, [0, 0, dict.fromkeys(COSTS, 0), 0.0])
-            sums[0] += 1
-            sums[1] += row["correct"]
-            sums[3] += row["latency_s"]
-            for name in COSTS:
-                sums[2][name] += row[name]
+            sums = self.sums.setdefault(label, dict.fromkeys(("n", "correct", *COSTS, "latency_s"), 0))
+            sums["n"] += 1
+            for name in ("correct", *COSTS, "latency_s"):
+                sums[name] += row[name]
         self.seen += 1
         notes = self.runaway(rows) if self.runaway is not None else []
         if 4 * self.seen // self.total == 4 * (self.seen - 1) // self.total:
             return "\n".join(notes) or None
         lines = [*notes, f"{self.seen} of {self.total} units ({time.monotonic() - self.started:.0f} s into this run):"]
         for label, sums in self.sums.items():
-            st = stats_of_sums(*sums)
+            st = stats_of_sums(sums["n"], sums["correct"], sums, sums["latency_s"])
             lines.append(f"  {label}: accuracy {st['accuracy']:.3f} on {st['n']} examples, {st['examples_per_s']:.1f} ex/s, "
                          f"{st['teacher_tokens_per_example']:.2f} teacher tokens/example "
                          f"({st['teacher_tokens_processed_per_example']:.1f} read, {st['teacher_calls_per_example']:.2f} calls)")
