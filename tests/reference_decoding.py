@@ -64,3 +64,15 @@ def _teacher_phase(decoder, session, strategy, prompts, p_first, features, gens,
         phase.receive()
     phase.choose(alphas)
     return phase if phase.open else None
+
+
+def comparable(gen: Generation) -> dict:
+    """A row as tests compare it: every field exact (tokens, text, costs, which tokens the
+    teacher decided), the student's uncertainties rounded to 5 significant digits (they are
+    float sums whose order the batch's make-up may change, as with any attention kernel)."""
+    row = dict(vars(gen))
+    row["consultations"] = [(c.step, float(f"{c.uncertainty:.5g}"), c.alpha, c.changed) for c in gen.consultations]
+    for name in ("student_first_entropy", "cot_confidence"):
+        if row[name] is not None:
+            row[name] = float(f"{row[name]:.5g}")
+    return row

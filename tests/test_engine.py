@@ -154,22 +154,56 @@ def test_a_catch_up_leaves_the_cache_as_a_fresh_prefill_of_the_same_text(models,
         engine.extend("s", [[1]])
 
 
-def test_rows_caught_up_at_different_times_keep_a_dense_cache(models):
-    """One row fed a long catch-up pads every other row by as much: the cache is compacted
-    back (each row's entries, in order), and every row still sees exactly its text."""
+def test_a_catch_up_feeds_its_rows_alone_and_writes_them_in_place(models):
+    """Rows caught up at different times: each forward runs the fed row's tokens only, writes
+    them into its slot in place (the same storage, no other row's entries touched), and every
+    row still sees exactly its text."""
     _, teacher, vocab = models
     engine, batch = HFEngine(teacher, vocab, reuse_preamble=False), prompts(teacher)
     engine.prefill("s", batch)
     texts = [pre + suffix for pre, suffix in batch]
-    for row, n in ((0, 100), (1, 90), (2, 110)):  # each alone: without compaction, 300 columns, 190 of them padding
-        feed = [[] for _ in batch]
-        feed[row] = [3 + (i % 11) for i in range(n)]
-        texts[row] += feed[row]
-        engine.extend("s", feed)
-    state = engine.sessions.get("s")
-    assert state.attention_mask.shape[1] < max(map(len, texts)) + 110  # compacted, not 190 columns wider
+    keys = engine.cache.keys[0]
+    storage, slots = keys.data_ptr(), engine.sessions.get("s").slots
+    outputs, handle = recorded_forwards(teacher.model.model)
+    shapes = []
+    handle2 = teacher.model.model.register_forward_pre_hook(lambda _m, _a, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                                            with_kwargs=True)
+    try:
+        for row, n in ((0, 100), (1, 90), (2, 110)):
+            feed = [[] for _ in batch]
+            feed[row] = [3 + (i % 11) for i in range(n)]
+            others = [keys[slots[r]].clone() for r in range(len(batch)) if r != row]
+            texts[row] += feed[row]
+            engine.extend("s", feed)
+            assert engine.cache.keys[0].data_ptr() == storage  # in place: the pool was not reallocated
+            assert all(torch.equal(before, keys[slots[r]]) for before, r in zip(others, [r for r in range(len(batch)) if r != row]))
+    finally:
+        handle.remove()
+        handle2.remove()
+    assert shapes == [(1, 100), (1, 90), (1, 110)]  # the fed row alone, never padded to the batch
     fresh = HFEngine(teacher, vocab, reuse_preamble=False)
     want = fresh.prefill("f", [([], t) for t in texts]).probs
     torch.testing.assert_close(engine.full_probs("s", [0, 1, 2]), want, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(engine.step("s", torch.tensor([5, 6, 7])).probs, fresh.step("f", torch.tensor([5, 6, 7])).probs,
                                atol=1e-5, rtol=1e-4)
+
+
+def test_dropped_rows_give_their_slots_back_and_branches_copy_one_row(models):
+    """Dropping rows moves nothing; a branch copies its row into a free slot; a closed
+    session's slots serve the next one, and an empty pool gives its memory back."""
+    _, teacher, vocab = models
+    engine, batch = HFEngine(teacher, vocab, reuse_preamble=False), prompts(teacher)
+    engine.prefill("s", batch)
+    slots = list(engine.sessions.get("s").slots)
+    keys = engine.cache.keys[0]
+    kept = keys[slots[2]].clone()
+    engine.fork("s", [2, 0, 0])  # row 1 dropped, row 0 branched
+    state = engine.sessions.get("s")
+    assert state.slots[:2] == [slots[2], slots[0]] and state.slots[2] == slots[1]  # the branch reuses the freed slot
+    assert torch.equal(keys[slots[2]], kept) and engine.cache.keys[0].data_ptr() == keys.data_ptr()
+    width = len(batch[0][0]) + len(batch[0][1])
+    assert torch.equal(keys[state.slots[2], :, :width], keys[slots[0], :, :width])
+    p = engine.step("s", torch.tensor([4, 5, 5])).probs
+    torch.testing.assert_close(p[1], p[2])  # the branch is its row's twin
+    engine.close("s")
+    assert engine.cache.keys == []  # nothing live: the pool's memory is given back

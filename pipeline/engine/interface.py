@@ -26,6 +26,9 @@ from typing import Protocol, runtime_checkable
 import torch
 
 Prompt = tuple[list[int], list[int]]  # (preamble ids, question suffix ids)
+# one session's part of a feed: (session, tokens for each of its rows (empty: not fed), rows to keep
+# first, re-indexing the session as `fork` does, or None)
+Feed = tuple[str, Sequence[list[int]], "list[int] | None"]
 # picks each active row's token from its next-token probabilities [R, V]:
 # (probabilities, tokens generated so far per row, row indices) -> token ids [R]
 Sampler = Callable[[torch.Tensor, list[int], list[int]], torch.Tensor]
@@ -140,6 +143,14 @@ class StepEngine(Protocol):
         """`fork(session, rows)` when rows are given, then feed each row its own tokens (an
         empty list: none) in one call, a catch-up prefill on the kept cache; the distribution
         after each fed row's last token, fed rows only, in order."""
+
+    def extend_many(self, calls: Sequence[Feed]) -> list[NextToken]:
+        """`extend` for several sessions (each once) in one call and, where the engine can, one
+        forward: a step of several strategies' rows, or the catch-ups of all rows that consult
+        at a step. One answer per call, its fed rows in order."""
+
+    def extend_many_async(self, calls: Sequence[Feed]) -> PendingNext:
+        """`extend_many`, returning before the result is needed (its `result()` is the list)."""
 
     def full_probs(self, session: str, rows: list[int]) -> torch.Tensor:
         """Full float32 probabilities [len(rows), V] of the session's last distribution."""

@@ -15,7 +15,7 @@ import numpy as np
 import ray
 import torch
 
-from pipeline.engine.interface import Completion, FeatureRequest, NextToken, Prompt, Sampler, prompt_cost
+from pipeline.engine.interface import Completion, Feed, FeatureRequest, NextToken, PendingNext, Prompt, Sampler, prompt_cost
 from pipeline.engine.stop import StopRule
 
 
@@ -25,13 +25,26 @@ def _tensor(array: np.ndarray | None) -> torch.Tensor | None:
 
 
 class RemoteStep:
-    """A step sent to the actor: `result()` waits for it."""
+    """A call sent to the actor: `result()` waits for it (one NextToken, or with `many` one per
+    session the feed named)."""
 
-    def __init__(self, engine: "RemoteEngine", ref):
-        self.engine, self.ref = engine, ref
+    def __init__(self, engine: "RemoteEngine", ref, many: bool = False):
+        self.engine, self.ref, self.many = engine, ref, many
+
+    def result(self) -> NextToken | list[NextToken]:
+        payload = ray.get(self.ref)
+        self.engine.calls += 1  # one call, whatever it carried
+        return [self.engine._received(p) for p in payload] if self.many else self.engine._received(payload)
+
+
+class _First:
+    """The answer of a one-session feed."""
+
+    def __init__(self, pending: RemoteStep):
+        self.pending = pending
 
     def result(self) -> NextToken:
-        return self.engine._received(ray.get(self.ref))
+        return self.pending.result()[0]
 
 
 class RemoteEngine:
@@ -64,7 +77,6 @@ class RemoteEngine:
         return ray.get(self.handle.tokens_processed.remote())
 
     def _received(self, payload: dict) -> NextToken:
-        self.calls += 1
         self.bytes_received += sum(a.nbytes for name, a in payload.items() if a is not None and name != "features")
         bf16 = payload.pop("full_bf16", None)
         full = None if bf16 is None else torch.from_numpy(np.array(bf16)).view(torch.bfloat16).float()
@@ -85,14 +97,24 @@ class RemoteEngine:
     def prefill(self, session: str, prompts: Sequence[Prompt], features: FeatureRequest | None = None) -> NextToken:
         return self.prefill_async(session, prompts, features).result()
 
-    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> RemoteStep:
-        return RemoteStep(self, self._send("step", session, tokens.cpu().numpy(), rows, *self._carried(session)))
+    def extend_many_async(self, calls: Sequence[Feed]) -> RemoteStep:
+        """One actor call, whatever it feeds: the actor runs it in one forward, with other
+        callers' feeds when they wait beside it; each session's answer crosses with its transport."""
+        feeds = [(session, [list(t) for t in tokens], rows, *self._carried(session)) for session, tokens, rows in calls]
+        return RemoteStep(self, self._send("feed", feeds), many=True)
+
+    def extend_many(self, calls: Sequence[Feed]) -> list[NextToken]:
+        return self.extend_many_async(calls).result()
+
+    def step_async(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> PendingNext:
+        return _First(self.extend_many_async([(session, [[t] for t in tokens.tolist()], rows)]))
 
     def step(self, session: str, tokens: torch.Tensor, rows: list[int] | None = None) -> NextToken:
         return self.step_async(session, tokens, rows).result()
 
     def extend(self, session: str, tokens: Sequence[list[int]], rows: list[int] | None = None) -> NextToken:
-        return RemoteStep(self, self._send("extend", session, [list(t) for t in tokens], rows, *self._carried(session))).result()
+        [out] = self.extend_many([(session, tokens, rows)])
+        return out
 
     def full_probs(self, session: str, rows: list[int]) -> torch.Tensor:
         array = ray.get(self._send("full_probs", session, rows))

@@ -2,7 +2,8 @@
 
 A teacher actor keeps one session per student batch in flight. A student that dies
 mid-unit never closes its session, so sessions also expire when unused for `ttl_s`, and
-the least recently used one is evicted when more than `max_sessions` are open.
+the least recently used one is evicted when more than `max_sessions` are open. `on_drop`
+hears of every state that leaves, closed or not (an engine frees its cache slots there).
 """
 from __future__ import annotations
 
@@ -25,13 +26,16 @@ class SessionStore(Generic[S]):
     def __init__(self, max_sessions: int = 64, ttl_s: float = 900.0, clock: Callable[[], float] = time.monotonic):
         self.max_sessions, self.ttl_s, self.clock = max_sessions, ttl_s, clock
         self._items: OrderedDict[str, tuple[float, S]] = OrderedDict()
+        self.on_drop: Callable[[S], None] = lambda state: None
 
     def put(self, session: str, state: S) -> None:
         self.expire()
+        self.pop(session)
         self._items[session] = (self.clock(), state)
         self._items.move_to_end(session)
         while len(self._items) > self.max_sessions:
-            evicted, _ = self._items.popitem(last=False)
+            evicted, (_, dropped) = self._items.popitem(last=False)
+            self.on_drop(dropped)
             warnings.warn(f"engine holds more than {self.max_sessions} sessions: evicted the oldest ({evicted})", RuntimeWarning, stacklevel=2)
 
     def get(self, session: str) -> S:
@@ -43,12 +47,14 @@ class SessionStore(Generic[S]):
         return state
 
     def pop(self, session: str) -> None:
-        self._items.pop(session, None)
+        item = self._items.pop(session, None)
+        if item is not None:
+            self.on_drop(item[1])
 
     def expire(self) -> None:
         cutoff = self.clock() - self.ttl_s
         for session in [s for s, (used, _) in self._items.items() if used < cutoff]:
-            del self._items[session]
+            self.pop(session)
 
     def __contains__(self, session: str) -> bool:
         return session in self._items

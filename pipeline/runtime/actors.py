@@ -62,11 +62,10 @@ def wire(out: NextToken, top_k: int | None, full_dtype: str | None = None) -> di
                                 ("top_probs", out.top_probs), ("top_ids", out.top_ids))}
 
 
-# what a caller may ask of the engine behind a ModelActor, besides `step` (batched apart)
+# what a caller may ask of the engine behind a ModelActor, besides `feed` (batched apart)
 ENGINE_CALLS = {
     "prefill": lambda engine, session, prompts, features, top_k, full_dtype: wire(engine.prefill(session, prompts, features),
                                                                                 top_k, full_dtype),
-    "extend": lambda engine, session, tokens, rows, top_k, full_dtype: wire(engine.extend(session, tokens, rows), top_k, full_dtype),
     "full_probs": lambda engine, session, rows: engine.full_probs(session, rows).cpu().numpy(),
     "fork": lambda engine, session, rows: engine.fork(session, rows),
     "clone": lambda engine, session, new_session, rows: engine.clone(session, new_session, rows),
@@ -89,11 +88,14 @@ class ModelActor:
         self.queue = EngineQueue(self.engine, batch_wait_s)
 
     async def call(self, caller: str, seq: int, method: str, *args):
-        """The engine's `method(*args)` (see ENGINE_CALLS), as the caller's `seq`-th call."""
-        if method == "step":
-            session, tokens, rows, top_k, full_dtype = args
-            return await self.queue.step(caller, seq, session, torch.tensor(tokens), rows,
-                                         lambda out: wire(out, top_k, full_dtype))
+        """The engine's `method(*args)` (see ENGINE_CALLS), as the caller's `seq`-th call. A
+        `feed` (steps and catch-ups of one or several sessions, each with the transport its
+        answer crosses with) waits in the queue to share a forward with other callers' feeds."""
+        if method == "feed":
+            [feeds] = args
+            transports = [(top_k, full_dtype) for *_, top_k, full_dtype in feeds]
+            return await self.queue.feed(caller, seq, [tuple(f[:3]) for f in feeds],
+                                         lambda outs: [wire(out, *how) for out, how in zip(outs, transports)])
         return await self.queue.call(caller, seq, lambda engine: ENGINE_CALLS[method](engine, *args))
 
     def placement(self) -> dict:
@@ -103,8 +105,8 @@ class ModelActor:
         return self.engine.tokens_processed
 
     def batching(self) -> dict:
-        """Steps received and model forwards run for them (fewer when steps were batched)."""
-        return {"step_calls": self.queue.step_calls, "step_forwards": self.queue.step_forwards}
+        """Feeds (steps, catch-ups) received and model forwards run for them (fewer when feeds were batched)."""
+        return {"feed_calls": self.queue.feed_calls, "feed_forwards": self.queue.feed_forwards}
 
 
 @ray.remote(concurrency_groups={"progress": 1})

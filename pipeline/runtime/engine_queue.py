@@ -2,14 +2,14 @@
 
 Calls run one at a time on the engine's own thread, each caller's in the order it sent them:
 Ray does not promise an async actor's order, so every call carries its caller's sequence
-number. Across callers, calls other than steps (prefills, clones, closes) go first, oldest
-first; then the steps at the head of every caller's queue run as one forward
-(`HFEngine.step_many`). So a teacher shared by several students batches their steps instead
-of serving them one call after another.
+number. Across callers, calls other than feeds (prefills, clones, closes) go first, oldest
+first; then the feeds (steps and catch-ups, each of one or several sessions) at the head of
+every caller's queue run as one forward (`HFEngine.extend_many`). So a teacher shared by
+several students batches their steps instead of serving them one call after another.
 
-Students do not send their steps at the same instant, so a round of steps waits up to
-`batch_wait_s` for the other callers that are stepping (whose last call was a step) to send
-theirs, as Ray Serve's `batch_wait_timeout_s` does. A caller whose step does not come within
+Students do not send their steps at the same instant, so a round of feeds waits up to
+`batch_wait_s` for the other callers that are stepping (whose last call was a feed) to send
+theirs, as Ray Serve's `batch_wait_timeout_s` does. A caller whose feed does not come within
 the window stops counting as stepping until it sends one again, so a student that has left
 its teacher phase costs the others one window, not one per step; students stepping at
 different rates may cost each other up to a window per step (`ray.teacher_batch_wait_s`).
@@ -24,10 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from pipeline.engine.hf import HFEngine
-from pipeline.engine.interface import SessionLost
+from pipeline.engine.interface import Feed, SessionLost
 from pipeline.engine.sessions import session_lost
 
 
@@ -35,9 +33,9 @@ from pipeline.engine.sessions import session_lost
 class _Call:
     future: asyncio.Future
     stamp: int = 0
-    run: Callable[[Any], Any] | None = None  # engine -> result: any call but a step
-    step: tuple[str, torch.Tensor, list[int] | None] | None = None  # (session, tokens, rows) of a step
-    finish: Callable[[Any], Any] | None = None  # a step's NextToken -> what the caller receives
+    run: Callable[[Any], Any] | None = None  # engine -> result: any call but a feed
+    feeds: list[Feed] | None = None  # (session, tokens per row, rows) of each session a feed names
+    finish: Callable[[Any], Any] | None = None  # a feed's NextTokens -> what the caller receives
 
 
 class EngineQueue:
@@ -46,10 +44,10 @@ class EngineQueue:
     failed with SessionLost after `gap_timeout_s`, instead of holding them forever."""
 
     def __init__(self, engine: HFEngine, batch_wait_s: float | None = 0.002, gap_timeout_s: float = 30.0):
-        """`batch_wait_s=None`: every step runs alone, oldest first (no batching)."""
+        """`batch_wait_s=None`: every feed runs alone, oldest first (no batching)."""
         self.engine = engine
         self.batch_wait_s, self.gap_timeout_s = batch_wait_s, gap_timeout_s
-        self.stepping: set[str] = set()  # callers whose last call was a step
+        self.stepping: set[str] = set()  # callers whose last call was a feed
         self.arrival = asyncio.Event()
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self.ready: dict[str, deque[_Call]] = defaultdict(deque)  # per caller, in its order
@@ -58,17 +56,17 @@ class EngineQueue:
         self.held: dict[str, dict[int, _Call]] = defaultdict(dict)
         self.draining = False
         self.drainer: asyncio.Future | None = None  # kept: a task nobody holds may be collected mid-run
-        self.step_calls = 0
-        self.step_forwards = 0  # model forwards run for those calls: fewer when steps were batched
+        self.feed_calls = 0
+        self.feed_forwards = 0  # model forwards run for those calls: fewer when feeds were batched
 
     def call(self, caller: str, seq: int, run: Callable[[Any], Any]) -> asyncio.Future:
         """Run `run(engine)` in the caller's order; its result."""
         return self._submit(caller, seq, _Call(asyncio.get_running_loop().create_future(), run=run))
 
-    def step(self, caller: str, seq: int, session: str, tokens, rows, finish: Callable[[Any], Any]) -> asyncio.Future:
-        """A step of `session`, batched with the steps of other sessions waiting beside it."""
-        self.step_calls += 1
-        call = _Call(asyncio.get_running_loop().create_future(), step=(session, tokens, rows), finish=finish)
+    def feed(self, caller: str, seq: int, feeds: list[Feed], finish: Callable[[Any], Any]) -> asyncio.Future:
+        """A feed of one or several sessions, batched with the feeds of other callers waiting beside it."""
+        self.feed_calls += 1
+        call = _Call(asyncio.get_running_loop().create_future(), feeds=list(feeds), finish=finish)
         return self._submit(caller, seq, call)
 
     def _submit(self, caller: str, seq: int, call: _Call) -> asyncio.Future:
@@ -80,7 +78,7 @@ class EngineQueue:
         self.arrival.set()
         while self.next_seq[caller] in held:
             ready = held.pop(self.next_seq[caller])
-            (self.stepping.add if ready.step is not None else self.stepping.discard)(caller)
+            (self.stepping.add if ready.feeds is not None else self.stepping.discard)(caller)
             ready.stamp, self.arrived = self.arrived, self.arrived + 1
             self.ready[caller].append(ready)
             self.next_seq[caller] += 1
@@ -122,7 +120,7 @@ class EngineQueue:
             self.draining = False
 
     async def _wait_for_stepping_callers(self) -> None:
-        """While only steps wait and some stepping caller has none queued, wait (up to the
+        """While only feeds wait and some stepping caller has none queued, wait (up to the
         window) for it; callers still missing then stop counting as stepping."""
         deadline = time.monotonic() + self.batch_wait_s
         while self._missing_steppers() and (left := deadline - time.monotonic()) > 0:
@@ -135,53 +133,52 @@ class EngineQueue:
 
     def _missing_steppers(self) -> set[str]:
         heads = [queue[0] for queue in self.ready.values() if queue]
-        if not heads or any(call.step is None for call in heads):
+        if not heads or any(call.feeds is None for call in heads):
             return set()
         return {caller for caller in self.stepping if not self.ready.get(caller)}
 
     def _take(self) -> list[_Call]:
-        """The oldest call at a caller's head that is not a step, alone; else the step at the
-        head of every caller's queue."""
+        """The oldest call at a caller's head that is not a feed, alone; else the feed at the
+        head of every caller's queue (no session twice in one forward)."""
         for caller in [c for c, queue in self.ready.items() if not queue]:
             del self.ready[caller]
         heads = {caller: queue[0] for caller, queue in self.ready.items()}
-        others = [caller for caller, call in heads.items() if call.step is None]
+        others = [caller for caller, call in heads.items() if call.feeds is None]
         if others:
             return [self.ready[min(others, key=lambda c: heads[c].stamp)].popleft()]
         if self.batch_wait_s is None:
             return [self.ready[min(heads, key=lambda c: heads[c].stamp)].popleft()]
         batch, sessions = [], set()
         for caller in sorted(heads, key=lambda c: heads[c].stamp):
-            if heads[caller].step[0] not in sessions:  # one step per session per forward
-                sessions.add(heads[caller].step[0])
+            named = {session for session, _, _ in heads[caller].feeds}
+            if not named & sessions:
+                sessions |= named
                 batch.append(self.ready[caller].popleft())
         return batch
 
-    def _steps(self, steps: list) -> list:
-        """Several sessions' steps: one forward where the engine stacks them (`step_many`)."""
-        if hasattr(self.engine, "step_many"):
-            return self.engine.step_many(steps)
-        return [self.engine.step(*step) for step in steps]
-
     def _run(self, batch: list[_Call]) -> list[tuple[bool, Any]]:
         """On the engine's thread: each call's (ok, result or exception)."""
-        if batch[0].step is None:
+        if batch[0].feeds is None:
             return [_attempt(lambda: batch[0].run(self.engine))]
-        sessions = getattr(self.engine, "sessions", None)  # a backend without session lookup fails the step itself
-        live = [c for c in batch if sessions is None or c.step[0] in sessions]
-        forwards = getattr(self.engine, "step_forwards", 0)
+        sessions = getattr(self.engine, "sessions", None)  # a backend without session lookup fails the feed itself
+        live = [c for c in batch if sessions is None or all(f[0] in sessions for f in c.feeds)]
+        forwards = getattr(self.engine, "forwards", 0)
         try:
-            outs = dict(zip(map(id, live), self._steps([c.step for c in live]))) if live else {}
+            outs = self.engine.extend_many([f for c in live for f in c.feeds]) if live else []
         except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
             return [(False, exc)] * len(batch)
-        finally:  # one forward, or one per session where they could not stack
-            self.step_forwards += getattr(self.engine, "step_forwards", forwards + len(live)) - forwards
+        finally:  # one forward, or one per session where they could not share one
+            self.feed_forwards += getattr(self.engine, "forwards", forwards + len(live)) - forwards
+        mine, start = {}, 0
+        for c in live:
+            mine[id(c)] = outs[start: start + len(c.feeds)]
+            start += len(c.feeds)
         results = []
         for c in batch:
-            if id(c) in outs:
-                results.append(_attempt(lambda c=c: c.finish(outs[id(c)])))
+            if id(c) in mine:
+                results.append(_attempt(lambda c=c: c.finish(mine[id(c)])))
             else:
-                results.append((False, session_lost(c.step[0])))
+                results.append((False, session_lost(next(f[0] for f in c.feeds if f[0] not in sessions))))
         return results
 
 

@@ -250,13 +250,13 @@ class LiveTokens:
 
 
 def teacher_batching(teachers: list) -> dict | None:
-    """Steps the teachers received this run and the forwards they ran for them: fewer forwards
-    than steps when students sharing a teacher had their steps batched."""
+    """Feeds (steps and catch-ups) the teachers received this run and the forwards they ran for
+    them: fewer forwards than feeds when students sharing a teacher had theirs batched."""
     try:
         counts = ray.get([t.batching.remote() for t in teachers], timeout=30)
     except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):  # a teacher restarted: its counts are gone
         return None
-    return {"calls": sum(c["step_calls"] for c in counts), "forwards": sum(c["step_forwards"] for c in counts)}
+    return {"calls": sum(c["feed_calls"] for c in counts), "forwards": sum(c["feed_forwards"] for c in counts)}
 
 
 def actor_facts(teachers: list, workers: list) -> list[dict] | None:
