@@ -1,7 +1,7 @@
 """The reference every shared orchestration is checked against: one strategy on one batch,
-decoded the plain way, in one student batch with the teacher phase hooked in (no shared
-prefill, no copies of the student-greedy decode, no clones). Production decodes through
-`pipeline.decoding.shared_batch`; this is only for equivalence tests."""
+decoded the plain way, in one student batch with its teacher hook in (no shared prefill, no
+other strategy's rows, no copies of the student-greedy decode, no clones). Production decodes
+through `pipeline.decoding.shared_batch`; this is only for equivalence tests."""
 from __future__ import annotations
 
 import uuid
@@ -9,8 +9,11 @@ import uuid
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.distributions import entropy
 from pipeline.decoding.generation import Generation
+from pipeline.decoding.lockstep import Lockstep
+from pipeline.decoding.on_demand import OnDemand
 from pipeline.decoding.strategies import Strategy
-from pipeline.decoding.teacher_phase import TeacherPhase
+from pipeline.decoding.teacher_next import TeacherNext, ask_for
+from pipeline.decoding.teacher_rows import TeacherRows, bill_prompt
 from pipeline.engine.interface import Prompt, Sampler
 from pipeline.engine.steps import decode_steps
 
@@ -18,52 +21,51 @@ from pipeline.engine.steps import decode_steps
 def reference_generate(decoder: Decoder, strategy: Strategy, prompts: list[Prompt], sampler: Sampler | None = None) -> list[Generation]:
     if strategy.generator != "student":
         return decoder.generate(strategy, prompts)  # a decode of its own either way
-    session = uuid.uuid4().hex
+    session, plan, teacher = uuid.uuid4().hex, strategy.plan, decoder.teacher
     gens = [Generation(tokens_processed=decoder.student.prompt_cost(p)) for p in prompts]
-    phase = None
+    hook = first_teacher = None
     try:
-        early = _early_phase(decoder, session, strategy, prompts, gens)
+        if plan.prefills_every_row:
+            full = plan.full_rows or plan.reads_first
+            ask_for(teacher, session, None if full else decoder.teacher_top_k, None if plan.reads_first else plan.full_rows_dtype)
+            first_teacher = TeacherNext(teacher, session, teacher.prefill_async(session, prompts))
         first = decoder.student.prefill(session, prompts, strategy.feature_request)
         p = first.probs
         for g, h in zip(gens, entropy(p).tolist()):
             g.student_first_entropy = h
-        phase = _teacher_phase(decoder, session, strategy, prompts, p, first.features, gens, early)
-        decode_steps(decoder.student, session, p, gens, list(range(len(prompts))), decoder.stop, decoder.tokenizer, sampler, phase)
+        if plan.steps != 0:
+            hook = _teacher_hook(decoder, session, strategy, prompts, p, first.features, gens, first_teacher)
+        decode_steps(decoder.student, session, p, gens, list(range(len(prompts))), decoder.stop, decoder.tokenizer, sampler, hook)
     finally:
         decoder.student.close(session)
-        if strategy.plan.steps != 0 and (phase is None or phase.open):
-            decoder.teacher.close(session)
+        if plan.steps != 0:
+            teacher.close(session)
     for g in gens:
         g.text = decoder.finish_text(g)
     return gens
 
 
-def _early_phase(decoder, session, strategy, prompts, gens) -> TeacherPhase | None:
-    if not strategy.plan.prefills_every_row:
+def _teacher_hook(decoder, session, strategy, prompts, p_first, features, gens, first_teacher):
+    plan, teacher = strategy.plan, decoder.teacher
+    p_teacher = first_teacher.full().to(p_first.device) if plan.reads_first else None
+    alphas = strategy.row_alphas(p_first, features, p_teacher).cpu()
+    rows = list(range(len(prompts))) if plan.on_demand else [r for r, a in enumerate(alphas.tolist()) if a != 0.0]
+    for r in (range(len(prompts)) if plan.prefills_every_row else rows):
+        bill_prompt(gens[r], teacher, prompts[r])
+    if not rows:
         return None
-    phase = TeacherPhase(strategy, decoder.teacher, session, list(range(len(prompts))), gens, decoder.teacher_top_k)
-    phase.send_prefill(prompts, full=strategy.plan.reads_first)
-    return phase
-
-
-def _teacher_phase(decoder, session, strategy, prompts, p_first, features, gens, early) -> TeacherPhase | None:
-    if strategy.plan.steps == 0:
-        return None
-    if early is not None:
-        phase = early
-        phase.receive()
-        p_teacher = phase.next.full().to(p_first.device) if strategy.plan.reads_first else None
-        alphas = strategy.row_alphas(p_first, features, p_teacher).cpu()
-    else:
-        alphas = strategy.row_alphas(p_first, features).cpu()
-        rows = [i for i, a in enumerate(alphas.tolist()) if a != 0.0]
-        if not rows:
-            return None
-        phase = TeacherPhase(strategy, decoder.teacher, session, rows, gens, decoder.teacher_top_k)
-        phase.send_prefill(prompts)
-        phase.receive()
-    phase.choose(alphas)
-    return phase if phase.open else None
+    if first_teacher is None:
+        ask_for(teacher, session, decoder.teacher_top_k)
+        first_teacher = TeacherNext(teacher, session, teacher.prefill(session, [prompts[r] for r in rows]))
+    elif len(rows) < len(prompts):
+        teacher.fork(session, rows)
+        first_teacher = first_teacher.select(rows)
+    ask_for(teacher, session, None if plan.full_rows else decoder.teacher_top_k, plan.full_rows_dtype)
+    if not plan.on_demand:
+        for r in rows:
+            gens[r].alpha = float(alphas[r])
+    hook = OnDemand if plan.on_demand else Lockstep
+    return hook(teacher, [TeacherRows(strategy, session, rows, first_teacher)], gens, alphas)
 
 
 def comparable(gen: Generation) -> dict:

@@ -3,8 +3,9 @@
 Read it like gpt-fast's generate.py: `generate` hands a strategy to the one orchestration
 (`pipeline.decoding.shared_batch`), which prefills the student, lets the strategy decide
 which rows consult the teacher, then runs `decode_steps` (the engine's one step loop) with
-the teacher phase hooked in until every row stopped. The teacher is asked once per step
-per batch, only for the rows and steps the strategy needs; finished rows leave the batch.
+the teacher hooks in (`lockstep.py`, `on_demand.py`) until every row stopped. The teacher is
+asked at most once per step per kind of hook, only for the rows and steps the strategy
+needs; finished rows leave the batch.
 A strategy whose generator is the teacher is handed whole to the teacher's engine
 (`teacher_alone`); CoT-decoding branches the student's first token (`branched`).
 """
@@ -19,7 +20,8 @@ from pipeline.decoding.distributions import entropy
 from pipeline.decoding.generation import Generation
 from pipeline.decoding.shared_batch import decode_strategies
 from pipeline.decoding.strategies import CotDecoding, Strategy
-from pipeline.decoding.teacher_phase import TeacherPhase
+from pipeline.decoding.teacher_next import TeacherNext, ask_for
+from pipeline.decoding.teacher_rows import bill_prompt
 from pipeline.engine.interface import Generator, Prompt, Sampler, StepEngine
 from pipeline.engine.steps import decode_steps, record_token
 from pipeline.engine.stop import StopRule
@@ -96,27 +98,26 @@ class Decoder:
             raise ValueError("cot_decoding needs the benchmark's answer_span (see pipeline.tasks.evaluate.for_examples)")
         session = uuid.uuid4().hex
         gens = [Generation(tokens_processed=self.student.prompt_cost(p), alpha=strategy.alpha) for p in prompts]
-        phase = TeacherPhase(strategy, self.teacher, session, list(range(len(prompts))), gens, self.teacher_top_k) if strategy.alpha else None
+        teacher = None
         try:
-            if phase is not None:
-                phase.send_prefill(prompts, full=True)
-            p, p_teacher = self.student.prefill(session, prompts).probs, None
-            if phase is not None:
-                phase.receive()
-                p_teacher = phase.next.full()
-                phase.close()
-            first = cot.first_distribution(p, p_teacher, strategy.alpha)
+            if strategy.alpha:
+                ask_for(self.teacher, session)  # full rows: one per example, once
+                teacher = TeacherNext(self.teacher, session, self.teacher.prefill_async(session, prompts))
+                for gen, prompt in zip(gens, prompts):
+                    bill_prompt(gen, self.teacher, prompt)
+            p = self.student.prefill(session, prompts).probs
+            first = cot.first_distribution(p, None if teacher is None else teacher.full(), strategy.alpha)
             paths = cot.decode_branches(self.student, session, first, strategy.k, self.stop, self.tokenizer)
         finally:
             self.student.close(session)
-            if phase is not None:  # also after a failure before the teacher's prefill was read
+            if strategy.alpha:  # also after a failure before the teacher's prefill was read
                 self.teacher.close(session)
         for gen, row, h, own in zip(gens, paths, entropy(p).tolist(), p.argmax(dim=-1).tolist()):
             best = cot.most_confident(row, [self.finish_text(b) for b in row], strategy.answer_span, self.tokenizer)
             gen.token_ids, gen.finish_reason, gen.student_first_entropy = best.token_ids, best.finish_reason, h
             gen.tokens_processed += sum(b.tokens_processed for b in row)  # every branch was decoded for it
             gen.cot_k, gen.cot_branch, gen.cot_confidence = len(row), best.rank, best.confidence
-            if phase is not None:
+            if teacher is not None:
                 gen.teacher_tokens, gen.teacher_positions, gen.teacher_changed_tokens = 1, [0], int(best.token_ids[0] != own)
             gen.text = self.finish_text(gen)
         return gens

@@ -43,7 +43,6 @@ class PositionLabels:
 class _Trace:
     """A step hook that only records the student's entropy and margin at every step."""
 
-    open = True
 
     def __init__(self, n: int):
         self.entropy: list[list[float]] = [[] for _ in range(n)]

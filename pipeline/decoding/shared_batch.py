@@ -1,16 +1,21 @@
-"""The one orchestration: every strategy of a run on one batch of prompts, with the work they
-have in common done once. `Decoder.generate` runs a lone strategy through it too.
+"""The one orchestration: every strategy of a run on one batch of prompts, decoded together,
+with the work they have in common done once. `Decoder.generate` runs a lone strategy through
+it too.
 
 Decoding a batch strategy by strategy repeats most of it: each strategy prefills the student
-(and the teacher) on the same prompts, and every row that ends with α = 0 (outside an entropy
-gate's band, predicted 0) decodes again exactly the student-greedy answer. Here:
+(and the teacher) on the same prompts, every row that ends with α = 0 decodes again exactly
+the student-greedy answer, and each strategy steps both models on its own. Here:
 - the student is prefilled once, with the hidden states every strategy reads;
-- the teacher is prefilled once, for every row any strategy consults;
-- the student-greedy decode runs once, over the rows some strategy takes it for, and each
-  strategy's α = 0 rows are copies of it, as are rows whose mixed prefix is the student's
-  own (greedy decoding is a function of the prefix);
-- each strategy decodes its consulting rows from clones of the two prefilled sessions; the
-  last one to need them decodes in them (no clone).
+- the teacher is prefilled once, for every row any strategy consults, sent before the
+  student's prefill where the rows are known up front and read only where first needed, so
+  that it runs while the student prefills and decodes;
+- one student batch holds the student-greedy rows (those some strategy takes it for) and
+  every strategy's consulting rows, stepped in one forward per step; each strategy's α = 0
+  rows are copies of the greedy rows, and a row whose mixed prefix turned out to be the
+  student's own follows its greedy row (greedy decoding is a function of the prefix);
+- the teacher's part is two hooks over the rows of all strategies: the lockstep one feeds
+  every lockstep row's token in one call per step, the on-demand one catches up every
+  consulting row in one call per step (`lockstep.py`, `on_demand.py`).
 Strategies with a decode of their own (the teacher alone, CoT-decoding's branches) run as
 they do alone.
 
@@ -31,9 +36,11 @@ import torch
 
 from pipeline.decoding.distributions import entropy
 from pipeline.decoding.generation import Generation
+from pipeline.decoding.lockstep import Lockstep
+from pipeline.decoding.on_demand import OnDemand
 from pipeline.decoding.strategies import Strategy
 from pipeline.decoding.teacher_next import TeacherNext, ask_for
-from pipeline.decoding.teacher_phase import TeacherPhase
+from pipeline.decoding.teacher_rows import TeacherRows, bill_prompt
 from pipeline.engine.interface import FeatureRequest, Prompt, Sampler
 from pipeline.engine.steps import decode_steps
 
@@ -44,7 +51,7 @@ if TYPE_CHECKING:
 @dataclass
 class StrategyRows:
     gens: list[Generation]
-    own_s: float  # seconds spent on this strategy alone (the shared work is apart)
+    own_s: float  # seconds spent on this strategy alone (the batch decoded together is apart)
 
 
 @dataclass
@@ -62,14 +69,36 @@ class _Prefilled:
 
 def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts: list[Prompt],
                       sampler: Sampler | None = None) -> tuple[list[StrategyRows], float]:
-    """Rows of each strategy (in order) on `prompts`, and the seconds of shared work. A
-    `sampler` draws the student's own decode (strategies that never consult the teacher)."""
+    """Rows of each strategy (in order) on `prompts`, and the seconds of the work decoded
+    together. A `sampler` draws the student's own decode (strategies that never consult the teacher)."""
     start = time.perf_counter()
+    out: list[StrategyRows | None] = [None] * len(strategies)
+    if any(s.generator == "student" for s in strategies):
+        for i, gens in _decode_together(decoder, strategies, prompts, sampler).items():
+            out[i] = StrategyRows(gens, 0.0)
+    together_s = time.perf_counter() - start
+    for i, strategy in enumerate(strategies):
+        began = time.perf_counter()
+        if strategy.generator == "teacher":
+            out[i] = StrategyRows(decoder.teacher_alone(prompts), 0.0)
+        elif strategy.generator == "branches":
+            out[i] = StrategyRows(decoder.branched(strategy, prompts), 0.0)
+        else:
+            continue
+        out[i].own_s = time.perf_counter() - began
+    return out, together_s
+
+
+def _decode_together(decoder: Decoder, strategies: Sequence[Strategy], prompts: list[Prompt],
+                     sampler: Sampler | None) -> dict[int, list[Generation]]:
+    """The rows of every strategy the student's loop decodes, by strategy index."""
     mixing = [i for i, s in enumerate(strategies) if s.generator == "student" and s.plan.steps != 0]
     session = uuid.uuid4().hex
-    out: list[StrategyRows | None] = [None] * len(strategies)
+    opened: list[str] = []  # teacher sessions to close
     try:
-        shared = _prefill(decoder, strategies, mixing, prompts, session) if any(s.generator == "student" for s in strategies) else None
+        shared = _prefill(decoder, strategies, mixing, prompts, session)
+        if shared.teacher is not None:
+            opened.append(session)
         alphas = {i: _alphas(strategies[i], shared) for i in mixing}
         asking = {i: _asking(strategies[i], alphas[i]) for i in mixing}
         consulting = [i for i in mixing if bool(asking[i].any())]
@@ -77,31 +106,34 @@ def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts:
             raise ValueError("a sampler draws the student's own decode: rows that consult the teacher decode greedily")
         if consulting and shared.teacher is None:
             _prefill_teacher_late(decoder, shared, prompts, asking)
-        rows = _greedy_rows(strategies, asking, len(prompts))
-        greedy = _greedy(decoder, shared, prompts, rows, sampler, in_place=not consulting) if rows else None
-        shared_s = time.perf_counter() - start
-        for i, strategy in enumerate(strategies):
-            began = time.perf_counter()
-            if strategy.generator == "teacher":
-                gens = decoder.teacher_alone(prompts)
-            elif strategy.generator == "branches":
-                gens = decoder.branched(strategy, prompts)
-            elif i in mixing:
-                gens = _mixed(decoder, strategy, shared, prompts, alphas[i], asking[i], greedy,
-                              in_place=bool(consulting) and i == consulting[-1])
-            else:
-                gens = copy.deepcopy(greedy)
-            out[i] = StrategyRows(gens, time.perf_counter() - began)
+            opened.append(session)
+        greedy = _greedy_rows(strategies, asking, len(prompts))
+        batch = [(None, r) for r in greedy] + [(i, r) for i in consulting for r in asking[i].nonzero().flatten().tolist()]
+        gens = [_fresh(decoder, shared, prompts[r], r) for _, r in batch]
+        row_alphas = torch.tensor([0.0 if i is None else float(alphas[i][r]) for i, r in batch])
+        groups = _teacher_groups(decoder, strategies, consulting, batch, shared, opened)
+        if [r for _, r in batch] != list(range(len(prompts))):
+            decoder.student.fork(session, [r for _, r in batch])  # a prompt's rows beyond its first are copies
+        hooks = _TeacherHooks(decoder, groups, gens, row_alphas, _references(batch, greedy))
+        p, batch_prompts = shared.p[[r for _, r in batch]], [prompts[r] for _, r in batch]
+        if hooks.open:
+            decode_steps(decoder.student, session, p, gens, list(range(len(batch))), decoder.stop, decoder.tokenizer, None, hooks)
+            hooks.finish(batch_prompts)
+        else:
+            decoder.continue_greedy(session, p, gens, sampler, batch_prompts)
     finally:
         decoder.student.close(session)
-        if mixing:
-            decoder.teacher.close(session)
-    return out, shared_s
+        for opened_session in opened:
+            decoder.teacher.close(opened_session)
+    for g in gens:
+        g.text = decoder.finish_text(g)
+    return _by_strategy(decoder, strategies, prompts, batch, gens, greedy)
 
 
 def _prefill(decoder: Decoder, strategies, mixing: list[int], prompts: list[Prompt], session: str) -> _Prefilled:
-    """The student's prefill, with the teacher's of every row sent first (so both run at once)
-    when some strategy consults every row or reads the teacher's first distribution."""
+    """The student's prefill, with the teacher's of every row sent first (so both run at once,
+    its answer read where first needed) when some strategy consults every row or reads the
+    teacher's first distribution."""
     plans = [strategies[i].plan for i in mixing]
     early = any(plan.prefills_every_row for plan in plans)
     # full rows at the prefill when every consulting strategy reads them (SWITCH, a two-model
@@ -118,7 +150,7 @@ def _prefill(decoder: Decoder, strategies, mixing: list[int], prompts: list[Prom
     p = first.probs
     shared = _Prefilled(session, p, first.features, request, entropy(p).tolist())
     if pending is not None:
-        shared.teacher, shared.teacher_rows = TeacherNext(decoder.teacher, session, pending.result()), list(range(len(prompts)))
+        shared.teacher, shared.teacher_rows = TeacherNext(decoder.teacher, session, pending), list(range(len(prompts)))
     return shared
 
 
@@ -138,15 +170,14 @@ def _asking(strategy: Strategy, alphas: torch.Tensor) -> torch.Tensor:
 def _prefill_teacher_late(decoder: Decoder, shared: _Prefilled, prompts: list[Prompt], asking: dict) -> None:
     """The teacher's prefill of the rows some strategy consults, once their α are known."""
     rows = sorted({r for a in asking.values() for r in a.nonzero().flatten().tolist()})
-    if rows:
-        ask_for(decoder.teacher, shared.session, decoder.teacher_top_k)
-        out = decoder.teacher.prefill(shared.session, [prompts[r] for r in rows])
-        shared.teacher, shared.teacher_rows = TeacherNext(decoder.teacher, shared.session, out), rows
+    ask_for(decoder.teacher, shared.session, decoder.teacher_top_k)
+    pending = decoder.teacher.prefill_async(shared.session, [prompts[r] for r in rows])
+    shared.teacher, shared.teacher_rows = TeacherNext(decoder.teacher, shared.session, pending), rows
 
 
 def _greedy_rows(strategies: Sequence[Strategy], asking: dict[int, torch.Tensor], n: int) -> list[int]:
-    """The rows the student-greedy decode is taken for: every row for a strategy that never
-    consults the teacher, else the rows some strategy does not consult."""
+    """The prompts the student-greedy decode is taken for: every one for a strategy that never
+    consults the teacher, else those some strategy does not consult."""
     if any(s.generator == "student" and s.plan.steps == 0 for s in strategies):
         return list(range(n))
     return sorted({r for a in asking.values() for r in (~a).nonzero().flatten().tolist()})
@@ -156,72 +187,112 @@ def _fresh(decoder: Decoder, shared: _Prefilled, prompt: Prompt, r: int) -> Gene
     return Generation(tokens_processed=decoder.student.prompt_cost(prompt), student_first_entropy=shared.entropies[r])
 
 
-def _greedy(decoder: Decoder, shared: _Prefilled, prompts: list[Prompt], rows: list[int], sampler: Sampler | None,
-            in_place: bool) -> list[Generation | None]:
-    """The student alone on `rows` (None for the others), in the shared prefill's session when
-    nothing decodes from it afterwards, else from a clone of it."""
-    gens = [_fresh(decoder, shared, prompts[r], r) for r in rows]
-    session = shared.session if in_place else uuid.uuid4().hex
-    if in_place:
-        if len(rows) < len(prompts):
-            decoder.student.fork(session, rows)
-    else:
-        decoder.student.clone(shared.session, session, rows)
-    try:
-        decoder.continue_greedy(session, shared.p[rows], gens, sampler, [prompts[r] for r in rows])
-    finally:
-        if not in_place:
-            decoder.student.close(session)
-    by_row: list[Generation | None] = [None] * len(prompts)
-    for r, g in zip(rows, gens):
-        g.text = decoder.finish_text(g)
-        by_row[r] = g
-    return by_row
+def _teacher_groups(decoder: Decoder, strategies, consulting: list[int], batch: list[tuple[int | None, int]],
+                    shared: _Prefilled, opened: list[str]) -> list[TeacherRows]:
+    """Each consulting strategy's rows in a teacher session of their own, taken from the
+    shared prefill (clones; the last strategy takes the prefill's session itself), each with
+    the transport its plan asks for."""
+    position = {r: i for i, r in enumerate(shared.teacher_rows or [])}
+    groups = []
+    for n, i in enumerate(consulting):
+        rows = [b for b, (j, _) in enumerate(batch) if j == i]
+        at = [position[batch[b][1]] for b in rows]
+        last = n == len(consulting) - 1
+        session = shared.session if last else uuid.uuid4().hex
+        if not last:
+            decoder.teacher.clone(shared.session, session, at)
+            opened.append(session)
+        elif at != list(range(len(position))):
+            decoder.teacher.fork(session, at)
+        plan = strategies[i].plan
+        ask_for(decoder.teacher, session, None if plan.full_rows else decoder.teacher_top_k, plan.full_rows_dtype)
+        groups.append(TeacherRows(strategies[i], session, rows, shared.teacher.select(at, session)))
+    return groups
 
 
-def _mixed(decoder: Decoder, strategy: Strategy, shared: _Prefilled, prompts: list[Prompt], alphas: torch.Tensor,
-           asking: torch.Tensor, greedy: list[Generation | None] | None, in_place: bool) -> list[Generation]:
-    """A strategy that consults the teacher: its α = 0 rows copied from the greedy decode, the
-    others decoded mixed prefix first, in the prefilled sessions (`in_place`: the last
-    strategy to need them) or clones of them."""
-    rows = asking.nonzero().flatten().tolist()
-    consulted = set(rows)
-    gens = [None if r in consulted else copy.deepcopy(greedy[r]) for r in range(len(prompts))]
-    if rows:
-        sub = [_fresh(decoder, shared, prompts[r], r) for r in rows]
-        position = {r: i for i, r in enumerate(shared.teacher_rows)}
-        at = [position[r] for r in rows]
-        session = shared.session if in_place else uuid.uuid4().hex
-        phase = TeacherPhase(strategy, decoder.teacher, session, list(range(len(rows))), sub, decoder.teacher_top_k,
-                             reference=None if greedy is None else [greedy[r] for r in rows])
-        _take_rows(decoder.student, shared.session, session, rows, len(prompts))
-        try:
-            _take_rows(decoder.teacher, shared.session, session, at, len(shared.teacher_rows))
-            phase.next = shared.teacher.select(at, session)
-            phase.choose(alphas[rows])
-            left = decode_steps(decoder.student, session, shared.p[rows], sub, list(range(len(rows))), decoder.stop,
-                                decoder.tokenizer, None, phase, hand_off=not decoder.keeps_sessions)
-            if left:  # past the mixed prefix: a plain continuation
-                decoder.continue_plain([prompts[r] for r in rows], sub, left)
-        finally:
-            decoder.student.close(session)
-            if phase.open:
-                phase.close()
-        for r, g in zip(rows, sub):
-            g.text = decoder.finish_text(g)
-            gens[r] = g
-    # the teacher prompts the strategy pays for alone: every row's when it prefills them all
-    billed = range(len(prompts)) if strategy.plan.prefills_every_row else rows
-    for r in billed:
-        gens[r].teacher_tokens_processed += decoder.teacher.prompt_cost(prompts[r])
-        gens[r].teacher_calls += 1
-    return gens
+def _references(batch: list[tuple[int | None, int]], greedy: list[int]) -> dict[int, int]:
+    """Each strategy row's student-greedy row of the same prompt, where the batch has one."""
+    own = {r: b for b, (i, r) in enumerate(batch) if i is None}
+    return {b: own[r] for b, (i, r) in enumerate(batch) if i is not None and r in own}
 
 
-def _take_rows(engine, shared: str, session: str, rows: list[int], n: int) -> None:
-    """`session` holds `rows` of the shared session: the shared one itself, forked in place
-    (when `session` is it), or a clone."""
-    if session != shared:
-        engine.clone(shared, session, rows)
-    elif len(rows) < n:
-        engine.fork(session, rows)
+class _TeacherHooks:
+    """The step hook of the batch: the lockstep and the on-demand teacher hooks over their
+    strategies' rows, and the rows that leave the teacher with the student's own prefix, which
+    then follow their greedy row instead of decoding it again. A student engine without
+    sessions gets every other row that needs no teacher for a plain continuation
+    (`Generator.generate` from its tokens so far) instead of stepping it."""
+
+    def __init__(self, decoder: Decoder, groups: list[TeacherRows], gens: list[Generation], alphas: torch.Tensor,
+                 references: dict[int, int]):
+        for g in groups:
+            if not g.strategy.plan.on_demand:
+                for b in g.rows:
+                    gens[b].alpha = float(alphas[b])
+        self.lockstep = Lockstep(decoder.teacher, [g for g in groups if not g.strategy.plan.on_demand], gens, alphas)
+        self.on_demand = OnDemand(decoder.teacher, [g for g in groups if g.strategy.plan.on_demand], gens, alphas)
+        self.decoder, self.gens, self.references = decoder, gens, references
+        self.follows: dict[int, int] = {}
+        self.handed: list[int] = []  # rows for a plain continuation (a student engine without sessions)
+
+    @property
+    def open(self) -> bool:
+        return self.lockstep.open or self.on_demand.open
+
+    def apply(self, t: int, p: torch.Tensor, active: list[int], tokens: torch.Tensor) -> None:
+        self.lockstep.apply(t, p, active, tokens)
+        self.on_demand.apply(t, p, active, tokens)
+
+    def send(self, t: int, still: list[int], token_of: dict[int, int]) -> list[int]:
+        self.on_demand.send(t, still, token_of)
+        self.lockstep.send(t, still, token_of)
+        return self._settle(still)
+
+    def receive(self) -> None:
+        self.lockstep.receive()
+
+    def _settle(self, still: list[int]) -> list[int]:
+        """Rows done with the teacher whose tokens so far are their greedy row's follow it; the
+        rows the student still steps."""
+        teaching = self.lockstep.with_teacher() | self.on_demand.with_teacher()
+        left = []
+        for b in still:
+            ref = self.references.get(b)
+            if b in teaching:
+                left.append(b)
+            elif ref is not None and self.gens[ref].token_ids == self.gens[b].token_ids:
+                self.follows[b] = ref
+            elif not self.decoder.keeps_sessions:
+                self.handed.append(b)
+            else:
+                left.append(b)
+        return left
+
+    def finish(self, prompts: list[Prompt]) -> None:
+        """Rows handed off continued, then the followers take their greedy row's answer (and
+        its student cost); the teacher is left."""
+        self.lockstep.close()
+        self.on_demand.close()
+        if self.handed:
+            self.decoder.continue_plain(prompts, self.gens, self.handed)
+        for b, ref in self.follows.items():
+            gen, done = self.gens[b], self.gens[ref]
+            gen.token_ids, gen.finish_reason, gen.tokens_processed = list(done.token_ids), done.finish_reason, done.tokens_processed
+
+
+def _by_strategy(decoder: Decoder, strategies, prompts: list[Prompt], batch: list[tuple[int | None, int]],
+                 gens: list[Generation], greedy: list[int]) -> dict[int, list[Generation]]:
+    """Each student-loop strategy's rows: its consulting rows, copies of the greedy row where it
+    did not consult, and the teacher prompts it pays for alone (every row's when it prefills them all)."""
+    own = {key: gen for key, gen in zip(batch, gens)}
+    out = {}
+    for i, strategy in enumerate(strategies):
+        if strategy.generator != "student":
+            continue
+        rows = [own[(i, r)] if (i, r) in own else copy.deepcopy(own[(None, r)]) for r in range(len(prompts))]
+        if strategy.plan.steps != 0:
+            billed = range(len(prompts)) if strategy.plan.prefills_every_row else [r for r in range(len(prompts)) if (i, r) in own]
+            for r in billed:
+                bill_prompt(rows[r], decoder.teacher, prompts[r])
+        out[i] = rows
+    return out

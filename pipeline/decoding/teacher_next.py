@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.decoding.distributions import certified_mix_argmax, mix
-from pipeline.engine.interface import NextToken, StepEngine
+from pipeline.engine.interface import NextToken, PendingNext, StepEngine
 
 
 def ask_for(engine: StepEngine, session: str, top_k: int | None = None, full_dtype: str | None = None) -> None:
@@ -24,13 +24,22 @@ def ask_for(engine: StepEngine, session: str, top_k: int | None = None, full_dty
 
 
 class TeacherNext:
-    """The teacher's distribution for the rows of one step (in the order of the phase's rows)."""
+    """The teacher's distribution for the rows of one step (in the order of the caller's
+    rows). It may arrive later (`out` a `PendingNext`, waited for where first read), so that
+    a teacher's prefill runs while the student already decodes."""
 
-    def __init__(self, engine: StepEngine, session: str, out: NextToken, rows: list[int] | None = None):
-        self.engine, self.session, self.out = engine, session, out
+    def __init__(self, engine: StepEngine, session: str, out: NextToken | PendingNext, rows: list[int] | None = None):
+        self.engine, self.session = engine, session
+        self._out, self._pending = (out, None) if isinstance(out, NextToken) else (None, out)
         self.rows = rows  # the session's row of each of these rows (None: the same index)
-        self._full = out.probs if out.logits is not None or out.full is not None else None
+        self._probs: torch.Tensor | None = None  # full rows, once computed or fetched for every row
         self.fetched_rows = 0  # rows whose full distribution had to be fetched
+
+    @property
+    def out(self) -> NextToken:
+        if self._out is None:
+            self._out, self._pending = self._pending.result(), None
+        return self._out
 
     @property
     def top_probs(self) -> torch.Tensor | None:
@@ -42,11 +51,13 @@ class TeacherNext:
 
     def full(self, rows: list[int] | None = None) -> torch.Tensor:
         """Full probabilities of `rows` (all rows when None), fetched from the engine if it sent the top-k only."""
-        if self._full is not None:
-            return self._full if rows is None else self._full[rows]
+        if self._probs is None and (self.out.logits is not None or self.out.full is not None):
+            self._probs = self.out.probs
+        if self._probs is not None:
+            return self._probs if rows is None else self._probs[rows]
         if rows is None:  # every row: kept, a strategy may read them twice
-            self._full = self.full(list(range(len(self.top_probs))))
-            return self._full
+            self._probs = self.full(list(range(len(self.top_probs))))
+            return self._probs
         self.fetched_rows += len(rows)
         return self.engine.full_probs(self.session, rows if self.rows is None else [self.rows[i] for i in rows])
 
@@ -59,10 +70,8 @@ class TeacherNext:
 
     def select(self, keep: list[int], session: str | None = None) -> "TeacherNext":
         """The same distribution for a subset of rows, after the engine's session was forked to
-        them (or cloned to `session`)."""
-        pick = [None if x is None else x[keep] for x in (self.out.logits, self.out.top_probs, self.out.top_ids, self.out.full)]
-        kept = TeacherNext(self.engine, session or self.session,
-                           NextToken(logits=pick[0], top_probs=pick[1], top_ids=pick[2], full=pick[3]))
+        them (or cloned to `session`); still to arrive if this one is."""
+        kept = TeacherNext(self.engine, session or self.session, _Picked(self, keep))
         kept.fetched_rows = self.fetched_rows
         return kept
 
@@ -71,6 +80,18 @@ class TeacherNext:
         kept = self.select(keep)
         kept.rows = [i if self.rows is None else self.rows[i] for i in keep]
         return kept
+
+
+class _Picked:
+    """Some rows of a distribution that may still be on its way."""
+
+    def __init__(self, source: TeacherNext, keep: list[int]):
+        self.source, self.keep = source, keep
+
+    def result(self) -> NextToken:
+        out = self.source.out
+        pick = [None if x is None else x[self.keep] for x in (out.logits, out.top_probs, out.top_ids, out.full)]
+        return NextToken(logits=pick[0], top_probs=pick[1], top_ids=pick[2], full=pick[3])
 
 
 def mixed_argmax(p_student: torch.Tensor, teacher: TeacherNext, alphas: torch.Tensor) -> torch.Tensor:

@@ -20,15 +20,11 @@ class StepHook(Protocol):
 
     def send(self, t: int, still: list[int], token_of: dict[int, int]) -> list[int]:
         """Called before the engine's step with the rows still decoding (start the other model's
-        step); returns those the engine still steps (the hook may have settled some: finished
-        them with a continuation it already knows)."""
+        step); returns those the engine still steps (the hook may have taken some out: rows
+        whose continuation it knows already, or hands to a plain continuation elsewhere)."""
 
     def receive(self) -> None:
         """Called after the engine's step (wait for what `send` started)."""
-
-    @property
-    def open(self) -> bool:
-        """Whether the hook still acts on coming steps (`decode_steps(hand_off=True)` reads it)."""
 
 
 def record_token(row: Completion, token: int, stop: StopRule, tokenizer) -> bool:
@@ -42,14 +38,12 @@ def record_token(row: Completion, token: int, stop: StopRule, tokenizer) -> bool
 
 def decode_steps(
     engine: StepEngine, session: str, p: torch.Tensor, rows: list[Completion], active: list[int],
-    stop: StopRule, tokenizer, sampler: Sampler | None = None, hook: StepHook | None = None, hand_off: bool = False,
-) -> list[int]:
-    """Steps until every active row stopped; `active[i]` is the `rows` index of batch row i
-    and `p` the batch's next-token probabilities. Rows may arrive with tokens already
-    generated (a continuation): the stop rule counts them against max_new_tokens. With
-    `hand_off`, returns the rows still decoding once the hook is done with them (their
-    tokens so far recorded, not yet fed to the engine), for a plain continuation elsewhere;
-    otherwise decodes to the end and returns []."""
+    stop: StopRule, tokenizer, sampler: Sampler | None = None, hook: StepHook | None = None,
+) -> None:
+    """Steps until every active row stopped (or the hook took it out); `active[i]` is the
+    `rows` index of batch row i and `p` the batch's next-token probabilities. Rows may arrive
+    with tokens already generated (a continuation): the stop rule counts them against
+    max_new_tokens."""
     while active:
         tokens = p.argmax(dim=-1) if sampler is None else sampler(p, [len(rows[r].token_ids) for r in active], active)
         if hook is not None:
@@ -57,13 +51,11 @@ def decode_steps(
         token_of = dict(zip(active, tokens.tolist()))
         still = [r for r in active if not record_token(rows[r], token_of[r], stop, tokenizer)]
         if not still:
-            return []
+            return
         if hook is not None:  # the teacher's step runs while the engine's does
             still = hook.send(len(rows[still[0]].token_ids), still, token_of)
             if not still:
-                return []
-            if hand_off and not hook.open:
-                return still
+                return
         at = {r: i for i, r in enumerate(active)}
         keep = [at[r] for r in still]
         p = engine.step(session, tokens[keep], rows=keep if len(keep) < len(active) else None).probs
@@ -72,4 +64,3 @@ def decode_steps(
         if hook is not None:
             hook.receive()
         active = still
-    return []
