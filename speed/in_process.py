@@ -5,13 +5,14 @@ import argparse
 
 from pipeline.config import RunConfig, load_config
 from pipeline.data.datasets import Example, load_examples
-from pipeline.data.prompts import PromptTemplate, encode_prompt, load_template
+from pipeline.data.prompts import PromptTemplate, encode_prompt
 from pipeline.decoding.decoder import Decoder
 from pipeline.engine.hf import HFEngine
 from pipeline.engine.interface import Prompt
 from pipeline.models.facts import model_facts, shared_vocab_size
 from pipeline.models.loading import load_model
 from pipeline.runtime.placement import run_stop_rule
+from pipeline.runtime.prompting import run_chat, run_template
 
 
 def speed_arguments(doc: str, examples: int) -> argparse.ArgumentParser:
@@ -36,7 +37,8 @@ def in_process_decoder(config: RunConfig, reuse_preamble: bool = True) -> Decode
 
 
 def encoded_examples(config: RunConfig, decoder: Decoder) -> tuple[list[Example], list[Prompt], PromptTemplate]:
-    """The run's examples, their prompts encoded with its template, and the template."""
-    template = load_template(config.prompt)
+    """The run's examples, their prompts encoded with its template (through the chat template
+    where the config asks), and the template."""
+    template = run_template(config.prompt, run_chat(config))
     examples = load_examples(config.dataset)
     return examples, [encode_prompt(decoder.tokenizer, template, ex.question) for ex in examples], template

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.distributions import entropy
 from pipeline.decoding.generation import Generation
@@ -68,13 +70,25 @@ def _teacher_hook(decoder, session, strategy, prompts, p_first, features, gens, 
     return hook(teacher, [TeacherRows(strategy, session, rows, first_teacher)], gens, alphas)
 
 
-def comparable(gen: Generation) -> dict:
-    """A row as tests compare it: every field exact (tokens, text, costs, which tokens the
-    teacher decided), the student's uncertainties rounded to 5 significant digits (they are
-    float sums whose order the batch's make-up may change, as with any attention kernel)."""
+def _exact(gen: Generation) -> dict:
     row = dict(vars(gen))
-    row["consultations"] = [(c.step, float(f"{c.uncertainty:.5g}"), c.alpha, c.changed) for c in gen.consultations]
+    row["consultations"] = [(c.step, c.alpha, c.changed) for c in gen.consultations]
     for name in ("student_first_entropy", "cot_confidence"):
-        if row[name] is not None:
-            row[name] = float(f"{row[name]:.5g}")
+        row.pop(name)
     return row
+
+
+def _floats(gen: Generation) -> list[float]:
+    values = [c.uncertainty for c in gen.consultations] + [gen.student_first_entropy, gen.cot_confidence]
+    return [v for v in values if v is not None]
+
+
+def assert_same_rows(got: list[Generation], expected: list[Generation], label: object = "") -> None:
+    """Rows as tests compare them: every field exact (tokens, text, costs, which tokens the
+    teacher decided, each consultation's step, α and change), the student's uncertainties to
+    1e-4 (float sums whose order the batch's make-up may change, as with any attention kernel)."""
+    assert len(got) == len(expected), label
+    for i, (a, b) in enumerate(zip(got, expected)):
+        diff = {k: (v, _exact(b)[k]) for k, v in _exact(a).items() if _exact(b)[k] != v}
+        assert not diff, (label, i, diff)
+        assert _floats(a) == pytest.approx(_floats(b), rel=1e-4, abs=1e-6), (label, i)

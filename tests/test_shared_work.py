@@ -10,7 +10,7 @@ from pipeline.config import ModelSpec
 from pipeline.data.prompts import encode_prompt, load_template
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.shared_batch import decode_strategies
-from pipeline.decoding.strategies import EntropyGate, FixedAlpha, Student, Switch, Teacher
+from pipeline.decoding.strategies import Budget, EntropyGate, FixedAlpha, Student, Switch, Teacher
 from pipeline.engine.hf import HFEngine
 from pipeline.engine.interface import SessionLost
 from pipeline.engine.stop import StopRule
@@ -18,7 +18,7 @@ from pipeline.models.facts import model_facts, shared_vocab_size
 from pipeline.models.loading import load_model
 from pipeline.runtime.engine_queue import EngineQueue
 from pipeline.store.parts import PartDataset, filesystem, write_part
-from reference_decoding import comparable, reference_generate
+from reference_decoding import assert_same_rows, reference_generate
 
 QUESTIONS = [f"Tom has {i} apples and buys {i + 3} more. How many apples does he have?" for i in range(7)]
 
@@ -48,17 +48,80 @@ def _gate_around_median(decoder, prompts) -> EntropyGate:
 
 def test_every_strategy_on_one_batch_equals_each_strategy_alone(decoder, prompts):
     strategies = [Student(), Teacher(), FixedAlpha(1.0, 1), FixedAlpha(-0.5, 2), FixedAlpha(0.0, 2),
-                  _gate_around_median(decoder, prompts), Switch(0.3, 0.1)]
+                  _gate_around_median(decoder, prompts), Switch(0.3, 0.1), Budget(k=3, threshold=3.5, alpha=1.5),
+                  Budget(k=2, threshold=0.05, signal="margin", alpha=-0.5)]
     alone = [reference_generate(decoder, s, prompts) for s in strategies]
     before = decoder.student.tokens_processed
     together, _ = decode_strategies(decoder, strategies, prompts)
     shared_work = decoder.student.tokens_processed - before
     for s, expected, got in zip(strategies, alone, together):
-        assert [comparable(g) for g in got.gens] == [comparable(g) for g in expected], s
+        assert_same_rows(got.gens, expected, s)
     gate_rows = together[5].gens
     assert {g.alpha for g in gate_rows} == {0.0, 1.5}, "the gate should split the batch"
     # the rows still count what each strategy costs alone; the batch processed less than that
     assert shared_work < sum(g.student_tokens_processed for rows in together for g in rows.gens)
+
+
+class CountingTeacher:
+    """The teacher engine with every feed it gets recorded: (the student's step, the sessions
+    fed, the rows fed in each)."""
+
+    def __init__(self, engine: HFEngine, student: HFEngine):
+        self.engine, self.student, self.feeds = engine, student, []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def _note(self, calls):
+        self.feeds.append((self.student.forwards, [(session, sum(1 for t in tokens if t)) for session, tokens, _ in calls]))
+
+    def extend_many(self, calls):
+        self._note(calls)
+        return self.engine.extend_many(calls)
+
+    def extend_many_async(self, calls):
+        self._note(calls)
+        return self.engine.extend_many_async(calls)
+
+
+def test_a_step_sends_the_teacher_one_call_for_every_lockstep_row_and_one_for_every_consulting_row(decoder, prompts):
+    """Several lockstep strategies (first-N, SWITCH) and several budgets on one batch: at each
+    student step the teacher gets at most one call feeding the lockstep rows of all of them and
+    one catch-up of the consulting rows of all of them; the rows are those of each alone."""
+    strategies = [FixedAlpha(1.0, 3), FixedAlpha(-0.5, 2), Switch(0.3, 0.1),
+                  Budget(k=4, threshold=3.5, alpha=1.5), Budget(k=3, threshold=0.05, signal="margin", alpha=0.5)]
+    alone = [reference_generate(decoder, s, prompts) for s in strategies]
+    counting = CountingTeacher(decoder.teacher, decoder.student)
+    together, _ = decode_strategies(Decoder(decoder.student, counting, decoder.tokenizer, decoder.stop), strategies, prompts)
+    for s, expected, got in zip(strategies, alone, together):
+        assert_same_rows(got.gens, expected, s)
+    per_step = {}
+    for step, fed in counting.feeds:
+        per_step.setdefault(step, []).append(fed)
+    assert max(len(calls) for calls in per_step.values()) <= 2  # one lockstep feed and one catch-up a step
+    lockstep_sessions = max(len(fed) for _, fed in counting.feeds[:2])
+    assert lockstep_sessions == 3  # the first step feeds both first-N strategies and SWITCH in one call
+    catch_ups = [fed for _, fed in counting.feeds if any(n > 0 for _, n in fed) and len(fed) == 2 and
+                 {session for session, _ in fed}.isdisjoint({s for s, _ in counting.feeds[0][1]})]
+    assert catch_ups, "some step should catch up rows of both budgets in one call"
+    consulted = sum(g.teacher_tokens for rows in together[3:] for g in rows.gens)
+    assert consulted > len(per_step) // 2  # many consultations, few calls
+
+
+def test_a_catch_up_copies_no_cache(decoder, prompts, monkeypatch):
+    """Within the loop neither a step nor a catch-up copies a cache: the only slot copies are
+    the batch's rows taken from the shared prefills, before the student's first step."""
+    looping, copies = [], []
+    for engine in (decoder.student, decoder.teacher):
+        original = engine.cache.copy
+        monkeypatch.setattr(engine.cache, "copy", lambda src, dst, original=original: copies.append(bool(looping)) or original(src, dst))
+    step = decoder.student.extend_many
+    monkeypatch.setattr(decoder.student, "extend_many", lambda calls: looping.append(1) or step(calls))
+    teacher_forwards = decoder.teacher.forwards
+    together, _ = decode_strategies(decoder, [Budget(k=6, threshold=0.0, alpha=1.0), Switch(0.3, 0.1)], prompts)
+    assert decoder.teacher.forwards - teacher_forwards > 6  # a prefill, then steps and catch-ups
+    assert sum(g.teacher_tokens for g in together[0].gens) == 6 * len(prompts)
+    assert copies and not any(copies)
 
 
 def test_mixed_rows_whose_prefix_is_the_students_own_take_the_greedy_decode(decoder, prompts):
@@ -73,7 +136,7 @@ def test_mixed_rows_whose_prefix_is_the_students_own_take_the_greedy_decode(deco
     prompt_tokens = sum(decoder.student.prompt_cost(p) for p in prompts)
     greedy_steps = sum(len(g.token_ids) - 1 for g in greedy)
     assert fed == prompt_tokens + greedy_steps  # one prefill, one greedy decode, nothing else
-    assert [comparable(g) for g in together[1].gens] == [comparable(g) for g in mixed]
+    assert_same_rows(together[1].gens, mixed)
 
 
 def test_features_of_a_merged_request_are_each_requests_own(decoder, prompts):
