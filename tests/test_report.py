@@ -273,11 +273,16 @@ def test_comparison_and_predictors_equal_pandas(runs):
     for strategy, rows in results.groupby("strategy"):
         assert ev.loc[strategy, "accuracy"] == pytest.approx(rows["correct"].mean())
         assert ev.loc[strategy, "teacher_tokens_per_example"] == pytest.approx(rows["teacher_tokens"].mean())
+        assert ev.loc[strategy, "teacher_tokens_processed_per_example"] == pytest.approx(rows["teacher_tokens_processed"].mean())
+        assert ev.loc[strategy, "teacher_calls_per_example"] == pytest.approx(rows["teacher_calls"].mean())
     assert set(points.loc[points["source"] == "held-out", "run"]) == {"alpha-v1", "alpha-mlp"}
-    # the front: the points nothing beats on both accuracy and teacher tokens
-    front = points[points["pareto"]]
-    assert len(front) and front.sort_values("teacher_tokens_per_example")["accuracy"].is_monotonic_increasing
-    assert front["accuracy"].max() == points["accuracy"].max() and points.loc[points["teacher_tokens_per_example"] == 0, "pareto"].any()
+    # each cost's front: the points nothing beats on both accuracy and that cost (a cost not known: never on it)
+    for cost, column in (("teacher_tokens_per_example", "pareto"), ("teacher_tokens_processed_per_example", "pareto_read"),
+                         ("teacher_calls_per_example", "pareto_calls")):
+        front = points[points[column]]
+        assert len(front) and front.sort_values(cost)["accuracy"].is_monotonic_increasing, cost
+        assert front[cost].notna().all() and points.loc[points[cost] == 0, column].any(), cost
+    assert points.loc[points["pareto"], "accuracy"].max() == points["accuracy"].max()
 
 
 def test_labels_over_an_n_grid_give_first_n_fixed_alpha_at_each_n():

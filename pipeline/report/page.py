@@ -87,11 +87,15 @@ def build_sections(runs: list[Run]) -> list[Section]:
                  "example), and the policy the artifact decodes with: the learned one only where it beats the "
                  "best fixed α on held-out rows, else the best fixed α for every example.", NO_ARTIFACT,
                  extra=lambda: {"predictor_selection": tables.predictor_selection(runs)}),
-        _section("tradeoff", "Trade-off: accuracy against teacher tokens", points,
+        _section("tradeoff", "Trade-off: accuracy against the teacher's cost", points,
                  "One numbered point per strategy (evaluations), per policy of the label runs and the artifacts' "
                  "predicted α, and, for labels over an N grid, first-N fixed α at each N (its best α); points at the "
-                 "same place share one label. Circled and joined: the Pareto front (`pareto`), no point more "
-                 "accurate for fewer teacher tokens, taken over every point shown: give runs on the same examples.",
+                 "same place share one label. Three costs per example, one panel each: teacher tokens decided, "
+                 "tokens the teacher read (prompts, steps, catch-ups) and calls to it (SWITCH decides few tokens "
+                 "but reads and calls at every step). Circled and joined: each panel's Pareto front (`pareto`, "
+                 "`pareto_read`, `pareto_calls`), no point more accurate for less of that cost, taken over every "
+                 "point shown with that cost known (label policies know only their decided tokens): give runs on "
+                 "the same examples.",
                  f"{NO_EVAL}; {NO_LABELS}", lambda: plots.strategy_tradeoff(points)),
         _section("strategies", "Strategies: accuracy, teacher cost, throughput", tables.strategy_table(runs),
                  "Per strategy over the run's examples; throughput is examples per busy worker-second.", NO_EVAL),

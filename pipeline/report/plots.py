@@ -99,31 +99,53 @@ def _clusters(points: np.ndarray, radius: float) -> list[list[int]]:
     return groups
 
 
+# each trade-off panel: the cost on its x axis, its Pareto column, its label
+TRADEOFF_PANELS = [("teacher_tokens_per_example", "pareto", "teacher tokens decided per example"),
+                   ("teacher_tokens_processed_per_example", "pareto_read", "teacher tokens read per example"),
+                   ("teacher_calls_per_example", "pareto_calls", "teacher calls per example")]
+
+
 def strategy_tradeoff(points: pd.DataFrame) -> bytes:
-    """Accuracy against teacher tokens per example, one numbered marker per strategy; points
-    that coincide share one label ("3,4,5"), and the key beside the plot names each number."""
-    fig = plt.figure(figsize=(9.5, max(4.2, 0.17 * len(points) + 1.0)))
-    ax = fig.add_axes([0.08, 0.12, 0.52, 0.8])
+    """Accuracy against the teacher's cost per example, one panel per cost (tokens it decided,
+    tokens it read, calls), one numbered marker per strategy; points that coincide share one
+    label ("3,4,5"), and the key beside the panels names each number."""
+    panels = [panel for panel in TRADEOFF_PANELS if panel[0] in points and points[panel[0]].notna().any()]
+    fig = plt.figure(figsize=(3.5 + 4.2 * len(panels), max(4.2, 0.17 * len(points) + 1.0)))
     sources = list(dict.fromkeys(zip(points["run"], points["source"])))
     colors = {key: f"C{i % 10}" for i, key in enumerate(sources)}
-    for key in sources:
+    width = 0.62 / len(panels)
+    for i, (cost, front, label) in enumerate(panels):
+        ax = fig.add_axes([0.05 + i * (width + 0.04), 0.12, width, 0.8])
+        _tradeoff_panel(fig, ax, points[points[cost].notna()], cost, front, label, colors, legend=i == 0)
+    key = fig.add_axes([0.05 + len(panels) * (width + 0.04), 0.12, 0.3, 0.8])
+    key.axis("off")
+    lines = [f"{r.marker:>2}  {r.run} · {_short(r.strategy, 46)}" for r in points.itertuples()]
+    step = min(1.0 / max(len(lines), 1), 0.065)
+    for i, (line, r) in enumerate(zip(lines, points.itertuples())):
+        key.text(0.0, 1.0 - (i + 0.5) * step, line, fontsize=7, va="center", family="monospace",
+                 color=colors[(r.run, r.source)])
+    return _png(fig)
+
+
+def _tradeoff_panel(fig, ax, points: pd.DataFrame, cost: str, front_column: str, label: str, colors: dict, legend: bool) -> None:
+    """One cost's panel: each point with its interval, its numbered label, and the Pareto front."""
+    for key, color in colors.items():
         rows = points[(points["run"] == key[0]) & (points["source"] == key[1])]
-        ax.scatter(rows["teacher_tokens_per_example"], rows["accuracy"], color=colors[key], s=28, zorder=3,
-                   label=f"{key[0]} · {key[1]}")
-        ax.errorbar(rows["teacher_tokens_per_example"], rows["accuracy"], fmt="none", ecolor=colors[key], elinewidth=0.8,
-                    alpha=0.5, zorder=2, yerr=[(rows["accuracy"] - rows["accuracy_lo"]).to_numpy(dtype=float),
-                                              (rows["accuracy_hi"] - rows["accuracy"]).to_numpy(dtype=float)])
+        ax.scatter(rows[cost], rows["accuracy"], color=color, s=28, zorder=3, label=f"{key[0]} · {key[1]}")
+        ax.errorbar(rows[cost], rows["accuracy"], fmt="none", ecolor=color, elinewidth=0.8, alpha=0.5, zorder=2,
+                    yerr=[(rows["accuracy"] - rows["accuracy_lo"]).to_numpy(dtype=float),
+                          (rows["accuracy_hi"] - rows["accuracy"]).to_numpy(dtype=float)])
     ax.set_xscale("symlog", linthresh=1)
-    right = float(points["teacher_tokens_per_example"].max()) * 1.6 + 0.5  # room for labels right of the costliest
+    right = float(points[cost].max()) * 1.6 + 0.5  # room for labels right of the costliest
     ax.set_xlim(-0.1, right)
-    ax.set_xticks([t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if t <= right])
+    ax.set_xticks([t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000) if t <= right])
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     lo, hi = points["accuracy_lo"].min(), points["accuracy_hi"].max()
     pad = max(0.02, 0.05 * (hi - lo))
     ax.set_ylim(lo - pad, hi + pad)
     ax.autoscale_view()
-    xy = ax.transData.transform(points[["teacher_tokens_per_example", "accuracy"]].to_numpy(dtype=float))
+    xy = ax.transData.transform(points[[cost, "accuracy"]].to_numpy(dtype=float))
     # coincident points share one label; each label goes to the first spot near its point
     # that overlaps neither a placed label nor a point (greedy, in display pixels)
     placed: list[tuple[float, float, float, float]] = []
@@ -133,29 +155,21 @@ def strategy_tradeoff(points: pd.DataFrame) -> bytes:
         dx, dy = _place_label(xy[group[0]], text, 7, fig.dpi, placed, xy, frame)
         first = points.iloc[group[0]]
         shades = {colors[(points.iloc[i]["run"], points.iloc[i]["source"])] for i in group}
-        ax.annotate(text, (first["teacher_tokens_per_example"], first["accuracy"]), xytext=(dx * 72 / fig.dpi, dy * 72 / fig.dpi),
+        ax.annotate(text, (first[cost], first["accuracy"]), xytext=(dx * 72 / fig.dpi, dy * 72 / fig.dpi),
                     textcoords="offset points", fontsize=7, ha="center", va="center",
                     color=shades.pop() if len(shades) == 1 else "black",
                     arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.5, "shrinkA": 0, "shrinkB": 3},
                     bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
-    front = points[points["pareto"].astype(bool)].sort_values("teacher_tokens_per_example") if "pareto" in points else points[:0]
-    if len(front):  # circled, joined by a step: no point is more accurate for fewer teacher tokens
-        ax.step(front["teacher_tokens_per_example"], front["accuracy"], where="post", color="black", linestyle="--",
+    front = points[points[front_column].astype(bool)].sort_values(cost) if front_column in points else points[:0]
+    if len(front):  # circled, joined by a step: no point is more accurate for less of this cost
+        ax.step(front[cost], front["accuracy"], where="post", color="black", linestyle="--",
                 linewidth=0.8, alpha=0.6, zorder=1, label="Pareto front")
-        ax.scatter(front["teacher_tokens_per_example"], front["accuracy"], facecolors="none", edgecolors="black", s=90,
-                   linewidths=0.8, zorder=4)
-    ax.set_xlabel("teacher tokens per example (cost, symlog)")
+        ax.scatter(front[cost], front["accuracy"], facecolors="none", edgecolors="black", s=90, linewidths=0.8, zorder=4)
+    ax.set_xlabel(f"{label} (symlog)")
     ax.set_ylabel("accuracy (bars: 95 % interval)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    key = fig.add_axes([0.62, 0.12, 0.37, 0.8])
-    key.axis("off")
-    lines = [f"{r.marker:>2}  {r.run} · {_short(r.strategy, 46)}" for r in points.itertuples()]
-    step = min(1.0 / max(len(lines), 1), 0.065)
-    for i, (line, r) in enumerate(zip(lines, points.itertuples())):
-        key.text(0.0, 1.0 - (i + 0.5) * step, line, fontsize=7, va="center", family="monospace",
-                 color=colors[(r.run, r.source)])
-    return _png(fig)
+    if legend:
+        ax.legend(fontsize=7, loc="lower right")
 
 
 def _place_label(at, text: str, fontsize: float, dpi: float, placed: list, points, frame) -> tuple[float, float]:

@@ -549,12 +549,19 @@ def predictor_selection(runs: list[Run]) -> pd.DataFrame:
 TRADEOFF_LABEL_POLICIES = {"student", "best fixed α", "calibrated entropy gate", "oracle"}
 
 
+# the teacher's costs a trade-off is drawn against, each with its own Pareto column: tokens it
+# decided, tokens it read, calls (SWITCH decides few tokens but reads and calls at every step)
+TRADEOFF_COSTS = {"teacher_tokens_per_example": "pareto", "teacher_tokens_processed_per_example": "pareto_read",
+                  "teacher_calls_per_example": "pareto_calls"}
+
+
 def tradeoff(runs: list[Run]) -> pd.DataFrame:
-    """The points of the accuracy-vs-cost plot, numbered: every strategy of each evaluation,
-    and the label and held-out policies of :func:`comparison` whose teacher tokens are known."""
+    """The points of the accuracy-vs-cost plots, numbered: every strategy of each evaluation,
+    and the label and held-out policies of :func:`comparison` whose teacher tokens are known
+    (their tokens read and calls are not: null, never on those fronts; the student's are 0)."""
     rows = [{"run": r["run"], "source": "evaluation", "strategy": r["strategy"], "accuracy": r["accuracy"],
              "accuracy_lo": r["accuracy_lo"], "accuracy_hi": r["accuracy_hi"],
-             "teacher_tokens_per_example": r["teacher_tokens_per_example"]}
+             **{cost: r[cost] for cost in TRADEOFF_COSTS}}
             for r in strategy_table(runs).to_dict("records")]
     comp = comparison(runs)
     given_labels = any(r.labels is not None for r in runs)
@@ -566,9 +573,12 @@ def tradeoff(runs: list[Run]) -> pd.DataFrame:
               "strategy": r["policy"] if r["policy"] != "calibrated entropy gate" else r["detail"].split(":")[0].replace("gate of", "calibrated gate of"),
               "teacher_tokens_per_example": r["teacher_tokens_per_example"]} for r in comp.to_dict("records")]
     rows += [row for run in runs if run.labels is not None for row in _first_n_points(run)]
-    out = _frame(rows, ["run", "source", "strategy", "accuracy", "accuracy_lo", "accuracy_hi", "teacher_tokens_per_example"])
+    out = _frame(rows, ["run", "source", "strategy", "accuracy", "accuracy_lo", "accuracy_hi", *TRADEOFF_COSTS])
+    student = (out["source"] != "evaluation") & (out["strategy"] == "student")
+    out.loc[student, ["teacher_tokens_processed_per_example", "teacher_calls_per_example"]] = 0.0
     out.insert(0, "marker", range(1, len(out) + 1))
-    out["pareto"] = pareto_front(out["accuracy"].to_numpy(dtype=float), out["teacher_tokens_per_example"].to_numpy(dtype=float))
+    for cost, front in TRADEOFF_COSTS.items():
+        out[front] = pareto_front(out["accuracy"].to_numpy(dtype=float), out[cost].to_numpy(dtype=float))
     return out
 
 
@@ -582,7 +592,8 @@ def _first_n_points(run: Run) -> list[dict]:
     best = acc.sort_values(["accuracy", "alpha"], ascending=[False, True], kind="stable").groupby("n_tokens").head(1)
     return [{"run": run.name, "source": "labels", "strategy": f"first-N fixed α: N={int(r.n_tokens)} (best α={r.alpha:g})",
              "accuracy": r.accuracy, "accuracy_lo": r.accuracy_lo, "accuracy_hi": r.accuracy_hi,
-             "teacher_tokens_per_example": float(r.n_tokens)} for r in best.sort_values("n_tokens").itertuples()]
+             "teacher_tokens_per_example": float(r.n_tokens), "teacher_calls_per_example": float(r.n_tokens)}
+            for r in best.sort_values("n_tokens").itertuples()]
 
 
 def pareto_front(accuracy: np.ndarray, tokens: np.ndarray) -> list[bool]:
