@@ -9,12 +9,12 @@ from pipeline.data.rows import RowProblem, RowReader
 
 GSM8K = RowReader.for_spec(DatasetSpec(benchmark="gsm8k"))
 
-GSM8K_DIR = Path(__file__).resolve().parents[2] / "shared/data/gsm8k"
+GSM8K_DIR = Path(__file__).resolve().parent / "fixtures/gsm8k"  # a slice shipped with the tests
 
 
 def _gsm8k_rows(split: str, n: int) -> list[dict]:
     path = GSM8K_DIR / f"{split}.jsonl"
-    assert path.is_file(), f"GSM8K copy missing: expected {path} (the shared/ folder beside the repo)"
+    assert path.is_file(), f"GSM8K slice missing: expected {path}"
     rows = []
     with path.open(encoding="utf-8") as f:
         for line in f:

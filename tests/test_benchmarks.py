@@ -10,12 +10,12 @@ from pipeline.config import DatasetSpec, RunConfig
 from pipeline.data.datasets import Example, dataset_fingerprint, load_examples
 from pipeline.errors import UserError
 
-GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared/data/gsm8k/test.jsonl"
+GSM8K_TEST = Path(__file__).resolve().parent / "fixtures/gsm8k/test.jsonl"  # a slice shipped with the tests
 
 
 @pytest.fixture(scope="module")
 def gsm8k_test() -> Path:
-    assert GSM8K_TEST.is_file(), f"GSM8K copy missing: expected {GSM8K_TEST} (the shared/ folder beside the repo)"
+    assert GSM8K_TEST.is_file(), f"GSM8K slice missing: expected {GSM8K_TEST}"
     return GSM8K_TEST
 
 

@@ -346,29 +346,35 @@ def teacher_steps(out) -> dict:
     return json.loads((out / "manifest.json").read_text())["sessions"][-1]["teacher_steps"]
 
 
-def test_students_sharing_a_teacher_have_their_steps_batched(ray_without_gpus, tmp_path):
-    """The demo's two students on one teacher: it runs fewer forwards than the steps it is sent,
+def test_students_sharing_a_teacher_have_their_steps_batched(plugin_path, ray_without_gpus, tmp_path):
+    """The demo's two students on one teacher: it runs fewer forwards than the feeds it is sent,
     and the rows equal the single-process decode and those of one teacher per student.
 
-    On the demo's peaked distributions a batched forward's float rounding (~1e-6) flips no
-    token; on flat ones it can, at near-ties, so `teacher_batch_steps: false` must give rows
-    identical to one process whatever the models (checked on tiny random ones below)."""
-    # both students start their units together (the job waits for every actor), SWITCH
-    # consults the teacher at every step, and a wide window makes their steps meet
+    The students meet at a barrier before their first teacher step (tests/hold_plugin: by
+    files, not by timing), and a wide window keeps their steps together from there. On the
+    demo's peaked distributions a batched forward's float rounding (~1e-6) flips no token; on
+    flat ones it can, at near-ties, so `teacher_batch_steps: false` must give rows identical to
+    one process whatever the models (checked on tiny random ones below)."""
+    # SWITCH consults the teacher at every step
     demo = [f"dataset.source={REPO / 'demo_world/data/test.jsonl'}", "dataset.limit=100", "decoding.batch_size=25",
             "strategies=[{name: fixed_alpha, alpha: 1.0, n_tokens: 2}, {name: switch, tau0: 0.1, lam: 0.1}]"]
-    shared = load_config(str(REPO / "configs/demo.yaml"), [*demo, "ray.teacher_batch_wait_s=0.5"])
+    meet = f"{{name: 'hold_plugin:meet', path: '{tmp_path / 'MEET'}', workers: 2}}"
+    met = [*demo[:3], f"strategies=[{{name: fixed_alpha, alpha: 1.0, n_tokens: 2}}, {{name: switch, tau0: 0.1, lam: 0.1}}, {meet}]"]
+    shared = load_config(str(REPO / "configs/demo.yaml"), [*met, "ray.teacher_batch_wait_s=1"])
     assert (shared.ray.num_students, shared.ray.num_teachers) == (2, 1)
     run_evaluation(shared, str(tmp_path / "shared"))
+    assert len(list(tmp_path.glob("MEET.*"))) == 2
     steps = teacher_steps(tmp_path / "shared")
     assert 0 < steps["forwards"] < steps["calls"]
-    assert keyed(read_rows(tmp_path / "shared")) == keyed(single_process_rows(shared))
+    own = single_process_rows(load_config(str(REPO / "configs/demo.yaml"), demo))
+    ran = [r for r in read_rows(tmp_path / "shared") if not r["strategy"].startswith("hold_plugin")]
+    assert keyed(ran) == keyed(own)
 
     alone = load_config(str(REPO / "configs/demo.yaml"), [*demo, "ray.students_per_teacher=1"])
     run_evaluation(alone, str(tmp_path / "alone"))
     steps = teacher_steps(tmp_path / "alone")
     assert steps["forwards"] == steps["calls"] > 0
-    assert keyed(read_rows(tmp_path / "alone")) == keyed(read_rows(tmp_path / "shared"))
+    assert keyed(read_rows(tmp_path / "alone")) == keyed(ran)
 
 
 def test_a_shared_teacher_without_batching_gives_the_single_process_rows(ray_without_gpus, config_file, tmp_path):

@@ -26,18 +26,18 @@ class OnDemand:
         return {b for g in self.groups for b in g.rows}
 
     def apply(self, t: int, p: torch.Tensor, active: list[int], tokens: torch.Tensor) -> None:
+        """Step t's tokens of the rows whose strategy consults the teacher there."""
         at = {b: i for i, b in enumerate(active)}
-        asked = {}
+        asked = []
         for g in self.groups:
             pos = [at[b] for b in g.rows]
             wanted = g.strategy.consults(t, p[pos], self.alphas[g.rows].to(p.device), g.spent(self.gens, g.rows, p.device))
             rows = [b for b, ask in zip(g.rows, wanted.tolist()) if ask]
             if rows:
-                asked[id(g)] = (g, rows)
+                asked.append((g, rows))
         if not asked:
             return
-        answers = self._answers(t, list(asked.values()))
-        for (g, rows), teacher in zip(asked.values(), answers):
+        for (g, rows), teacher in zip(asked, self._answers(t, asked)):
             g.pick(t, p, at, rows, teacher, self.alphas, self.gens, tokens, on_demand=True)
 
     def _answers(self, t: int, asked: list[tuple[TeacherRows, list[int]]]) -> list[TeacherNext]:

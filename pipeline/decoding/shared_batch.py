@@ -77,15 +77,12 @@ def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts:
         for i, gens in _decode_together(decoder, strategies, prompts, sampler).items():
             out[i] = StrategyRows(gens, 0.0)
     together_s = time.perf_counter() - start
+    own = {"teacher": lambda s: decoder.teacher_alone(prompts), "branches": lambda s: decoder.branched(s, prompts)}
     for i, strategy in enumerate(strategies):
-        began = time.perf_counter()
-        if strategy.generator == "teacher":
-            out[i] = StrategyRows(decoder.teacher_alone(prompts), 0.0)
-        elif strategy.generator == "branches":
-            out[i] = StrategyRows(decoder.branched(strategy, prompts), 0.0)
-        else:
-            continue
-        out[i].own_s = time.perf_counter() - began
+        if strategy.generator in own:
+            began = time.perf_counter()
+            gens = own[strategy.generator](strategy)
+            out[i] = StrategyRows(gens, time.perf_counter() - began)
     return out, together_s
 
 
@@ -127,7 +124,7 @@ def _decode_together(decoder: Decoder, strategies: Sequence[Strategy], prompts: 
             decoder.teacher.close(opened_session)
     for g in gens:
         g.text = decoder.finish_text(g)
-    return _by_strategy(decoder, strategies, prompts, batch, gens, greedy)
+    return _by_strategy(decoder, strategies, prompts, batch, gens)
 
 
 def _prefill(decoder: Decoder, strategies, mixing: list[int], prompts: list[Prompt], session: str) -> _Prefilled:
@@ -281,7 +278,7 @@ class _TeacherHooks:
 
 
 def _by_strategy(decoder: Decoder, strategies, prompts: list[Prompt], batch: list[tuple[int | None, int]],
-                 gens: list[Generation], greedy: list[int]) -> dict[int, list[Generation]]:
+                 gens: list[Generation]) -> dict[int, list[Generation]]:
     """Each student-loop strategy's rows: its consulting rows, copies of the greedy row where it
     did not consult, and the teacher prompts it pays for alone (every row's when it prefills them all)."""
     own = {key: gen for key, gen in zip(batch, gens)}

@@ -1,6 +1,6 @@
 """The one step loop: feed each row's chosen token until every row has stopped.
 
-`HFEngine.generate` runs it plain; the decoder runs it with its teacher phase as the
+`HFEngine.generate` runs it plain; the decoder runs it with its teacher hooks as the
 `StepHook` that may overwrite tokens (mixing, SWITCH) and keeps the teacher in step, its
 step sent before the engine's own so the two models compute at once.
 """

@@ -10,8 +10,8 @@ several students batches their steps instead of serving them one call after anot
 Students do not send their steps at the same instant, so a round of feeds waits up to
 `batch_wait_s` for the other callers that are stepping (whose last call was a feed) to send
 theirs, as Ray Serve's `batch_wait_timeout_s` does. A caller whose feed does not come within
-the window stops counting as stepping until it sends one again, so a student that has left
-its teacher phase costs the others one window, not one per step; students stepping at
+the window stops counting as stepping until it sends one again, so a student done with
+its teacher costs the others one window, not one per step; students stepping at
 different rates may cost each other up to a window per step (`ray.teacher_batch_wait_s`).
 """
 from __future__ import annotations

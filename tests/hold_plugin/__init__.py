@@ -33,3 +33,35 @@ class Hold(Strategy):
             while os.path.exists(self.path):
                 time.sleep(0.02)
         return torch.zeros(p_first.shape[0], device=p_first.device)
+
+
+_met = False  # whether this process has met the other workers already
+
+
+@strategy("meet")
+class Meet(Strategy):
+    """A barrier: each worker's first batch waits (up to `limit_s`) until `workers` workers have
+    reached it, each saying so in `path.<pid>`, so that their units step together from there
+    (by files, not by timing). Its rows are the student's."""
+
+    path: str
+    workers: int = 2
+    limit_s: float = 120.0
+
+    @property
+    def plan(self) -> TeacherPlan:
+        return TeacherPlan(steps=1)
+
+    def params(self) -> dict:
+        return {}
+
+    def row_alphas(self, p_first: torch.Tensor, features=None, p_teacher=None) -> torch.Tensor:
+        global _met
+        if not _met:
+            open(f"{self.path}.{os.getpid()}", "w").close()
+            deadline = time.monotonic() + self.limit_s
+            folder, name = os.path.split(self.path)
+            while sum(f.startswith(name + ".") for f in os.listdir(folder)) < self.workers and time.monotonic() < deadline:
+                time.sleep(0.02)
+            _met = True
+        return torch.zeros(p_first.shape[0], device=p_first.device)
