@@ -10,10 +10,11 @@ run's, when several runs are compared side by side), or into --out.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from pipeline.cli import output_path, run_main
 from pipeline.errors import UserError
-from pipeline.report.page import write_report
+from pipeline.report.page import claim_report_dir, write_report
 from pipeline.report.runs import load_run, unique_names
 from pipeline.store.parts import filesystem
 
@@ -31,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--out", type=output_path, help="report directory (default: RUN_DIR/report of the first run)")
     args = parser.parse_args(argv)
+    if args.out:  # a folder that is not the report's, or one it cannot write, is refused before any run is read
+        claim_report_dir(Path(args.out))
     runs = [load_run(path, name) for path, name in zip(args.runs, unique_names(args.runs))]
-    out = write_report(runs, args.out or default_out(args.runs[0]))
+    out = write_report(runs, args.out or default_out(args.runs[0]))  # claimed (again) before the report is built
     print(f"report: {out}/report.html  {out}/report.md  ({len(list((out / 'plots').iterdir()))} plots)")
     return 0
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -75,6 +77,31 @@ def data_file(w, name: str, text: str) -> str:
     return str(path)
 
 
+def deep(levels: int = 100_000) -> str:
+    """A JSON value nested deeper than Python's parser recurses."""
+    return "[" * levels + "]" * levels
+
+
+def chat_file(name: str, content: bytes, *sets: str):
+    """A chat prompt whose prompt.chat_template is a file of `content` in the world."""
+    def make(w, case):
+        path = w["root"] / name
+        path.write_bytes(content)
+        return overrides("prompt.chat=true", f"prompt.chat_template={path}", *sets)(w, case)
+    return make
+
+
+def plugin(module: str, code: str, *sets: str):
+    """An evaluate case whose overrides name `module`, written (with `code`) to the world's
+    plugins folder, which CASE_PATH puts on sys.path."""
+    def make(w, case):
+        folder = w["root"] / "plugins"
+        folder.mkdir(exist_ok=True)
+        (folder / f"{module}.py").write_text(code)
+        return overrides(*sets)(w, case)
+    return make
+
+
 def evaluate(raw_of):
     """An evaluate case: the config `raw_of(world)` into a fresh --out."""
     return lambda w, name: ("jobs.evaluate", ["--config", config_file(w, name, raw_of(w)), "--out", str(w["root"] / f"out-{name}")])
@@ -111,6 +138,47 @@ def command(job: str, *args):
                                   for a in args])
 
 
+SIGNALS = {"n": 4, "student_accuracy": 0.5, "teacher_accuracy": 1.0, "auc_self_consistency_vs_student_correct": 0.5}
+
+
+def reportable(w, name: str, files: dict[str, str] | None = None) -> str:
+    """A run directory the report can read (a signals run), with `files` (name -> text) beside."""
+    run = w["root"] / f"run-{name}"
+    run.mkdir(exist_ok=True)
+    (run / "signals_summary.json").write_text(json.dumps(SIGNALS))
+    for file, text in (files or {}).items():
+        (run / file).write_text(text)
+    return str(run)
+
+
+# a user's own folders shaped like this project's outputs (relative path -> text): only the
+# marker makes a folder a run's or a report's, so each must be refused and kept as it is
+USERS_FOLDERS = {
+    "out_holds_a_users_manifest": {"manifest.json": json.dumps({"job": "evaluate", "mine": True}), "results/my-results.csv": "a,b\n1,2\n"},
+    "labels_out_holds_a_users_manifest": {"labels_manifest.json": json.dumps({"job": "label_alpha"}), "notes.txt": "mine"},
+    "report_out_is_a_users_folder_like_a_report": {"report.html": "<p>mine</p>", "report.md": "# mine",
+                                                   "data/my-measurements.csv": "x\n1\n", "plots/my-figure.png": "png"},
+}
+
+
+def users_folder(w, name: str, files: dict[str, str]) -> str:
+    folder = w["root"] / f"users-{name}"
+    for file, text in files.items():
+        (folder / file).parent.mkdir(parents=True, exist_ok=True)
+        (folder / file).write_text(text)
+    return str(folder)
+
+
+def into_users_folder(job: str, case: str):
+    """`job` run with --out a user's folder of USERS_FOLDERS[case]."""
+    def make(w, name: str):
+        out = users_folder(w, name, USERS_FOLDERS[case])
+        if job == "jobs.report":
+            return job, [reportable(w, name), "--out", out]
+        return job, ["--config", str(w["root"] / "ok.yaml"), "--out", out]
+    return make
+
+
 CASES = {
     # config files and overrides
     "config_file_missing": (command("jobs.evaluate", "--config", "{root}/nope.yaml", "--out", "{root}/out-{name}"), "config file not found"),
@@ -121,6 +189,10 @@ CASES = {
     "section_not_a_mapping": (evaluate(lambda w: {**w["base"], "student": "path/to/model"}), "must be a mapping"),
     "chat_without_a_template": (overrides("prompt.chat=true"), "has no chat template: set prompt.chat_template"),
     "chat_template_file_missing": (overrides("prompt.chat=true", "prompt.chat_template=nope.jinja"), "prompt.chat_template: file not found"),
+    "chat_template_not_utf8": (chat_file("latin1.jinja", "{{ messages[0]['content'] }} caf\u00e9".encode("latin-1")), "latin1.jinja: not UTF-8 text"),
+    "chat_template_a_hostname_file": (chat_file("hostname", b"build-host-7\n"), "renders every question alike"),
+    "chat_template_ignores_messages": (overrides("prompt.chat=true", "prompt.chat_template='{% if add_generation_prompt %}A:{% endif %}'"),
+                                       "renders every question alike"),
     "prompt_not_a_name_or_mapping": (overrides("prompt=[1]"), "'prompt' must name a template or be a mapping"),
     "override_without_equals": (overrides("decoding.max_new_tokens"), "must look like key.sub=value"),
     "override_into_a_value": (overrides("decoding.max_new_tokens.x=1"), "is not a mapping"),
@@ -163,6 +235,16 @@ CASES = {
     "json_object_without_rows": (rows("obj.json", json.dumps({"name": "x", "n": 3}, indent=1), split="test"), "a JSON object without a list of rows under any key (keys: name, n)"),
     "neither_json_nor_table": (rows("words.txt", "just some words\n", split="test"), "not a dataset file this job reads"),
     "empty_dataset": (rows("empty.jsonl", "", split="test"), "empty"),
+    "json_nested_deeply": (rows("deep.json", deep(), split="test"), "deep.json: JSON nested too deeply to read"),
+    "json_object_nested_deeply": (rows("deep-object.json", '{"examples": ' + deep() + "}", split="test"), "JSON nested too deeply to read"),
+    "jsonl_row_nested_deeply": (rows("deep.jsonl", json.dumps(ROW) + '\n{"question": ' + deep() + ', "answer": "#### 1"}\n', split="test"),
+                                "1 bad line: JSON nested too deeply to read (line 2)"),
+    "first_jsonl_row_nested_deeply": (rows("deep-first.jsonl", '{"question": ' + deep() + ', "answer": "#### 1"}\n' + json.dumps(ROW) + "\n", split="test"),
+                                      "1 bad line: JSON nested too deeply to read (line 1)"),
+    "empty_question": (rows("blank.jsonl", json.dumps(ROW) + "\n" + json.dumps({**ROW, "question": " \n\t"}) + "\n", split="test"),
+                       "1 bad line: field 'question' is empty (line 2)"),
+    "empty_question_in_an_array": (rows("blank.json", json.dumps([ROW, ROW, {**ROW, "question": ""}]), split="test"),
+                                   "1 bad row (counted from 0): field 'question' is empty (row 2)"),
     "missing_question_field": (rows("noq.jsonl", json.dumps({"answer": "#### 1"}) + "\n", split="test"), "no field(s) 'question' (fields: answer); map this copy's fields, e.g. --set dataset.fields.question=<field>"),
     "answer_without_marker": (rows("nomark.jsonl", json.dumps({"question": "q", "answer": "2"}) + "\n", split="test"), "no '#### '"),
     "plain_answer_not_a_number": (rows("words.jsonl", json.dumps({"question": "q", "answer": "two"}) + "\n", split="test", answer_format="plain"), "not a number"),
@@ -198,6 +280,12 @@ CASES = {
     "students_astronomical": (section("ray", num_students=10**30), "'ray.num_students' must be ≤ 4096"),
     "unknown_prompt_template": (evaluate(lambda w: {**w["base"], "prompt": "no_such_template"}), "prompt template 'no_such_template' not found"),
     "unknown_strategy": (strategies({"name": "beam_search"}), "beam_search"),
+    "strategy_relative_module": (strategies({"name": ".evil:foo"}), "strategies '.evil:foo': '.evil' is not a module name"),
+    "strategy_module_raises_on_import": (plugin("raising_plugin_36", "raise RuntimeError('no GPU here')\n", "strategies=[{name: 'raising_plugin_36:foo'}]"),
+                                         "strategies 'raising_plugin_36:foo': cannot import raising_plugin_36: RuntimeError: no GPU here"),
+    "backend_relative_module": (overrides("student.backend=..x:engine"), "'..x' is not a module name"),
+    "backend_module_broken": (plugin("broken_backend_36", "def engine(:\n", "teacher.backend=broken_backend_36:engine"),
+                              "teacher.backend 'broken_backend_36:engine': cannot import broken_backend_36: SyntaxError"),
     "strategy_without_name": (strategies({"alpha": 1.0}), "must be a mapping with a 'name'"),
     "strategies_not_a_list": (evaluate(lambda w: {**w["base"], "strategies": "student"}), "non-empty list"),
     "negative_n": (strategies({"name": "fixed_alpha", "alpha": 1.0, "n_tokens": -1}), "n_tokens must be ≥ 0, got -1"),
@@ -206,6 +294,9 @@ CASES = {
     "unknown_strategy_parameter": (strategies({"name": "fixed_alpha", "alpha": 1.0, "temperature": 2}), "temperature"),
     "alpha_1_and_1.0": (strategies({"name": "fixed_alpha", "alpha": 1, "n_tokens": 2}, {"name": "fixed_alpha", "alpha": 1.0, "n_tokens": 2}), "duplicate strategies"),
     "gate_band_reversed": (strategies({"name": "entropy_gate", "alpha": 1.0, "n_tokens": 1, "lo": 2.0, "hi": 1.0}), "lo (2.0) must not exceed hi (1.0)"),
+    "gate_artifact_and_band": (strategies({"name": "entropy_gate", "artifact": DEMO_ARTIFACT, "lo": 0.5, "hi": 10.0}),
+                               "an artifact sets α, N and the band it calibrated: give lo, hi or the artifact, not both"),
+    "gate_artifact_and_default_lo": (strategies({"name": "entropy_gate", "artifact": DEMO_ARTIFACT, "lo": 0.0}), "give lo or the artifact, not both"),
     "switch_nan": (strategies({"name": "switch", "tau0": float("nan")}), "tau0 must be a finite number, got nan"),
     "switch_negative_lambda": (strategies({"name": "switch", "tau0": 0.1, "lam": -1.0}), "lam must be ≥ 0, got -1.0"),
     "predicted_alpha_without_artifact": (strategies({"name": "predicted_alpha"}), "artifact"),
@@ -239,6 +330,14 @@ CASES = {
     "report_run_missing": (command("jobs.report", "{root}/no-run"), "run directory not found"),
     "report_nothing_to_report": (command("jobs.report", "{unrelated}"), "nothing to report"),
     "report_out_is_someone_elses": (command("jobs.report", "{artifact}", "--out", "{unrelated}"), "not a report directory"),
+    "report_out_is_a_users_folder_like_a_report": (into_users_folder("jobs.report", "report_out_is_a_users_folder_like_a_report"),
+                                                   "not a report directory"),
+    "report_out_is_the_filesystem_root": (lambda w, name: ("jobs.report", [reportable(w, name), "--out", "/"]), "is the filesystem root"),
+    "report_manifest_not_json": (lambda w, name: ("jobs.report", [reportable(w, name, {"manifest.json": '{"job": "evaluate",'})]),
+                                 "manifest.json is not JSON"),
+    "out_holds_a_users_manifest": (into_users_folder("jobs.evaluate", "out_holds_a_users_manifest"), "holds files no job of this project wrote"),
+    "labels_out_holds_a_users_manifest": (into_users_folder("jobs.label_alpha", "labels_out_holds_a_users_manifest"),
+                                          "holds files no job of this project wrote"),
     "build_demo_zero_threads": (command("jobs.build_demo", "--threads", "0", "--out", "{root}/no-world"), "--threads must be at least 1"),
     "signals_on_a_labels_dataset": (lambda w, name: ("jobs.score_signals", ["--results", str(w["labels"]), "--config", config_file(w, name, w["base"]),
                                                                             "--out", str(w["root"] / f"out-{name}")]), "is not an evaluation results dataset"),
@@ -261,6 +360,7 @@ CASE_ENV = {
     "hub_model_offline": {"HF_HUB_OFFLINE": "1"},
     "hub_dataset_unreachable": {"HF_ENDPOINT": "http://127.0.0.1:9"},  # nothing listens: unreachable anywhere
 }
+CASE_PATH = {"strategy_module_raises_on_import": "plugins", "backend_module_broken": "plugins"}  # a folder of the world on sys.path
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -276,6 +376,8 @@ def test_a_mistake_is_one_clear_line(world, case, capsys, monkeypatch):
     hub.hub_reachable.cache_clear()
     make, message = CASES[case]
     job, argv = make(world, case)
+    if case in CASE_PATH:
+        monkeypatch.syspath_prepend(str(world["root"] / CASE_PATH[case]))
     with pytest.raises(SystemExit) as done:
         run_main(importlib.import_module(job).main, argv)
     err = capsys.readouterr().err
@@ -288,3 +390,118 @@ def test_a_mistake_is_one_clear_line(world, case, capsys, monkeypatch):
     assert (world["unrelated"] / "keep.txt").read_text() == "mine"  # nothing of someone else's touched
 
 
+def test_a_named_pipe_as_the_dataset_is_refused_not_opened(world, tmp_path, capsys, monkeypatch):
+    """Opening a FIFO for reading blocks until something opens it for writing, so its type is
+    checked first. The job runs in a thread, as the battery runs it; a job still blocked after a
+    minute fails the test, and is let go (the FIFO opened for writing and closed)."""
+    import pipeline.runtime.cluster as cluster
+
+    def reached_ray(*args, **kwargs) -> None:
+        raise ReachedRay("a FIFO as dataset.source got as far as starting Ray")
+
+    monkeypatch.setattr(cluster.ray, "init", reached_ray)
+    fifo = tmp_path / "test.jsonl"
+    os.mkfifo(fifo)
+    config = tmp_path / "fifo.yaml"
+    config.write_text(yaml.safe_dump(changed(world["base"], "dataset", source=str(fifo))))
+    codes: list = []
+
+    def job() -> None:
+        try:
+            run_main(importlib.import_module("jobs.evaluate").main, ["--config", str(config), "--out", str(tmp_path / "out")])
+        except SystemExit as done:
+            codes.append(done.code)
+
+    thread = threading.Thread(target=job, daemon=True)
+    thread.start()
+    thread.join(60)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the blocked open returns
+        thread.join(60)
+        pytest.fail("a FIFO as dataset.source blocked the job")
+    err = capsys.readouterr().err
+    assert codes == [2] and "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: dataset path is not a regular file (a device, pipe or socket): {fifo}"], err
+    assert not (tmp_path / "out").exists()
+
+
+def refused_in_one_line(job: str, argv: list[str], capsys, message: str) -> None:
+    with pytest.raises(SystemExit) as done:
+        run_main(importlib.import_module(job).main, argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], err
+
+
+@pytest.mark.parametrize("case", sorted(USERS_FOLDERS))
+def test_a_users_folder_shaped_like_an_output_is_left_as_it_was(world, case, capsys, monkeypatch):
+    """A manifest with a "job" key, or report.html and report.md beside data/ and plots/, do not
+    make a folder this project's: only its marker does. Every file stays as the user left it,
+    and no marker is added."""
+    import pipeline.runtime.cluster as cluster
+
+    def reached_ray(*args, **kwargs):
+        raise ReachedRay(f"case {case} got as far as starting Ray: the user's folder was taken")
+
+    monkeypatch.setattr(cluster.ray, "init", reached_ray)
+    make, message = CASES[case]
+    job, argv = make(world, f"{case}-kept")
+    refused_in_one_line(job, argv, capsys, message)
+    folder = world["root"] / f"users-{case}-kept"
+    assert {p.relative_to(folder).as_posix(): p.read_text() for p in folder.rglob("*") if p.is_file()} == USERS_FOLDERS[case]
+
+
+def test_report_out_root_is_refused_without_walking_the_filesystem(world, capsys, monkeypatch):
+    def walked(*args, **kwargs):
+        raise AssertionError(f"the report walked a directory tree: {args[:1]}")
+
+    monkeypatch.setattr(Path, "rglob", walked)
+    monkeypatch.setattr(os, "walk", walked)
+    refused_in_one_line("jobs.report", [reportable(world, "root-unwalked"), "--out", "/"], capsys,
+                        "report --out / is the filesystem root")
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory nothing may be written into: mode 0o555 and, where the tests run as root
+    (whom a mode does not stop), the immutable attribute too (`chattr +i`); skipped where
+    neither holds."""
+    import subprocess
+
+    ro = tmp_path / "read-only"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        immutable = os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode == 0
+    except FileNotFoundError:  # no chattr
+        immutable = False
+    try:
+        try:
+            (ro / "probe").mkdir()
+        except OSError:
+            yield ro
+        else:
+            (ro / "probe").rmdir()
+            pytest.skip("cannot make a directory read-only here (root, and chattr +i refused)")
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(ro)], check=True)
+        ro.chmod(0o755)
+
+
+@pytest.mark.parametrize("where", ["inside", "itself"])
+def test_report_out_read_only_is_refused_before_the_report_is_built(world, read_only_dir, where, capsys, monkeypatch):
+    """A location the report cannot write (a new folder in it, or the empty folder itself) is
+    found by a probe before a plot is drawn, and refused in one line."""
+    import pipeline.report.page as page
+
+    def built(runs):
+        pytest.fail("the report was built before --out was probed")
+
+    monkeypatch.setattr(page, "build_sections", built)
+    out = read_only_dir / "report" if where == "inside" else read_only_dir
+    refused_in_one_line("jobs.report", [reportable(world, f"read-only-{where}"), "--out", str(out)], capsys,
+                        f"cannot write report --out {out}")
+    assert list(read_only_dir.iterdir()) == []

@@ -5,6 +5,7 @@ here, two with a Qwen-style template and one with a Llama-3-style template."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -110,6 +111,23 @@ def test_the_models_must_agree_on_the_template_unless_the_config_names_one(model
         chat_format(PromptStyle(chat=True), bare, bare, ("s", "t"))
     with pytest.raises(UserError, match="must be student, teacher, a Jinja file or Jinja text"):
         chat_format(PromptStyle(chat=True, chat_template="mine"), qwen, qwen, ("s", "t"))
+
+
+def test_a_template_that_does_not_put_the_question_is_refused(tmp_path):
+    """A template whose prompt is the same for two questions (it never reads `messages`, or is
+    not a chat template at all) would give every row one answer: refused in one line."""
+    constant = "{{ bos_token }}<|im_start|>assistant\n"
+    with pytest.raises(UserError, match="^the models' own chat template renders every question alike"):
+        chat_format(PromptStyle(chat=True), _tokenizer(constant), _tokenizer(constant), ("s", "t"))
+    only_system = "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}{% endif %}{% endfor %}"
+    with pytest.raises(UserError, match="^prompt.chat_template \\(.*\\) renders every question alike"):
+        chat_format(PromptStyle(chat=True, system="Be brief.", chat_template=only_system), _tokenizer(QWEN_STYLE), None, ("s", ""))
+    (tmp_path / "hostname").write_text("build-host-7\n")
+    with pytest.raises(UserError, match=f"^prompt.chat_template \\({re.escape(str(tmp_path / 'hostname'))}\\) renders every question alike"):
+        chat_format(PromptStyle(chat=True, chat_template=str(tmp_path / "hostname")), _tokenizer(QWEN_STYLE), None, ("s", ""))
+    (tmp_path / "cp1252.jinja").write_bytes(QWEN_STYLE.replace("assistant", "assistant \u2013").encode("cp1252"))
+    with pytest.raises(UserError, match="cp1252.jinja: not UTF-8 text"):
+        chat_format(PromptStyle(chat=True, chat_template=str(tmp_path / "cp1252.jinja")), _tokenizer(QWEN_STYLE), None, ("s", ""))
 
 
 def test_prompt_section_is_validated_and_raw_runs_keep_their_config_hash():

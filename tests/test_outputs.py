@@ -67,14 +67,27 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_run_directory_from_before_the_marker_is_still_ours(tmp_path):
+def test_a_manifest_naming_a_job_does_not_make_a_folder_ours(tmp_path):
+    """Only the marker proves that this project wrote a directory: a user's own manifest.json
+    or labels_manifest.json with a string "job" key is refused, and stays as it was."""
     import json
 
-    old = tmp_path / "old-run"
-    (old / "results").mkdir(parents=True)
-    (old / "manifest.json").write_text(json.dumps({"job": "evaluate", "status": "running"}))
-    claim_output(str(old), "label_alpha")
-    assert json.loads((old / MARKER).read_text()) == {"jobs": ["evaluate", "label_alpha"]}
+    for name, job in (("manifest.json", "evaluate"), ("labels_manifest.json", "label_alpha")):
+        folder = tmp_path / name
+        (folder / "results").mkdir(parents=True)
+        text = json.dumps({"job": job, "status": "running"})
+        (folder / name).write_text(text)
+        with pytest.raises(UserError, match=rf"--out {folder} holds files no job of this project wrote .*no {MARKER}"):
+            claim_output(str(folder), job)
+        assert (folder / name).read_text() == text and not (folder / MARKER).exists()
+    ours = tmp_path / "ours"  # this project's run: marked, resumed by any of its jobs
+    claim_output(str(ours), "evaluate")
+    (ours / "manifest.json").write_text(json.dumps({"job": "evaluate", "status": "running"}))
+    claim_output(str(ours), "label_alpha")
+    assert json.loads((ours / MARKER).read_text()) == {"jobs": ["evaluate", "label_alpha"]}
+    (ours / MARKER).write_text(json.dumps({"jobs": [["evaluate"]]}))  # not a list of job names: not the marker
+    with pytest.raises(UserError, match="is not this project's"):
+        claim_output(str(ours), "evaluate")
 
 
 def test_parts_from_before_footers_are_kept_when_the_manifest_vouches(tmp_path):

@@ -427,3 +427,33 @@ def test_the_report_replaces_only_a_report_directory(tmp_path):
     (tmp_path / "link").symlink_to(mine)
     with pytest.raises(UserError, match="symbolic link"):
         check_replaceable(tmp_path / "link")
+
+
+def test_only_the_reports_marker_makes_a_folder_the_reports(tmp_path):
+    """report.html and report.md beside files under data/ and plots/ are a user's folder unless
+    the report's marker lists them; a marker that lists no files is not one. A rerun replaces
+    the report's own directory, and keeps refusing once a user adds a file to it."""
+    from pipeline.errors import UserError
+    from pipeline.report.page import REPORT_MARKER, check_replaceable
+
+    users = tmp_path / "users"
+    for name in ("report.html", "report.md", "data/my-measurements.csv", "plots/my-figure.png"):
+        (users / name).parent.mkdir(parents=True, exist_ok=True)
+        (users / name).write_text("mine")
+    with pytest.raises(UserError, match=rf"report --out {users} is not a report directory \(it has no {REPORT_MARKER} marker"):
+        check_replaceable(users)
+    for marker in ("[1]", json.dumps({"files": "report.html"}), json.dumps({"files": [["report.html"]]})):
+        (users / REPORT_MARKER).write_text(marker)
+        with pytest.raises(UserError, match="not a report directory"):
+            check_replaceable(users)
+
+    run = tmp_path / "run"  # a signals run: reportable without Ray
+    run.mkdir()
+    (run / "signals_summary.json").write_text(json.dumps(SIGNALS_SUMMARY))
+    out = tmp_path / "report"
+    ok(job("jobs.report", str(run), "--out", str(out)))
+    ok(job("jobs.report", str(run), "--out", str(out)))  # its own directory: replaced
+    (out / "data" / "my-notes.csv").write_text("mine")
+    again = job("jobs.report", str(run), "--out", str(out))
+    assert again.returncode == 2 and "files the report did not write (data/my-notes.csv)" in again.stderr
+    assert (out / "data" / "my-notes.csv").read_text() == "mine"

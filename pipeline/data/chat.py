@@ -17,6 +17,7 @@ from pipeline.errors import UserError
 
 _REPLY = "\u2063reply\u2063"  # an assistant turn's text, found again in the rendering
 _PROBES = ("0", "1", "a", "Z", "?", "\u00e9", " x")  # first characters of different kinds
+_TWO_QUESTIONS = ("What is 2 plus 3?", "Name a colour.")  # must render as two different prompts
 
 
 class FewShot(Protocol):
@@ -107,7 +108,20 @@ def chat_format(style: PromptStyle, student: Any, teacher: Any | None, names: tu
     """The chat prompt both models get: their own template, which must be the same, unless
     `style.chat_template` names one (student, teacher, a Jinja file or Jinja text)."""
     template = _chosen_template(style.chat_template, {"student": student, "teacher": teacher}, dict(zip(CHAT_TEMPLATE_ROLES, names)))
+    _check_puts_the_question(student, ChatFormat(template, style.system), style.chat_template)
     return ChatFormat(template, style.system, style.fewshot_as_multiturn, end_of_turn_ids(student, template))
+
+
+def _check_puts_the_question(tokenizer: Any, chat: ChatFormat, choice: str | None) -> None:
+    """Refuse a template whose prompt does not depend on the question (a file that is not a
+    chat template, such as /etc/hostname, or Jinja that never reads `messages`): every row
+    would get one prompt and one answer, and the run would look like a run."""
+    system = [{"role": "system", "content": chat.system}] if chat.system else []
+    first, second = (render_chat(tokenizer, [*system, {"role": "user", "content": q}], chat) for q in _TWO_QUESTIONS)
+    if first == second:
+        which = "the models' own chat template" if choice is None else f"prompt.chat_template ({choice})"
+        raise UserError(f"{which} renders every question alike ({first[:60]!r} for two different questions): "
+                        "a chat template must put the conversation's `messages` into the prompt")
 
 
 def _chosen_template(choice: str | None, tokenizers: dict[str, Any], names: dict[str, str]) -> str:
@@ -129,7 +143,12 @@ def _chosen_template(choice: str | None, tokenizers: dict[str, Any], names: dict
     if path.suffix in (".jinja", ".j2") or path.is_file():
         if not path.is_file():
             raise UserError(f"prompt.chat_template: file not found: {choice}")
-        return path.read_text(encoding="utf-8")
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"prompt.chat_template: {path}: not UTF-8 text (a Jinja chat template is text)") from None
+        except OSError as e:
+            raise UserError(f"prompt.chat_template: {path}: not readable ({e.strerror or e})") from None
     if "{{" in choice or "{%" in choice:
         return choice
     raise UserError(f"prompt.chat_template must be student, teacher, a Jinja file or Jinja text, got {choice!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,10 @@ from pipeline.errors import UserError
 
 _SNIFF_BYTES = 1 << 16
 _LIST_KEYS = ("examples", "data", "rows", "instances")  # tried in this order when several keys hold rows
-_NOT_JSON, _TOO_LONG = object(), object()  # what a first line can be besides a JSON value
+_NOT_JSON, _TOO_LONG, _TOO_DEEP = object(), object(), object()  # what a first line can be besides a JSON value
+# Python's JSON parser recurses once per level of nesting: a value nested past the recursion
+# limit (about 1,000 levels) raises RecursionError, said as this (no dataset row is that deep)
+_TOO_DEEP_TEXT = "JSON nested too deeply to read"
 
 
 @dataclass
@@ -74,7 +78,8 @@ def _holds_rows(doc: Any, row_fields: tuple[str, ...], keys: tuple[str, ...] | N
 
 def _first_row(path: Path, max_row_bytes: int) -> Any:
     """The file's first non-blank line as JSON, read with the row bound; _NOT_JSON where it is
-    not whole JSON on its own (the start of a document over lines), _TOO_LONG beyond the bound."""
+    not whole JSON on its own (the start of a document over lines), _TOO_LONG beyond the bound,
+    _TOO_DEEP where it is a row nested too deeply (JSON Lines refuses it by its line number)."""
     with path.open("rb") as f:
         for raw in iter(lambda: f.readline(max_row_bytes + 1), b""):
             if not raw.strip():
@@ -85,6 +90,8 @@ def _first_row(path: Path, max_row_bytes: int) -> Any:
                 return json.loads(raw.decode("utf-8-sig"))
             except (UnicodeDecodeError, json.JSONDecodeError):
                 return _NOT_JSON
+            except RecursionError:
+                return _TOO_DEEP
     return _NOT_JSON
 
 
@@ -94,6 +101,8 @@ def _parse_json(path: Path) -> Any:
         return json.loads(path.read_bytes().decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
+    except RecursionError:
+        raise UserError(f"{path}: {_TOO_DEEP_TEXT} (nested more than about {sys.getrecursionlimit():,} levels)") from None
 
 
 def _jsonl(path: Path, max_row_bytes: int) -> FileRows:
@@ -114,6 +123,9 @@ def _jsonl(path: Path, max_row_bytes: int) -> FileRows:
                 continue
             except json.JSONDecodeError:
                 out.add_problem("not valid JSON", lineno)
+                continue
+            except RecursionError:
+                out.add_problem(_TOO_DEEP_TEXT, lineno)
                 continue
             out.rows.append((lineno, row))
     out.columns = _keys(out.rows)

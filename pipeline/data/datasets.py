@@ -102,19 +102,19 @@ def _describe(problems: dict[str, list[int]], unit: str) -> str:
 
 def _regular_file(path: Path) -> Path:
     """`path`, if it is a regular file this process may read; UserError otherwise (a directory,
-    or a device such as /dev/zero, which would be read forever)."""
+    a device such as /dev/zero, which would be read forever, or a named pipe, whose opening
+    blocks until something writes to it: so the type is checked before the file is opened)."""
     if path.is_dir():
         raise UserError(f"dataset path is a directory, expected a dataset file (JSON Lines, JSON, CSV, Parquet): {path}")
     try:
-        info = path.stat()
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise UserError(f"dataset path is not a regular file (a device, pipe or socket): {path}")
         with path.open("rb"):
             pass
     except FileNotFoundError:
         raise UserError(f"dataset file not found: {path}") from None
     except OSError as e:
         raise UserError(f"dataset file not readable: {path} ({e.strerror or e})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise UserError(f"dataset path is not a regular file (a device, pipe or socket): {path}")
     return path
 
 

@@ -76,6 +76,8 @@ class RowReader:
         question = _value(self.question, row, "question")
         if not isinstance(question, str):
             raise RowProblem(f"field '{self.question.label}' is not a string")
+        if not question.strip():  # the prompt would be the exemplars alone, the same for every such row
+            raise RowProblem(f"field '{self.question.label}' is empty")
         labels, letters = (), ()
         if self.choices is not None:
             texts, labels = _choices(self.choices, row[self.choices.field])

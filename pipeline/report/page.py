@@ -225,24 +225,27 @@ def _files_under(root: Path) -> set[str]:
 def check_replaceable(out: Path) -> None:
     """A report goes into a new or empty directory, or replaces one it wrote itself, holding
     only the files it wrote (its marker lists them): never anything else (a run, an artifact,
-    someone's folder, a note a user put beside the plots)."""
+    someone's folder, even one holding report.html, report.md, data/ and plots/ of their own,
+    a note a user put beside the plots). The marker is read before anything is walked, so a
+    folder that is not the report's (`--out /`, a home directory) is refused at once."""
     if out.is_symlink():
         raise UserError(f"report --out {out} is a symbolic link: give the directory it points to, or a new one")
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise UserError(f"report --out {out} is a file: choose a new directory")
-    present = _files_under(out)
-    if not present:
-        return
-    written = _listed_files(out)
-    if written is None:  # a report from before its marker listed the files: its own names only
-        added = sorted(f for f in present - {REPORT_MARKER} if f not in ("report.html", "report.md")
-                       and not f.startswith(("plots/", "data/")))
-        if REPORT_MARKER not in present and (added or not {"report.html", "report.md"} <= present):
-            raise UserError(f"report --out {out} is not a report directory (it holds other files): choose a new directory")
-    else:
-        added = sorted(present - written - {REPORT_MARKER})
+    if out.resolve().parent == out.resolve():  # `/` (or a drive): never a report's, and never to be replaced
+        raise UserError(f"report --out {out} is the filesystem root: name a new directory for the report, e.g. --out ./report")
+    try:
+        if not out.exists():
+            return
+        if not out.is_dir():
+            raise UserError(f"report --out {out} is a file: choose a new directory")
+        written = _listed_files(out)
+        if written is None:
+            if next(out.iterdir(), None) is not None:
+                raise UserError(f"report --out {out} is not a report directory (it has no {REPORT_MARKER} marker listing "
+                                "the report's files): choose a new or empty directory")
+            return
+        added = sorted(_files_under(out) - written - {REPORT_MARKER})
+    except OSError as exc:  # a folder one may not read
+        raise UserError(f"cannot read report --out {out}: {exc.strerror or exc}; choose a new directory") from None
     if added:
         raise UserError(f"report --out {out} holds files the report did not write ({', '.join(added[:3])}): "
                         "move them, or choose a new directory")
@@ -254,18 +257,37 @@ def _listed_files(out: Path) -> set[str] | None:
         listed = json.loads((out / REPORT_MARKER).read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return set(listed) if isinstance(listed, list) else None
+    return set(listed) if isinstance(listed, list) and all(isinstance(f, str) for f in listed) else None
+
+
+def claim_report_dir(out: Path) -> None:
+    """Refuse `out` unless the report may replace it (`check_replaceable`), and probe that it can
+    be written: a temporary folder made and removed beside it (the report is built in one there
+    and renamed into place) and, when `out` exists, inside it (its files are replaced). Run
+    before the runs are read and the plots drawn, so an unwritable location costs nothing."""
+    check_replaceable(out)
+    beside = out.parent
+    while not beside.exists() and beside != beside.parent:  # the parents the report would create
+        beside = beside.parent
+    try:
+        for where in (beside, out) if out.exists() else (beside,):
+            Path(tempfile.mkdtemp(prefix=f".{out.name}-probe-", dir=where)).rmdir()
+    except OSError as exc:
+        raise UserError(f"cannot write report --out {out}: {exc.strerror or exc}; choose a writable directory") from None
 
 
 def write_report(runs: list[Run], out: str | Path) -> Path:
     """Write the report into `out`, replacing an older one only once the new one is complete."""
     out = Path(out)
-    check_replaceable(out)
-    title = "Run report: " + ", ".join(r.name for r in runs)
-    sections = build_sections(runs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    claim_report_dir(out)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    except OSError as exc:
+        raise UserError(f"cannot write report --out {out}: {exc.strerror or exc}; choose a writable directory") from None
+    try:
+        title = "Run report: " + ", ".join(r.name for r in runs)
+        sections = build_sections(runs)
         (tmp / "plots").mkdir()
         (tmp / "data").mkdir()
         for s in sections:

@@ -61,6 +61,23 @@ def _read_columns(fs, directory: str, columns: list[str]) -> pd.DataFrame:
     return df[columns]
 
 
+def _json_file(fs, root: str, file: str, path: str) -> object:
+    """A JSON file of the run (None when absent); one line naming it when it is not JSON text."""
+    try:
+        return read_json(fs, join(root, file))
+    except ValueError as exc:  # not JSON, or not UTF-8: a file cut short or edited by hand
+        raise UserError(f"{path}: {file} is not JSON ({str(exc).splitlines()[0]}): restore it, or rerun the job "
+                        "that wrote it") from None
+
+
+def _json_object(fs, root: str, file: str, path: str) -> dict | None:
+    """A manifest or summary the report reads by key: a JSON object, or one line naming it."""
+    value = _json_file(fs, root, file, path)
+    if value is not None and not isinstance(value, dict):
+        raise UserError(f"{path}: {file} is not a JSON object: restore it, or rerun the job that wrote it")
+    return value
+
+
 def load_run(path: str, name: str | None = None) -> Run:
     """Everything reportable under `path`; one clear error when there is nothing."""
     fs, root = filesystem(path)
@@ -68,20 +85,20 @@ def load_run(path: str, name: str | None = None) -> Run:
         raise UserError(f"run directory not found: {path}")
     run = Run(name=name or PurePosixPath(root.rstrip("/")).name or root, path=path)
     for job, file in MANIFESTS.items():
-        manifest = read_json(fs, join(root, file))
+        manifest = _json_object(fs, root, file, path)
         if manifest is not None:
             run.manifests[job] = manifest
     if _has_dir(fs, join(root, "results")):
         run.results = _read_columns(fs, join(root, "results"), RESULT_COLUMNS)
     if _has_dir(fs, join(root, "labels")):
         run.labels = _read_columns(fs, join(root, "labels"), LABEL_COLUMNS)
-    meta = read_json(fs, join(root, "metadata.json"))
-    if meta is not None and "alpha_grid" in meta and "metrics" in meta:
+    meta = _json_file(fs, root, "metadata.json", path)
+    if isinstance(meta, dict) and "alpha_grid" in meta and "metrics" in meta:
         run.predictor = meta
         if fs.get_file_info(join(root, HELDOUT_FILE)).type == pafs.FileType.File:
             with fs.open_input_file(join(root, HELDOUT_FILE)) as fh:
                 run.heldout = pd.read_parquet(fh)
-    run.signals = read_json(fs, join(root, SIGNALS_SUMMARY))
+    run.signals = _json_object(fs, root, SIGNALS_SUMMARY, path)
     if run.results is None and run.labels is None and run.predictor is None and run.signals is None:
         raise UserError(f"{path}: nothing to report (no results/, labels/, {SIGNALS_SUMMARY} or α-predictor metadata.json)")
     return run

@@ -4,7 +4,9 @@ artifact, the working directory — is refused before a byte is written, so a jo
 overwrites or deletes a file it did not write.
 
 Several jobs may share one run directory (evaluate, label and signals write disjoint names
-into it); the marker lists the jobs that wrote there.
+into it); the marker lists the jobs that wrote there. Only the marker proves ownership: a
+manifest.json naming a job is a file anyone may have written, so a folder holding one and no
+marker is a user's, and refused like any other.
 """
 from __future__ import annotations
 
@@ -17,8 +19,6 @@ from pipeline.errors import UserError
 from pipeline.store.parts import check_output_location, filesystem, join, read_json
 
 MARKER = ".limited-teacher-run.json"
-# what a job of this project wrote before the marker existed: its manifest names the job
-LEGACY_MANIFESTS = ("manifest.json", "labels_manifest.json", "signals_manifest.json")
 # filesystems whose writes outlive the process; pyarrow's "mock" keeps them in memory only
 DURABLE = {"local", "s3", "gcs", "hdfs", "abfs", "py"}
 
@@ -49,11 +49,9 @@ def claim_output(out: str, job: str) -> tuple[pafs.FileSystem, str]:
             raise UserError(f"--out {out} is a file, not a directory")
         marker = _read_marker(fs, root, out) if info.type == pafs.FileType.Directory else None
         if marker is None and info.type == pafs.FileType.Directory:
-            marker = _legacy_marker(fs, root)
-        if marker is None and info.type == pafs.FileType.Directory:
             names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(root)))
             if names:
-                raise UserError(f"--out {out} holds files no job of this project wrote ({names[0]}, ...): "
+                raise UserError(f"--out {out} holds files no job of this project wrote ({names[0]}, ...) and no {MARKER}: "
                                 "choose a new or empty directory")
         fs.create_dir(root, recursive=True)
         # written every time: it is also the probe that --out is writable
@@ -71,22 +69,10 @@ def _read_marker(fs: pafs.FileSystem, root: str, out: str) -> dict | None:
         marker = read_json(fs, join(root, MARKER))
     except ValueError:  # not JSON text
         raise foreign from None
-    if marker is not None and (not isinstance(marker, dict) or not isinstance(marker.get("jobs"), list)):
+    jobs = marker.get("jobs") if isinstance(marker, dict) else None
+    if marker is not None and (not isinstance(jobs, list) or not all(isinstance(j, str) for j in jobs)):
         raise foreign
     return marker
-
-
-def _legacy_marker(fs: pafs.FileSystem, root: str) -> dict | None:
-    """A run directory written before the marker existed: the jobs its manifests name."""
-    jobs = []
-    for name in LEGACY_MANIFESTS:
-        try:
-            manifest = read_json(fs, join(root, name))
-        except (ValueError, UnicodeDecodeError):
-            continue
-        if isinstance(manifest, dict) and isinstance(manifest.get("job"), str):
-            jobs.append(manifest["job"])
-    return {"jobs": jobs} if jobs else None
 
 
 def _write_marker(fs: pafs.FileSystem, root: str, marker: dict) -> None:

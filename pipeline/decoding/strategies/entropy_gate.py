@@ -6,8 +6,9 @@ import math
 
 import torch
 from pydantic import model_validator
+from pydantic_core import ArgsKwargs
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pipeline.config.schema import Number, Str, doc
 from pipeline.decoding.distributions import entropy
@@ -23,6 +24,18 @@ class EntropyGate(FixedAlpha):
     artifact: Annotated[Str, doc("an α-predictor artifact: α, N and the band it calibrated replace the above")] = ""
     student: str = runtime_field("")  # the student a calibrated gate was calibrated on
     runtime_fields = ("student",)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _artifact_or_own(cls, given: Any) -> Any:
+        """An artifact's α, N and band replace the entry's own, so an entry that gives both would
+        run with the artifact's while its label shows its own. `resolved` passes every field,
+        the runtime `student` among them, which a config entry never can."""
+        fields = (given.kwargs or {}) if isinstance(given, ArgsKwargs) else given if isinstance(given, dict) else {}
+        own = [name for name in ("alpha", "n_tokens", "lo", "hi") if name in fields]
+        if fields.get("artifact") and own and "student" not in fields:
+            raise ValueError(f"an artifact sets α, N and the band it calibrated: give {', '.join(own)} or the artifact, not both")
+        return given
 
     @model_validator(mode="after")
     def _band(self):
