@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import build_strategy
 from pipeline.decoding.strategies import Budget
 from pipeline.decoding.teacher_next import mixed_argmax
@@ -56,11 +57,11 @@ def main() -> None:
         "lockstep": LockstepBudget(**fixed),
     }
     for strategy in strategies.values():  # warm-up, untimed
-        decoder.generate(strategy, batches[0])
+        generate(decoder, strategy, batches[0])
     seconds, rows = {}, {}
     for name, strategy in strategies.items():
         start = time.perf_counter()
-        rows[name] = [g for b in batches for g in decoder.generate(strategy, b)]
+        rows[name] = [g for b in batches for g in generate(decoder, strategy, b)]
         seconds[name] = time.perf_counter() - start
     print(f"{len(prompts)} examples, batch {size}")
     for name, gens in rows.items():

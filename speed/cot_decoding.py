@@ -22,6 +22,7 @@ from pipeline.data.answer_span import answer_span
 from pipeline.data.answer_types import score
 from pipeline.decoding.cot import decode_branches
 from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import CotDecoding, FixedAlpha, Student
 from speed.in_process import encoded_examples, in_process_decoder, speed_arguments, speed_config
 
@@ -62,7 +63,7 @@ def main() -> None:
     print(f"examples={len(examples)} batch={size}")
     for name, strategy in STRATEGIES.items():
         start = time.perf_counter()
-        gens = [g for i in range(0, len(prompts), size) for g in decoder.generate(strategy, prompts[i : i + size])]
+        gens = [g for i in range(0, len(prompts), size) for g in generate(decoder, strategy, prompts[i : i + size])]
         seconds = time.perf_counter() - start
         correct = [score(g.text, ex).correct for g, ex in zip(gens, examples)]
         by_family = defaultdict(list)

@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import Student
 from speed.in_process import encoded_examples, in_process_decoder, speed_arguments, speed_config
 
@@ -50,7 +51,7 @@ def main() -> None:
     size = config.decoding.batch_size
     batches = [prompts[i : i + size] for i in range(0, len(prompts), size)]
 
-    ours, t_ours = timed(lambda: [g.token_ids for b in batches for g in decoder.generate(Student(), b)])
+    ours, t_ours = timed(lambda: [g.token_ids for b in batches for g in generate(decoder, Student(), b)])
     theirs, t_hf = timed(lambda: [t for b in batches for t in hf_generate(student, b, config.decoding.max_new_tokens, eos, template.stop_strings)])
     mismatches = sum(a != b[: len(a)] for a, b in zip(ours, theirs))
     print(f"examples={len(prompts)} batch={size} max_new_tokens={config.decoding.max_new_tokens}")

@@ -19,6 +19,7 @@ from pipeline.data.datasets import load_examples
 from pipeline.data.prompts import encode_prompt, load_template
 from pipeline.decoding.alpha_tree import label_batch
 from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import FixedAlpha, Student
 from pipeline.engine.hf import HFEngine
 from pipeline.models.facts import model_facts, shared_vocab_size
@@ -57,9 +58,9 @@ def main() -> None:
     (labels, decoder), t_engine = timed(engine)
     engine_tokens = (decoder.student.tokens_processed, decoder.teacher.tokens_processed)
     per_alpha, t_per_alpha = timed(lambda: [
-        [g.token_ids for b in batches for g in decoder.generate(FixedAlpha(a, n), b)] for a in settings.alpha_grid
+        [g.token_ids for b in batches for g in generate(decoder, FixedAlpha(a, n), b)] for a in settings.alpha_grid
     ])
-    _, t_student = timed(lambda: [decoder.generate(Student(), b) for b in batches])
+    _, t_student = timed(lambda: [generate(decoder, Student(), b) for b in batches])
 
     def teacher_prefill_and_steps():
         runner = HFEngine(teacher, vocab)

@@ -17,7 +17,7 @@ import time
 import torch
 
 from pipeline.decoding.decoder import Decoder
-from pipeline.decoding.shared_batch import decode_strategies
+from pipeline.decoding.shared_batch import decode_strategies, generate
 from pipeline.tasks.evaluate import built_strategy, for_examples
 from speed.in_process import encoded_examples, in_process_decoder, speed_arguments, speed_config
 
@@ -39,7 +39,7 @@ def main() -> None:
     decode_strategies(decoder, strategies, batches[0])  # warm-up, untimed
 
     def per_strategy():
-        return [[g for s in strategies for g in decoder.generate(s, b)] for b in batches]
+        return [[g for s in strategies for g in generate(decoder, s, b)] for b in batches]
 
     def shared():
         return [[g for done in decode_strategies(decoder, strategies, b)[0] for g in done.gens] for b in batches]

@@ -28,7 +28,8 @@ import torch
 from pipeline.decoding.cot import decode_branches, first_distribution
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.generation import Generation
-from pipeline.decoding.strategies import Strategy
+from pipeline.decoding.shared_batch import generate
+from pipeline.decoding.strategies import CotDecoding, Strategy, Teacher
 from pipeline.engine.interface import Prompt
 from pipeline.tasks.evaluate import built_strategy, for_examples
 from speed.in_process import encoded_examples, in_process_decoder, speed_arguments, speed_config
@@ -75,7 +76,7 @@ def read_calls(strategy: Strategy, gen: Generation, prompt_cost: int) -> dict[in
 def teacher_floor(engine, prompts: list[Prompt], strategy: Strategy, gens: list[Generation]) -> float:
     """Seconds of the teacher's forwards over what the rows made it read: the prompts of the
     rows it prefilled in one prefill, then each call's rows together."""
-    if strategy.generator == "teacher":
+    if isinstance(strategy, Teacher):  # it wrote every token itself
         return forced_decode(engine, prompts, [g.token_ids for g in gens])
     rows = [r for r, g in enumerate(gens) if g.teacher_tokens_processed > 0]
     if not rows:
@@ -98,9 +99,9 @@ def teacher_floor(engine, prompts: list[Prompt], strategy: Strategy, gens: list[
 def student_streams(decoder: Decoder, strategy: Strategy, prompts: list[Prompt], gens: list[Generation]) -> tuple[list[Prompt], list[list[int]]]:
     """What the student decoded for the rows: each row's answer, or CoT-decoding's every branch
     (recomputed, untimed: a row keeps only the chosen one)."""
-    if strategy.generator == "teacher":
+    if isinstance(strategy, Teacher):
         return [], []
-    if strategy.generator != "branches":
+    if not isinstance(strategy, CotDecoding):
         return prompts, [g.token_ids for g in gens]
     session = uuid.uuid4().hex
     try:
@@ -121,7 +122,7 @@ def measure(decoder: Decoder, strategy: Strategy, batches: list[list[Prompt]]) -
     wall, floor_s, floor_t, rows = 0.0, 0.0, 0.0, []
     for batch in batches:
         start = time.perf_counter()
-        gens = decoder.generate(strategy, batch)
+        gens = generate(decoder, strategy, batch)
         wall += time.perf_counter() - start
         rows += gens
         streams = student_streams(decoder, strategy, batch, gens)
@@ -146,7 +147,7 @@ def main() -> None:
     batches = [prompts[i: i + size] for i in range(0, len(prompts), size)]
     strategies = [(spec.label, for_examples(built_strategy(spec), examples)) for spec in config.strategies]
     for _, strategy in strategies:  # warm-up, untimed: two prompts each
-        decoder.generate(strategy, prompts[:2])
+        generate(decoder, strategy, prompts[:2])
     print(f"{len(prompts)} examples, batch {size}, {args.threads} thread(s), student and teacher in one process")
     header = f"{'strategy':<52} {'wall s':>8} {'floor s':>8} {'(student':>9} {'teacher)':>9} {'overhead':>9} {'decided':>8} {'read':>7} {'calls':>6}"
     print(header)

@@ -19,6 +19,7 @@ import ray
 
 from pipeline.config import ModelSpec
 from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import FixedAlpha, Switch
 from pipeline.engine.hf import HFEngine
 from pipeline.engine.remote import RemoteEngine
@@ -50,11 +51,11 @@ def main() -> None:
         for k in (None, args.top_k):
             remote = RemoteEngine(actor, True)
             decoder = Decoder(HFEngine(lm, vocab), remote, lm.tokenizer, stop, teacher_top_k=k)
-            tokens = [[g.token_ids for g in decoder.generate(st, prompts)] for st in strategies]
+            tokens = [[g.token_ids for g in generate(decoder, st, prompts)] for st in strategies]
             measured[k] = (tokens, remote.bytes_received / remote.calls / args.rows, remote.rows_fetched)
         fetched = RemoteEngine(actor, True)
         decoder = Decoder(HFEngine(lm, vocab), fetched, lm.tokenizer, stop, teacher_top_k=args.top_k)
-        switch_tokens = decoder.generate(Switch(0.1, 0.1), prompts)
+        switch_tokens = generate(decoder, Switch(0.1, 0.1), prompts)
         switch_bytes = fetched.bytes_received / fetched.calls / args.rows
         ray.shutdown()
     mismatches = sum(a != b for a, b in zip(measured[None][0], measured[args.top_k][0]))

@@ -15,14 +15,14 @@ from pipeline.decoding.lockstep import Lockstep
 from pipeline.decoding.on_demand import OnDemand
 from pipeline.decoding.strategies import Strategy
 from pipeline.decoding.teacher_next import TeacherNext, ask_for
-from pipeline.decoding.teacher_rows import TeacherRows, bill_prompt
+from pipeline.decoding.teacher_rows import TeacherRows
 from pipeline.engine.interface import Prompt, Sampler
 from pipeline.engine.steps import decode_steps
 
 
 def reference_generate(decoder: Decoder, strategy: Strategy, prompts: list[Prompt], sampler: Sampler | None = None) -> list[Generation]:
-    if strategy.generator != "student":
-        return decoder.generate(strategy, prompts)  # a decode of its own either way
+    if strategy.alone:
+        return strategy.decode_alone(decoder, prompts)
     session, plan, teacher = uuid.uuid4().hex, strategy.plan, decoder.teacher
     gens = [Generation(tokens_processed=decoder.student.prompt_cost(p)) for p in prompts]
     hook = first_teacher = None
@@ -53,7 +53,7 @@ def _teacher_hook(decoder, session, strategy, prompts, p_first, features, gens, 
     alphas = strategy.row_alphas(p_first, features, p_teacher).cpu()
     rows = list(range(len(prompts))) if plan.on_demand else [r for r, a in enumerate(alphas.tolist()) if a != 0.0]
     for r in (range(len(prompts)) if plan.prefills_every_row else rows):
-        bill_prompt(gens[r], teacher, prompts[r])
+        gens[r].read_by_teacher(teacher.prompt_cost(prompts[r]))
     if not rows:
         return None
     if first_teacher is None:

@@ -9,6 +9,7 @@ from pipeline.config import LabelSettings
 
 from pipeline.decoding.alpha_tree import envelope, label_batch
 from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.shared_batch import generate
 from pipeline.engine.stop import StopRule
 from pipeline.decoding.distributions import mix
 from pipeline.errors import UserError
@@ -42,13 +43,13 @@ def test_tree_labels_equal_fixed_alpha_for_every_grid_alpha(decoder, n_tokens):
     settings = LabelSettings(n_tokens=n_tokens)
     labels = label_batch(decoder, prompts(decoder), settings)
     for ai, alpha in enumerate(settings.alpha_grid):
-        separate = decoder.generate(FixedAlpha(alpha, n_tokens), prompts(decoder))
+        separate = generate(decoder, FixedAlpha(alpha, n_tokens), prompts(decoder))
         for lab, gen in zip(labels, separate):
             leaf = lab.leaves[lab.leaf_of_alpha[ai]]
             assert leaf.gen.token_ids == gen.token_ids, (alpha, n_tokens)
             assert leaf.gen.text == gen.text
             assert leaf.lo - 1e-9 <= alpha <= leaf.hi + 1e-9
-    student = decoder.generate(Student(), prompts(decoder))
+    student = generate(decoder, Student(), prompts(decoder))
     zero = settings.alpha_grid.index(0.0)
     assert [lab.leaves[lab.leaf_of_alpha[zero]].gen.token_ids for lab in labels] == [g.token_ids for g in student]
 
@@ -61,7 +62,7 @@ def test_tree_shares_work(decoder):
         assert sorted(a for leaf in lab.leaves for a in leaf.alphas) == list(range(len(settings.alpha_grid)))
     # teacher: prompt + N-1 fed tokens per tree node at most; far below 17 separate runs
     separate = sum(
-        g.teacher_tokens_processed for a in settings.alpha_grid for g in decoder.generate(FixedAlpha(a, 3), prompts(decoder))
+        g.teacher_tokens_processed for a in settings.alpha_grid for g in generate(decoder, FixedAlpha(a, 3), prompts(decoder))
     )
     assert sum(lab.teacher_tokens_processed for lab in labels) < separate / 4
 

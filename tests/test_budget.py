@@ -8,6 +8,7 @@ from pipeline.config import ModelSpec
 from pipeline.data.prompts import encode_prompt, load_template
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.distributions import entropy
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import FixedAlpha, Student, build_strategy
 from pipeline.engine.hf import HFEngine
 from pipeline.engine.stop import StopRule
@@ -36,7 +37,7 @@ def prompts(decoder):
 
 def test_unsure_at_every_step_it_is_fixed_alpha_for_the_first_k_tokens(decoder, prompts):
     always = build_strategy("budget", {"k": 3, "threshold": -1.0, "alpha": 1.5})  # entropy > -1: every step
-    got, want = decoder.generate(always, prompts), decoder.generate(FixedAlpha(1.5, 3), prompts)
+    got, want = generate(decoder, always, prompts), generate(decoder, FixedAlpha(1.5, 3), prompts)
     assert [g.token_ids for g in got] == [g.token_ids for g in want]
     assert [g.teacher_positions for g in got] == [[0, 1, 2]] * len(prompts)
     # consulted at steps 0, 1, 2: the prompt, then one token caught up at each later step
@@ -45,7 +46,7 @@ def test_unsure_at_every_step_it_is_fixed_alpha_for_the_first_k_tokens(decoder, 
 
 
 def test_the_budget_is_never_exceeded_and_spent_only_where_the_student_is_unsure(decoder, prompts):
-    alone = decoder.generate(Student(), prompts)
+    alone = generate(decoder, Student(), prompts)
     # a threshold between the student's own entropies: some steps are unsure, others not
     seen = []
     session = "probe"
@@ -55,7 +56,7 @@ def test_the_budget_is_never_exceeded_and_spent_only_where_the_student_is_unsure
     threshold = float(torch.tensor(seen).median())
     for k in (1, 2, 4):
         strategy = build_strategy("budget", {"k": k, "threshold": threshold, "alpha": 2.0})
-        gens = decoder.generate(strategy, prompts)
+        gens = generate(decoder, strategy, prompts)
         assert all(g.teacher_tokens <= k and len(g.teacher_positions) == g.teacher_tokens for g in gens)
         assert any(g.teacher_tokens > 0 for g in gens) and any(g.teacher_tokens < k for g in gens)
         for g, own in zip(gens, alone):
@@ -67,7 +68,7 @@ def test_the_budget_is_never_exceeded_and_spent_only_where_the_student_is_unsure
 
 def test_a_consulted_step_records_the_student_uncertainty_it_acted_on(decoder, prompts):
     strategy = build_strategy("budget", {"k": 1, "threshold": 0.5, "signal": "margin", "alpha": 1.0})
-    gens = decoder.generate(strategy, prompts)
+    gens = generate(decoder, strategy, prompts)
     for prompt, g in zip(prompts, gens):
         if not g.teacher_positions:
             continue
@@ -85,7 +86,7 @@ def test_the_teacher_reads_only_what_a_row_wrote_before_its_consultations(decode
     consultation, one call for the prefill and one per later consultation; each consultation
     records its step, the student's entropy there, α and whether the token changed."""
     strategy = build_strategy("budget", {"k": 2, "threshold": 3.5, "alpha": 2.0})  # nats: unsure at steps 0 and 2
-    gens = decoder.generate(strategy, prompts)
+    gens = generate(decoder, strategy, prompts)
     assert any(g.consultations and g.consultations[-1].step > 1 for g in gens)  # caught up over several tokens
     for prompt, g in zip(prompts, gens):
         steps = [c.step for c in g.consultations]
@@ -114,7 +115,7 @@ def test_with_a_predictor_the_first_token_is_predicted_alpha_and_later_doubts_st
     budget = build_strategy("budget", {"artifact": ARTIFACT, "k": 2, "threshold": 0.3,
                                        "signal": "margin", "alpha": 1.0}, load_online)
     assert budget.params()["first_tokens"] == 1
-    alone, first, spent = demo.generate(Student(), batch), demo.generate(predicted, batch), demo.generate(budget, batch)
+    alone, first, spent = generate(demo, Student(), batch), generate(demo, predicted, batch), generate(demo, budget, batch)
     late = 0
     for ex, s, p, b in zip(examples, alone, first, spent):
         assert b.teacher_tokens <= 2

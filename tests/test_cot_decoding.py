@@ -18,6 +18,7 @@ from pipeline.data.prompts import PromptTemplate, encode_prompt
 from pipeline.decoding import cot
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.distributions import mix
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import CotDecoding, FixedAlpha, Student, build_strategy
 from pipeline.engine.hf import HFEngine
 from pipeline.engine.stop import StopRule
@@ -96,8 +97,8 @@ def student_top(decoder, prompts, k: int) -> list[list[int]]:
 
 
 def test_k_one_is_student_greedy(decoder, prompts):
-    gens = decoder.generate(CotDecoding(k=1, answer_span=answer_span), prompts)
-    greedy = decoder.generate(Student(), prompts)
+    gens = generate(decoder, CotDecoding(k=1, answer_span=answer_span), prompts)
+    greedy = generate(decoder, Student(), prompts)
     assert [g.token_ids for g in gens] == [g.token_ids for g in greedy]
     assert [g.student_tokens_processed for g in gens] == [g.student_tokens_processed for g in greedy]
     assert all(g.cot_k == 1 and g.cot_branch == 0 and g.teacher_tokens == 0 for g in gens)
@@ -119,7 +120,7 @@ def test_branches_decoded_in_one_batch_equal_each_branch_alone(decoder, prompts)
 @pytest.mark.parametrize("span_of", [answer_span, fixed_span])
 def test_the_kept_path_has_the_highest_answer_confidence(decoder, prompts, span_of):
     k = 4
-    gens = decoder.generate(CotDecoding(k=k, answer_span=span_of), prompts)
+    gens = generate(decoder, CotDecoding(k=k, answer_span=span_of), prompts)
     for prompt, gen, firsts in zip(prompts, gens, student_top(decoder, prompts, k)):
         paths = [one_branch_alone(decoder, prompt, first) for first in firsts]
         confidences = [confidence_by_hand(decoder, ids, gaps, span_of) for ids, gaps in paths]
@@ -142,7 +143,7 @@ def test_mixed_branching_uses_the_top_k_of_the_mixed_distribution(decoder, promp
     decoder.teacher.close("t")
     order = torch.sort(mix(p_s, p_t, alpha), dim=-1, descending=True, stable=True).indices[:, :k].tolist()
     assert order != torch.sort(p_s, dim=-1, descending=True, stable=True).indices[:, :k].tolist()  # the case tests something
-    gens = decoder.generate(CotDecoding(k=k, alpha=alpha, answer_span=answer_span), prompts)
+    gens = generate(decoder, CotDecoding(k=k, alpha=alpha, answer_span=answer_span), prompts)
     for prompt, gen, row, own in zip(prompts, gens, order, p_s.argmax(dim=-1).tolist()):
         assert gen.token_ids[0] == row[gen.cot_branch]
         assert gen.token_ids == one_branch_alone(decoder, prompt, row[gen.cot_branch])[0]
@@ -152,8 +153,8 @@ def test_mixed_branching_uses_the_top_k_of_the_mixed_distribution(decoder, promp
 
 
 def test_mixed_branching_with_k_one_is_fixed_alpha_at_n_one(decoder, prompts):
-    gens = decoder.generate(CotDecoding(k=1, alpha=1.0, answer_span=answer_span), prompts)
-    fixed = decoder.generate(FixedAlpha(1.0, 1), prompts)
+    gens = generate(decoder, CotDecoding(k=1, alpha=1.0, answer_span=answer_span), prompts)
+    fixed = generate(decoder, FixedAlpha(1.0, 1), prompts)
     assert [g.token_ids for g in gens] == [g.token_ids for g in fixed]
     assert [g.teacher_tokens for g in gens] == [g.teacher_tokens for g in fixed]
 
@@ -181,7 +182,7 @@ def test_defaults_and_the_answer_extraction_it_needs(decoder, prompts):
     assert (built.k, built.alpha, built.params()) == (10, 0.0, {"k": 10, "alpha": 0.0, "n_tokens": 0})
     assert build_strategy("cot_decoding", {"k": 3, "alpha": 1}).params() == {"k": 3, "alpha": 1, "n_tokens": 1}
     with pytest.raises(ValueError, match="answer_span"):
-        decoder.generate(built, prompts)
+        generate(decoder, built, prompts)
 
 
 def test_result_rows_carry_the_cot_columns(decoder, models):

@@ -3,6 +3,7 @@ import pytest
 
 from pipeline.decoding.decoder import Decoder
 
+from pipeline.decoding.shared_batch import generate
 from pipeline.engine.stop import StopRule
 from pipeline.errors import UserError
 from pipeline.config import ModelSpec
@@ -37,7 +38,7 @@ def prompts_for(models, questions=QUESTIONS):
 
 
 def token_ids(decoder, strategy, prompts):
-    return [g.token_ids for g in decoder.generate(strategy, prompts)]
+    return [g.token_ids for g in generate(decoder, strategy, prompts)]
 
 
 @pytest.mark.parametrize("strategy", [Student(), Teacher(), FixedAlpha(2.0, 3), Switch(0.3, 0.1)])
@@ -56,17 +57,17 @@ def test_preamble_cache_gives_same_tokens_as_full_prefill(models):
 
 def test_preamble_is_encoded_once_per_runner(models):
     decoder, prompts = make_decoder(models), prompts_for(models)
-    gens = decoder.generate(Student(), prompts)
+    gens = generate(decoder, Student(), prompts)
     preamble_len = len(prompts[0][0])
     fed = sum(g.student_tokens_processed for g in gens)
     assert decoder.student.tokens_processed == fed + preamble_len
-    decoder.generate(Student(), prompts)
+    generate(decoder, Student(), prompts)
     assert decoder.student.tokens_processed == 2 * fed + preamble_len
 
 
 def test_alpha_zero_is_student_and_never_calls_teacher(models):
     decoder, prompts = make_decoder(models), prompts_for(models)
-    gens = decoder.generate(FixedAlpha(0.0, 5), prompts)
+    gens = generate(decoder, FixedAlpha(0.0, 5), prompts)
     assert [g.token_ids for g in gens] == token_ids(decoder, Student(), prompts)
     assert all(g.teacher_tokens_processed == 0 and g.teacher_tokens == 0 for g in gens)
     assert decoder.teacher.tokens_processed == 0
@@ -79,7 +80,7 @@ def test_alpha_one_over_all_tokens_is_teacher(models):
 
 def test_fixed_alpha_mixes_only_first_n_tokens(models):
     decoder, prompts = make_decoder(models), prompts_for(models)
-    gens = decoder.generate(FixedAlpha(1.0, 3), prompts)
+    gens = generate(decoder, FixedAlpha(1.0, 3), prompts)
     teacher = token_ids(decoder, Teacher(), prompts)
     for g, t in zip(gens, teacher):
         assert g.token_ids[:3] == t[:3]
@@ -90,10 +91,10 @@ def test_fixed_alpha_mixes_only_first_n_tokens(models):
 
 def test_entropy_gate_band_selects_rows(models):
     decoder, prompts = make_decoder(models), prompts_for(models)
-    student = decoder.generate(Student(), prompts)
+    student = generate(decoder, Student(), prompts)
     entropies = sorted(g.student_first_entropy for g in student)
     lo = hi = entropies[1]  # exactly one row inside the band
-    gated = decoder.generate(EntropyGate(alpha=1.0, n_tokens=MAX_NEW, lo=lo, hi=hi), prompts)
+    gated = generate(decoder, EntropyGate(alpha=1.0, n_tokens=MAX_NEW, lo=lo, hi=hi), prompts)
     teacher = token_ids(decoder, Teacher(), prompts)
     for s, g, t in zip(student, gated, teacher):
         inside = lo <= s.student_first_entropy <= hi
@@ -104,10 +105,10 @@ def test_entropy_gate_band_selects_rows(models):
 
 def test_switch_extremes(models):
     decoder, prompts = make_decoder(models), prompts_for(models)
-    never = decoder.generate(Switch(tau0=10.0, lam=0.0), prompts)  # JSD ≤ ln 2 < 10
+    never = generate(decoder, Switch(tau0=10.0, lam=0.0), prompts)  # JSD ≤ ln 2 < 10
     assert [g.token_ids for g in never] == token_ids(decoder, Student(), prompts)
     assert all(g.teacher_tokens == 0 for g in never)
-    always = decoder.generate(Switch(tau0=0.0, lam=0.0), prompts)
+    always = generate(decoder, Switch(tau0=0.0, lam=0.0), prompts)
     assert [g.token_ids for g in always] == token_ids(decoder, Teacher(), prompts)
     assert all(g.teacher_tokens == len(g.token_ids) for g in always)
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from pipeline.data.prompts import encode_prompt, load_template
+from pipeline.decoding.shared_batch import generate
 from pipeline.demo.families import FAMILIES, FAMILY_BY_NAME, OPS, correct_interval, wrong_ops
 from pipeline.demo.problems import (
     EVENTS, believed_steps, cot_text, final_answer, generate_problems, parse_steps, read_jsonl, split_problems,
@@ -267,7 +268,7 @@ def shipped_labels():
         labels += label_batch(decoder, prompts[i:i + 50], settings)
     alone = {}
     for name, strategy in (("student", Student()), ("teacher", Teacher())):
-        gens = decoder.generate(strategy, prompts)
+        gens = generate(decoder, strategy, prompts)
         alone[name] = np.array([score(g.text, Example("", 0, "", y)).correct for g, y in zip(gens, gold)])
     correct = np.array([[score(lab.leaves[i].gen.text, Example("", 0, "", y)).correct for i in lab.leaf_of_alpha]
                         for lab, y in zip(labels, gold)])

@@ -8,6 +8,7 @@ import torch
 from pipeline.config import ModelSpec
 from pipeline.data.prompts import PromptTemplate, encode_prompt
 from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import Student, Teacher
 from pipeline.engine.hf import HFEngine
 from pipeline.engine.interface import FeatureRequest, Generator, SessionLost, StepEngine
@@ -77,8 +78,8 @@ def test_generate_equals_the_decoder_loop_on_the_same_model(models):
     student, teacher, vocab = models
     stop = StopRule(frozenset(model_facts(student.spec).eos_ids), ("\n\nQ:",), 10)
     batch = prompts(student)
-    alone = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, stop).generate(Teacher(), batch)
-    as_loop = Decoder(HFEngine(teacher, vocab), HFEngine(student, vocab), student.tokenizer, stop).generate(Student(), batch)
+    alone = generate(Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, stop), Teacher(), batch)
+    as_loop = generate(Decoder(HFEngine(teacher, vocab), HFEngine(student, vocab), student.tokenizer, stop), Student(), batch)
     assert [g.token_ids for g in alone] == [g.token_ids for g in as_loop]
     assert [g.teacher_tokens_processed for g in alone] == [g.student_tokens_processed for g in as_loop]
     assert all(g.teacher_tokens == len(g.token_ids) and g.student_tokens_processed == 0 for g in alone)

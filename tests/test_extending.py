@@ -10,6 +10,7 @@ from pipeline.config import ModelSpec
 from pipeline.data.prompts import PromptTemplate, encode_prompt
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.distributions import entropy
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import STRATEGIES, FixedAlpha, Student, build_strategy
 from pipeline.engine.hf import HFEngine
 from pipeline.engine.stop import StopRule
@@ -62,10 +63,10 @@ def test_the_documented_strategy_is_built_checked_and_decodes(margin_gate, tiny_
     gate = build_strategy("margin_gate", {"alpha": 2.0, "n_tokens": 3, "margin": margin})
     assert gate.params() == {"alpha": 2.0, "n_tokens": 3, "margin": margin}
 
-    gens = decoder.generate(gate, prompts)
+    gens = generate(decoder, gate, prompts)
     consulted = [m < margin for m in margins]
     assert 0 < sum(consulted) < len(prompts), entropy(p_first)
-    mixed, alone = decoder.generate(FixedAlpha(2.0, 3), prompts), decoder.generate(Student(), prompts)
+    mixed, alone = generate(decoder, FixedAlpha(2.0, 3), prompts), generate(decoder, Student(), prompts)
     for row, asked in enumerate(consulted):
         expected = mixed[row] if asked else alone[row]
         assert gens[row].token_ids == expected.token_ids

@@ -16,6 +16,7 @@ from pipeline.data.datasets import load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt, load_template
 from pipeline.decoding.alpha_tree import label_batch
 from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import FixedAlpha, Student
 from pipeline.engine.hf import HFEngine
 from pipeline.engine.stop import StopRule
@@ -95,11 +96,11 @@ def test_n_grid_leaves_equal_fixed_alpha_and_alpha_zero_is_one_student_run(tiny)
     labels = label_batch(decoder, prompts, settings)
     for ni, n in enumerate(settings.n_grid):
         for ai, alpha in enumerate(settings.alpha_grid):
-            fixed = decoder.generate(FixedAlpha(alpha, n), prompts)
+            fixed = generate(decoder, FixedAlpha(alpha, n), prompts)
             for lab, gen in zip(labels, fixed):
                 part = lab.per_n[ni]
                 assert part.leaves[part.leaf_of_alpha[ai]].gen.token_ids == gen.token_ids, (alpha, n)
-    student = decoder.generate(Student(), prompts)
+    student = generate(decoder, Student(), prompts)
     zero = settings.alpha_grid.index(0.0)
     for lab, gen in zip(labels, student):
         gens = [part.leaves[part.leaf_of_alpha[zero]].gen for part in lab.per_n]

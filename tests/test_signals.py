@@ -7,6 +7,7 @@ from pipeline.decoding.decoder import Decoder
 
 from pipeline.decoding.sampling import Sampler
 
+from pipeline.decoding.shared_batch import generate
 from pipeline.engine.stop import StopRule
 from pipeline.config import ExportSettings
 from pipeline.tasks.distill import distill_rows, weight
@@ -73,10 +74,10 @@ def test_sampling_is_seeded_per_row_and_varies_with_seed(models):
     stop = StopRule(frozenset(model_facts(student.spec).eos_ids), (), 6)
     decoder = Decoder(HFEngine(student, vocab), HFEngine(teacher, vocab), student.tokenizer, stop)
     prompts = [encode_prompt(student.tokenizer, TEMPLATE, q) for q in ("a?", "bb?", "ccc?")]
-    batched = [g.token_ids for g in decoder.generate(Student(), prompts, Sampler(1.0, [1, 2, 3]))]
-    alone = [decoder.generate(Student(), [p], Sampler(1.0, [s]))[0].token_ids for p, s in zip(prompts, [1, 2, 3])]
+    batched = [g.token_ids for g in generate(decoder, Student(), prompts, Sampler(1.0, [1, 2, 3]))]
+    alone = [generate(decoder, Student(), [p], Sampler(1.0, [s]))[0].token_ids for p, s in zip(prompts, [1, 2, 3])]
     assert batched == alone
-    other = [g.token_ids for g in decoder.generate(Student(), prompts, Sampler(1.0, [7, 8, 9]))]
+    other = [g.token_ids for g in generate(decoder, Student(), prompts, Sampler(1.0, [7, 8, 9]))]
     assert other != batched
 
 

@@ -16,6 +16,7 @@ import yaml
 from pipeline.config import ModelSpec
 from pipeline.data.prompts import PromptTemplate, encode_prompt
 from pipeline.decoding.decoder import Decoder
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import Student, Teacher
 from pipeline.engine.hf import HFEngine
 from pipeline.engine.stop import stop_rule
@@ -57,14 +58,14 @@ def _decoder(pair, stop_ids=(), budget=12):
 def test_the_teacher_stops_at_its_second_end_id_with_nothing_after_it(pair):
     decoder, tok = _decoder(pair)
     assert tok.convert_tokens_to_ids("<|endoftext|>") in decoder.stop.eos_ids  # from the teacher's generation_config
-    [gen] = decoder.generate(Teacher(), [encode_prompt(tok, TEMPLATE, "What is 9 plus 9?")])
+    [gen] = generate(decoder, Teacher(), [encode_prompt(tok, TEMPLATE, "What is 9 plus 9?")])
     assert gen.finish_reason == "eos" and gen.text == " The answer is 18."
     assert len(gen.token_ids) == 5  # four words and the end id: not run to the budget
 
 
 def test_a_special_token_stop_string_matches_and_is_cut(pair):
     decoder, tok = _decoder(pair)
-    [gen] = decoder.generate(Student(), [encode_prompt(tok, TEMPLATE, "What is 9 plus 9?")])
+    [gen] = generate(decoder, Student(), [encode_prompt(tok, TEMPLATE, "What is 9 plus 9?")])
     assert gen.finish_reason == "stop" and gen.text == " The answer is 18."
     assert tok.convert_ids_to_tokens(gen.token_ids[-1]) == "</s>"
 
@@ -77,10 +78,10 @@ def tok_id(pair, token: str) -> int:
 
 def test_config_stop_ids_end_rows_and_a_runaway_row_says_length(pair):
     decoder, tok = _decoder(pair, stop_ids=[tok_id(pair, " is")])
-    [gen] = decoder.generate(Teacher(), [encode_prompt(tok, TEMPLATE, "What is 9 plus 9?")])
+    [gen] = generate(decoder, Teacher(), [encode_prompt(tok, TEMPLATE, "What is 9 plus 9?")])
     assert gen.finish_reason == "eos" and gen.text == " The answer"
     short, tok = _decoder(pair, budget=3)
-    [gen] = short.generate(Teacher(), [encode_prompt(tok, TEMPLATE, "What is 9 plus 9?")])
+    [gen] = generate(short, Teacher(), [encode_prompt(tok, TEMPLATE, "What is 9 plus 9?")])
     assert gen.finish_reason == "length" and gen.text == " The answer is"
 
 

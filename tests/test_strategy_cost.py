@@ -3,6 +3,7 @@ model compute, reconstructed from the rows, and the wall time measured against i
 import pytest
 
 from pipeline.config import load_config
+from pipeline.decoding.shared_batch import generate
 from pipeline.tasks.evaluate import built_strategy, for_examples
 from speed.in_process import encoded_examples, in_process_decoder
 from speed.strategy_cost import measure, read_calls
@@ -21,9 +22,9 @@ def test_the_calls_a_floor_replays_read_exactly_what_the_rows_say_the_teacher_re
     decoder, prompts, strategies = demo
     checked = 0
     for label, strategy in strategies.items():
-        if strategy.generator != "student":
+        if strategy.alone:
             continue
-        for prompt, gen in zip(prompts, decoder.generate(strategy, prompts)):
+        for prompt, gen in zip(prompts, generate(decoder, strategy, prompts)):
             calls = read_calls(strategy, gen, decoder.teacher.prompt_cost(prompt))
             if gen.teacher_tokens_processed:
                 assert decoder.teacher.prompt_cost(prompt) + sum(map(len, calls.values())) == gen.teacher_tokens_processed, label

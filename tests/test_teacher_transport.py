@@ -10,6 +10,7 @@ import torch
 from pipeline.config import ModelSpec
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.distributions import certified_mix_argmax, mix
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import Budget, FixedAlpha, Switch
 from pipeline.decoding.teacher_next import TeacherNext, mixed_argmax
 from pipeline.engine.hf import HFEngine
@@ -107,7 +108,7 @@ def test_a_remote_teacher_sends_under_one_percent_of_a_full_row_and_the_same_tok
         for k in (None, 32):
             remote = RemoteEngine(actor, True)
             decoder = Decoder(HFEngine(lm, vocab), remote, lm.tokenizer, stop, teacher_top_k=k)
-            tokens[k] = [[g.token_ids for g in decoder.generate(strategy, prompts)]
+            tokens[k] = [[g.token_ids for g in generate(decoder, strategy, prompts)]
                          for strategy in (FixedAlpha(0.5, 4), FixedAlpha(2.0, 4), FixedAlpha(-1.0, 4),
                                           Budget(k=3, threshold=-1.0, alpha=2.0))]  # consulted at 0, 1, 2: two catch-ups
             sent[k] = remote.bytes_received / remote.calls / len(prompts)  # per row per call
@@ -117,8 +118,8 @@ def test_a_remote_teacher_sends_under_one_percent_of_a_full_row_and_the_same_tok
         # SWITCH reads whole rows: they cross as bfloat16, half a float32 row, and its tokens
         # are those of an in-process teacher (which SWITCH reads at bfloat16 too)
         remote = RemoteEngine(actor, True)
-        switched = Decoder(HFEngine(lm, vocab), remote, lm.tokenizer, stop, teacher_top_k=32).generate(Switch(0.1, 0.1), prompts)
-        local = Decoder(HFEngine(lm, vocab), HFEngine(load_model(t), vocab), lm.tokenizer, stop).generate(Switch(0.1, 0.1), prompts)
+        switched = generate(Decoder(HFEngine(lm, vocab), remote, lm.tokenizer, stop, teacher_top_k=32), Switch(0.1, 0.1), prompts)
+        local = generate(Decoder(HFEngine(lm, vocab), HFEngine(load_model(t), vocab), lm.tokenizer, stop), Switch(0.1, 0.1), prompts)
         assert [g.token_ids for g in switched] == [g.token_ids for g in local]
         assert remote.bytes_received / remote.calls / len(prompts) == 2 * vocab + 4  # bfloat16 row + its int32 argmax
     finally:

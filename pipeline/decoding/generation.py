@@ -39,3 +39,8 @@ class Generation(Completion):
     @property
     def student_tokens_processed(self) -> int:
         return self.tokens_processed
+
+    def read_by_teacher(self, tokens: int) -> None:
+        """One teacher call that read `tokens` of this row: its prompt, a step, or a catch-up."""
+        self.teacher_tokens_processed += tokens
+        self.teacher_calls += 1

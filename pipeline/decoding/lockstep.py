@@ -9,7 +9,7 @@ import torch
 
 from pipeline.decoding.generation import Generation
 from pipeline.decoding.teacher_next import TeacherNext
-from pipeline.decoding.teacher_rows import TeacherRows, bill_feed
+from pipeline.decoding.teacher_rows import TeacherRows
 from pipeline.engine.interface import StepEngine
 
 
@@ -44,7 +44,7 @@ class Lockstep:
             drop = [index[b] for b in staying] if len(staying) < len(g.rows) else None
             calls.append((g.session, [[token_of[b]] for b in staying], drop))
             for b in staying:
-                bill_feed(self.gens[b], 1)
+                self.gens[b].read_by_teacher(1)
             g.rows = staying
             kept.append(g)
         self.groups = kept

@@ -10,7 +10,7 @@ import torch
 
 from pipeline.decoding.generation import Generation
 from pipeline.decoding.teacher_next import TeacherNext
-from pipeline.decoding.teacher_rows import TeacherRows, bill_feed
+from pipeline.decoding.teacher_rows import TeacherRows
 from pipeline.engine.interface import StepEngine
 
 
@@ -51,7 +51,7 @@ class OnDemand:
             feed = [[] for _ in g.rows]
             for b in rows:
                 feed[index[b]] = self.gens[b].token_ids[g.fed[b]:]
-                bill_feed(self.gens[b], len(feed[index[b]]))
+                self.gens[b].read_by_teacher(len(feed[index[b]]))
                 g.fed[b] = len(self.gens[b].token_ids)
             drop = [g.slot[b] for b in g.rows] if len(g.rows) < len(g.slot) else None
             calls.append((g.session, feed, drop))

@@ -1,6 +1,5 @@
 """The one orchestration: every strategy of a run on one batch of prompts, decoded together,
-with the work they have in common done once. `Decoder.generate` runs a lone strategy through
-it too.
+with the work they have in common done once. `generate` runs a lone strategy through it too.
 
 Decoding a batch strategy by strategy repeats most of it: each strategy prefills the student
 (and the teacher) on the same prompts, every row that ends with α = 0 decodes again exactly
@@ -30,22 +29,18 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 
+from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.distributions import entropy
 from pipeline.decoding.generation import Generation
 from pipeline.decoding.lockstep import Lockstep
 from pipeline.decoding.on_demand import OnDemand
 from pipeline.decoding.strategies import Strategy
 from pipeline.decoding.teacher_next import TeacherNext, ask_for
-from pipeline.decoding.teacher_rows import TeacherRows, bill_prompt
+from pipeline.decoding.teacher_rows import TeacherRows
 from pipeline.engine.interface import FeatureRequest, Prompt, Sampler
 from pipeline.engine.steps import decode_steps
-
-if TYPE_CHECKING:
-    from pipeline.decoding.decoder import Decoder
 
 
 @dataclass
@@ -67,21 +62,27 @@ class _Prefilled:
     teacher_rows: list[int] | None = None
 
 
+def generate(decoder: Decoder, strategy: Strategy, prompts: list[Prompt], sampler: Sampler | None = None) -> list[Generation]:
+    """One strategy's rows on a batch; greedy unless a `sampler` picks the student's tokens
+    (for strategies that decode the student alone)."""
+    [done], _ = decode_strategies(decoder, [strategy], prompts, sampler)
+    return done.gens
+
+
 def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts: list[Prompt],
                       sampler: Sampler | None = None) -> tuple[list[StrategyRows], float]:
     """Rows of each strategy (in order) on `prompts`, and the seconds of the work decoded
     together. A `sampler` draws the student's own decode (strategies that never consult the teacher)."""
     start = time.perf_counter()
     out: list[StrategyRows | None] = [None] * len(strategies)
-    if any(s.generator == "student" for s in strategies):
+    if not all(s.alone for s in strategies):
         for i, gens in _decode_together(decoder, strategies, prompts, sampler).items():
             out[i] = StrategyRows(gens, 0.0)
     together_s = time.perf_counter() - start
-    own = {"teacher": lambda s: decoder.teacher_alone(prompts), "branches": lambda s: decoder.branched(s, prompts)}
     for i, strategy in enumerate(strategies):
-        if strategy.generator in own:
+        if strategy.alone:
             began = time.perf_counter()
-            gens = own[strategy.generator](strategy)
+            gens = strategy.decode_alone(decoder, prompts)
             out[i] = StrategyRows(gens, time.perf_counter() - began)
     return out, together_s
 
@@ -89,7 +90,7 @@ def decode_strategies(decoder: Decoder, strategies: Sequence[Strategy], prompts:
 def _decode_together(decoder: Decoder, strategies: Sequence[Strategy], prompts: list[Prompt],
                      sampler: Sampler | None) -> dict[int, list[Generation]]:
     """The rows of every strategy the student's loop decodes, by strategy index."""
-    mixing = [i for i, s in enumerate(strategies) if s.generator == "student" and s.plan.steps != 0]
+    mixing = [i for i, s in enumerate(strategies) if not s.alone and s.plan.steps != 0]
     session = uuid.uuid4().hex
     opened: list[str] = []  # teacher sessions to close
     try:
@@ -175,7 +176,7 @@ def _prefill_teacher_late(decoder: Decoder, shared: _Prefilled, prompts: list[Pr
 def _greedy_rows(strategies: Sequence[Strategy], asking: dict[int, torch.Tensor], n: int) -> list[int]:
     """The prompts the student-greedy decode is taken for: every one for a strategy that never
     consults the teacher, else those some strategy does not consult."""
-    if any(s.generator == "student" and s.plan.steps == 0 for s in strategies):
+    if any(not s.alone and s.plan.steps == 0 for s in strategies):
         return list(range(n))
     return sorted({r for a in asking.values() for r in (~a).nonzero().flatten().tolist()})
 
@@ -284,12 +285,12 @@ def _by_strategy(decoder: Decoder, strategies, prompts: list[Prompt], batch: lis
     own = {key: gen for key, gen in zip(batch, gens)}
     out = {}
     for i, strategy in enumerate(strategies):
-        if strategy.generator != "student":
+        if strategy.alone:
             continue
         rows = [own[(i, r)] if (i, r) in own else copy.deepcopy(own[(None, r)]) for r in range(len(prompts))]
         if strategy.plan.steps != 0:
             billed = range(len(prompts)) if strategy.plan.prefills_every_row else [r for r in range(len(prompts)) if (i, r) in own]
             for r in billed:
-                bill_prompt(rows[r], decoder.teacher, prompts[r])
+                rows[r].read_by_teacher(decoder.teacher.prompt_cost(prompts[r]))
         out[i] = rows
     return out

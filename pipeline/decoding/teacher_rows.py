@@ -1,5 +1,5 @@
 """One strategy's rows with the teacher, as the two teacher hooks of the step loop hold them
-(`lockstep.Lockstep`, `on_demand.OnDemand`), and what a teacher token costs a row."""
+(`lockstep.Lockstep`, `on_demand.OnDemand`), and how a teacher token is recorded in a row."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,7 +9,6 @@ import torch
 from pipeline.decoding.generation import Consultation, Generation
 from pipeline.decoding.strategies import Strategy
 from pipeline.decoding.teacher_next import TeacherNext
-from pipeline.engine.interface import Prompt, StepEngine
 
 
 @dataclass
@@ -77,14 +76,3 @@ def record(strategy: Strategy, gens: list[Generation], t: int, rows: list[int], 
             if on_demand and gen.alpha == 0.0:
                 gen.alpha = float(alphas[i])
 
-
-def bill_prompt(gen: Generation, teacher: StepEngine, prompt: Prompt) -> None:
-    """What the teacher's prefill of a row's prompt costs it: the prompt's tokens and one call."""
-    gen.teacher_tokens_processed += teacher.prompt_cost(prompt)
-    gen.teacher_calls += 1
-
-
-def bill_feed(gen: Generation, tokens: int) -> None:
-    """What a step or a catch-up costs a row: the tokens the teacher read for it, and one call."""
-    gen.teacher_tokens_processed += tokens
-    gen.teacher_calls += 1

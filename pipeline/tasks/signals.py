@@ -16,6 +16,7 @@ from pipeline.data.datasets import Example, load_examples
 from pipeline.data.prompts import PromptTemplate, encode_prompt, prompt_text
 from pipeline.decoding.decoder import Decoder
 from pipeline.decoding.sampling import Sampler
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import Student, Teacher
 from pipeline.engine.backends import backend_factory
 from pipeline.engine.remote import RemoteEngine
@@ -58,10 +59,10 @@ class SignalUnit:
     def run(self, decoder: Decoder, template: PromptTemplate, worker_id: str = "", node_id: str = "") -> list[dict]:
         k = self.settings.k
         prompts = [encode_prompt(decoder.tokenizer, template, ex.question) for ex in self.examples]
-        student = decoder.generate(Student(), prompts)
-        teacher = decoder.generate(Teacher(), prompts)
+        student = generate(decoder, Student(), prompts)
+        teacher = generate(decoder, Teacher(), prompts)
         seeds = [sample_seed(self.settings.seed, ex.id, j) for ex in self.examples for j in range(k)]
-        samples = decoder.generate(Student(), [p for p in prompts for _ in range(k)], Sampler(self.settings.temperature, seeds))
+        samples = generate(decoder, Student(), [p for p in prompts for _ in range(k)], Sampler(self.settings.temperature, seeds))
         ta = RemoteEngine(ray.get_actor(self.ta_actor), True) if self.ta_actor else decoder.teacher
         def kept(gens):  # the tokens of each text: no end id, no stop string
             return [decoder.stop.kept_ids(decoder.tokenizer, g.token_ids) for g in gens]

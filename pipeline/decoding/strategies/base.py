@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from pydantic.dataclasses import dataclass as schema_dataclass
@@ -14,8 +14,12 @@ from pydantic.dataclasses import dataclass as schema_dataclass
 from pipeline.config.schema import STRICT
 from pipeline.decoding.distributions import entropy
 from pipeline.decoding.teacher_next import TeacherNext, mixed_argmax
-from pipeline.engine.interface import FeatureRequest
+from pipeline.engine.interface import FeatureRequest, Prompt
 from pipeline.errors import UserError
+
+if TYPE_CHECKING:
+    from pipeline.decoding.decoder import Decoder
+    from pipeline.decoding.generation import Generation
 
 
 class AlphaPolicy(Protocol):
@@ -82,9 +86,9 @@ class Strategy:
     """Base: the student decodes greedily alone."""
 
     name: ClassVar[str] = ""
-    # which loop generates: "student" (the shared step loop, over the student's cache),
-    # "teacher" (the teacher's engine alone), "branches" (CoT-decoding, pipeline.decoding.cot)
-    generator: ClassVar[str] = "student"
+    # decoded on its own (`decode_alone`: the teacher alone, CoT-decoding's branches), not in the
+    # student's step loop that a batch's other strategies share
+    alone: ClassVar[bool] = False
     # fields set when the run is built, never by a config entry
     runtime_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -138,6 +142,10 @@ class Strategy:
         """The student's uncertainty per row as this strategy measures it (recorded with each
         consultation): its entropy, nats."""
         return entropy(p_student)
+
+    def decode_alone(self, decoder: Decoder, prompts: list[Prompt]) -> list[Generation]:
+        """The rows of a strategy that decodes on its own (`alone`), with the decoder's engines."""
+        raise NotImplementedError(f"{self.name} decodes in the shared loop")
 
     def pick(self, t: int, p_student: torch.Tensor, teacher: TeacherNext, alphas: torch.Tensor,
              spent: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
