@@ -16,7 +16,7 @@ from pipeline.cli import output_path, print_report_hint, run_main
 from pipeline.errors import UserError
 from pipeline.config.schema import settings_from
 from pipeline.config.yaml_text import read_yaml
-from predictor.artifact import Predictor
+from predictor.artifact import Predictor, check_can_save
 from predictor.features import FEATURE_SETS
 from predictor.models import MODELS
 from predictor.training import TrainSettings, format_metrics, read_labels, train_predictor
@@ -60,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
                              "Default: the labels' n_tokens")
     parser.add_argument("--folds", type=int)
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--init-from", help="previous artifact: same features required; an MLP warm-starts from it")
+    parser.add_argument("--init-from", help="previous artifact: same features required, and labels it was not trained on "
+                                            "(overlapping examples are refused); an MLP warm-starts from it")
     args = parser.parse_args(argv)
     settings = train_settings(args)
-    if Path(args.out).exists():
-        raise UserError(f"artifact directory {args.out} already exists: choose a new --out (artifacts are versions)")
+    check_can_save(args.out)  # before minutes of training, not after them
     init = Predictor.load(args.init_from) if args.init_from else None
     table = read_labels(args.labels, settings.n_tokens)
     predictor = train_predictor(table, settings, args.labels, init)

@@ -6,6 +6,9 @@ Outer folds hold examples out. Inside each outer training split, inner folds giv
 held-out predictions on which the threshold is chosen (:func:`choose_threshold`); the
 default is the best fixed α of the outer training rows. Then the model is refitted on the
 whole outer training split and its policy decides the outer held-out rows.
+
+With several candidates (feature set × model), :func:`select_per_fold` picks one per outer
+fold on that fold's inner scores alone, so the held-out rows measure the selection too.
 """
 from __future__ import annotations
 
@@ -23,9 +26,18 @@ ModelFactory = Callable[[], object]  # a fresh unfitted model of predictor.model
 
 @dataclass
 class CrossValidation:
-    heldout: pd.DataFrame  # one row per example (heldout_outcomes), from the outer fold that held it out
+    parts: list[pd.DataFrame]  # per outer fold: its held-out rows (heldout_outcomes)
     outer: list[FoldPrediction]  # the outer folds' held-out predictions: choose the final threshold on them
-    inner_score: float  # mean utility per row over the inner folds, at their chosen thresholds
+    inner_scores: list[float]  # per outer fold: mean utility per row over its inner folds, at their chosen thresholds
+
+    @property
+    def heldout(self) -> pd.DataFrame:
+        """One row per example, from the outer fold that held it out."""
+        return pd.concat(self.parts, ignore_index=True)
+
+    @property
+    def inner_score(self) -> float:
+        return float(np.mean(self.inner_scores))
 
 
 def _splits(n: int, k: int, seed: int):
@@ -58,4 +70,13 @@ def nested_cross_validation(make: ModelFactory, X: np.ndarray, Y: np.ndarray, gr
         part.insert(0, "example_id", [example_ids[i] for i in test])
         parts.append(part)
         outer.append(FoldPrediction(proba, Y[test], default))
-    return CrossValidation(pd.concat(parts, ignore_index=True), outer, float(np.mean(inner_scores)))
+    return CrossValidation(parts, outer, inner_scores)
+
+
+def select_per_fold(candidates: list[CrossValidation]) -> list[int]:
+    """Per outer fold, the candidate with the best inner score of that fold (first of equals:
+    the simplest listed). Inner scores come from the outer training split only, so the fold's
+    held-out rows take no part in choosing what is scored on them. The candidates must share
+    their outer folds (same rows, folds and seed)."""
+    folds = len(candidates[0].inner_scores)
+    return [max(range(len(candidates)), key=lambda c: candidates[c].inner_scores[fold]) for fold in range(folds)]

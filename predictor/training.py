@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, ClassVar, Literal
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pydantic import Field
@@ -20,7 +22,7 @@ from pipeline.stats.intervals import Estimate
 from pipeline.store.manifest import code_version, package_versions
 from pipeline.store.parts import read_table
 from predictor.artifact import Predictor
-from predictor.crossval import CrossValidation, nested_cross_validation
+from predictor.crossval import CrossValidation, nested_cross_validation, select_per_fold
 from predictor.budget_calibration import POSITION_COLUMNS, calibrate_budget
 from predictor.decision import best_fixed_index, calibrate_entropy_gate, choose_threshold, decoding_metrics, teacher_tokens
 from predictor.features import FEATURE_SETS, STAT_COLUMNS, FeatureSpec, feature_matrix
@@ -28,7 +30,7 @@ from predictor.models import MODELS
 
 LABEL_COLUMNS = ["example_id", "student", "n_tokens", "alpha_grid", "correct", "features", "feature_layers", "feature_pool"]
 N_GRID_COLUMNS = ["n_grid", "correct_per_n", "first_tokens_per_n"]  # labels of an N grid (absent from older label datasets)
-MIN_EXAMPLES = 100  # fewer: a warning, held-out metrics are noise
+MIN_EXAMPLES = 100  # fewer: a warning, held-out metrics are noise (with --select: refused)
 
 
 SELECT_FEATURES = ("stats", "hidden", "both")
@@ -135,6 +137,50 @@ def label_fingerprint(table: pa.Table) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def check_trainable(table: pa.Table, settings: TrainSettings) -> None:
+    """Refuse, before any fitting, labels the cross-validation cannot use: fewer rows than its
+    folds need (they would silently shrink to leave-one-out: minutes, and numbers of no use), and
+    non-finite features or statistics (a model fitted on NaN fails or predicts nonsense)."""
+    n, needed = table.num_rows, settings.folds * settings.inner_folds  # every inner fold of every outer split non-empty
+    if n < needed:
+        raise UserError(f"{n} labelled examples are too few for {settings.folds} outer × {settings.inner_folds} inner folds: "
+                        f"they need at least {needed}; label more examples or lower --folds / --inner-folds")
+    if settings.select and n < MIN_EXAMPLES:
+        raise UserError(f"--select compares {len(settings.candidates())} feature set × model combinations by inner "
+                        f"cross-validation: it needs at least {MIN_EXAMPLES} labelled examples, got {n}; label more, or "
+                        "train one combination without --select")
+    ids = table.column("example_id").to_pylist()
+    for name in ["features", *[c for c in STAT_COLUMNS if c in table.column_names]]:
+        bad = ~_finite_rows(table.column(name).combine_chunks())
+        if bad.any():
+            raise UserError(f"label dataset has non-finite values (NaN, ±inf or missing) in '{name}' of {int(bad.sum())} "
+                            f"example(s) (first: {ids[int(np.flatnonzero(bad)[0])]}): relabel them or leave them out")
+
+
+def _finite_rows(column: pa.Array) -> np.ndarray:
+    """Per row: every value of a number or list-of-numbers column finite (a null is not)."""
+    ok = ~np.asarray(column.is_null(), dtype=bool)
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type) or pa.types.is_fixed_size_list(column.type):
+        values = pc.cast(pc.list_flatten(column), pa.float64())
+        bad = ~np.asarray(pc.fill_null(pc.is_finite(values), False), dtype=bool)
+        ok[np.asarray(pc.list_parent_indices(column))[bad]] = False
+    else:
+        ok &= np.asarray(pc.fill_null(pc.is_finite(pc.cast(column, pa.float64())), False), dtype=bool)
+    return ok
+
+
+def check_unseen_by(table: pa.Table, init: Predictor) -> None:
+    """A warm start's model has seen the rows it was trained on: where they are among these
+    labels, the outer folds would score it on its own training rows, so they are refused."""
+    seen = init.label_ids()
+    ids = table.column("example_id").to_pylist()
+    overlap = len(seen.intersection(ids))
+    if overlap:
+        raise UserError(f"--init-from: {overlap} of these {len(ids)} labelled examples are among the {len(seen)} the "
+                        "warm-start artifact was trained on, so held-out metrics would score its model on rows it has seen: "
+                        "train on labels it did not see")
+
+
 @dataclass
 class CandidateResult:
     features: str
@@ -143,10 +189,12 @@ class CandidateResult:
     X: np.ndarray
     cv: CrossValidation
 
-    def row(self, cost: float) -> dict:
-        """The comparison table's row: held-out accuracy and its difference to the best fixed α."""
+    def row(self, cost: float, folds: list[int], cv_utility: float) -> dict:
+        """The comparison table's row: this combination's own held-out accuracy and its difference
+        to the best fixed α, the outer folds that chose it, and its utility on all rows."""
         m = decoding_metrics(self.cv.heldout, cost)
         return {"features": self.features, "model": self.model, "inner_cv_utility": self.cv.inner_score,
+                "inner_cv_utility_per_fold": self.cv.inner_scores, "chosen_in_folds": folds, "cv_utility": cv_utility,
                 "heldout_accuracy": m["intervals"]["predicted_alpha_acc"],
                 "vs_best_fixed": m["differences"]["predicted_vs_best_fixed"],
                 "teacher_call_share": 1.0 if self.spec.needs_teacher else 1.0 - m["no_teacher_share"]}
@@ -195,6 +243,9 @@ def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[
     grid = list(table.column("alpha_grid")[0].as_py())
     if 0.0 not in grid:
         raise UserError("the α grid must contain 0.0 (the student alone) to train a predictor")
+    check_trainable(table, settings)
+    if init is not None:
+        check_unseen_by(table, init)
     if table.num_rows < MIN_EXAMPLES:
         warnings.warn(f"training an α-predictor on {table.num_rows} examples (< {MIN_EXAMPLES}): its held-out "
                       "metrics will be noisy; label more examples", UserWarning, stacklevel=2)
@@ -203,15 +254,24 @@ def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[
     cost = settings.teacher_token_cost
     Y = np.asarray(table.column("correct").to_pylist(), dtype=bool)
     results = evaluate_candidates(table, Y, grid, tokens, settings, init)
-    chosen = max(results, key=lambda r: r.cv.inner_score)  # first of equals: the simplest combination listed
-    heldout = chosen.cv.heldout
-    metrics = {**decoding_metrics(heldout, cost), "folds": int(heldout["fold"].nunique()), "inner_folds": settings.inner_folds}
+    # nested: each outer fold's combination chosen on its own inner scores, its held-out rows
+    # decided by that combination's fold model (one candidate: that one everywhere)
+    picks = select_per_fold([r.cv for r in results])
+    parts = [results[c].cv.parts[fold] for fold, c in enumerate(picks)]
+    if len(results) > 1:
+        parts = [p.assign(features=results[c].features, model=results[c].model) for p, c in zip(parts, picks)]
+    heldout = pd.concat(parts, ignore_index=True)
+    metrics = {**decoding_metrics(heldout, cost), "folds": len(picks), "inner_folds": settings.inner_folds}
     # a two-model predictor needs the teacher's first distribution for every example
-    metrics["teacher_call_share"] = 1.0 if chosen.spec.needs_teacher else 1.0 - metrics["no_teacher_share"]
-    # the artifact's own choices, made on every labelled row: the default, and the threshold
-    # on the outer folds' held-out predictions
+    needs_teacher = np.concatenate([np.full(len(p), results[c].spec.needs_teacher) for p, c in zip(parts, picks)])
+    metrics["teacher_call_share"] = float(np.mean(needs_teacher | (heldout["chosen_alpha"].to_numpy() != 0.0)))
+    # the artifact's own choices, made on every labelled row as each outer fold made them on its
+    # training rows: the combination and the threshold on the outer folds' held-out predictions
+    # (first of equal combinations: the simplest listed), and the default
+    scored = [choose_threshold(r.cv.outer, tokens, cost) for r in results]
+    best = max(range(len(results)), key=lambda i: scored[i][1])
+    chosen, threshold = results[best], scored[best][0]
     default = best_fixed_index(Y, tokens, cost)
-    threshold, _ = choose_threshold(chosen.cv.outer, tokens, cost)
     policy = decide_policy(metrics, threshold, float(grid[default]), settings.policy)
     metrics["chosen_policy_acc"] = metrics["intervals"]["predicted_alpha_acc" if policy["kind"] == "learned" else "best_fixed_alpha_acc"]
     init_model = init.model if init is not None and init.meta["model_kind"] == chosen.model else None
@@ -228,7 +288,11 @@ def train_predictor(table: pa.Table, settings: TrainSettings, label_paths: list[
         "teacher_token_cost": cost,
         "teacher_tokens": tokens.tolist(),
         "policy": {**policy, "default_alpha_train_accuracy": float(Y[:, default].mean())},
-        "selection": [r.row(cost) for r in results] if len(results) > 1 else None,
+        "selection": [r.row(cost, [f for f, c in enumerate(picks) if c == i], scored[i][1]) for i, r in enumerate(results)]
+        if len(results) > 1 else None,
+        "selection_per_fold": [{"fold": fold, "features": results[c].features, "model": results[c].model,
+                                "inner_cv_utility": results[c].cv.inner_scores[fold]} for fold, c in enumerate(picks)]
+        if len(results) > 1 else None,
         "label_datasets": label_paths,
         "label_fingerprint": label_fingerprint(table),
         "n_examples": table.num_rows,
@@ -276,11 +340,14 @@ def format_metrics(meta: dict) -> str:
     lines.append(f"  no teacher call (chosen α = 0): {m['no_teacher_share']:.1%} of examples; "
                  f"teacher consulted at all: {m['teacher_call_share']:.1%}")
     if meta.get("selection"):
-        lines.append("feature sets × models (outer held-out accuracy; chosen by inner cross-validation):")
+        lines.append("feature sets × models (each alone: outer held-out accuracy; folds: the outer folds whose inner "
+                     "cross-validation chose it, and the held-out numbers above pool those choices; *: the artifact's, "
+                     "chosen on all labels):")
         for r in meta["selection"]:
             mark = "*" if (r["features"], r["model"]) == (meta["feature_set"], meta["model_kind"]) else " "
-            lines.append(f"  {mark} {r['features']:<10} {r['model']:<15} inner {r['inner_cv_utility']:.3f}  held-out "
-                         f"{Estimate.from_dict(r['heldout_accuracy']).format()}  vs best fixed "
+            folds = ",".join(map(str, r.get("chosen_in_folds", []))) or "-"
+            lines.append(f"  {mark} {r['features']:<10} {r['model']:<15} inner {r['inner_cv_utility']:.3f}  folds {folds:<9} "
+                         f"held-out {Estimate.from_dict(r['heldout_accuracy']).format()}  vs best fixed "
                          f"{Estimate.from_dict(r['vs_best_fixed']).format(signed=True)}  teacher {r['teacher_call_share']:.0%}")
     threshold = "never" if policy["threshold"] is None else f"{policy['threshold']:g}"
     lines.append(f"policy: {policy['kind']} (default α = {policy['default_alpha']:g}, best on all labels; move off it where the "

@@ -143,9 +143,28 @@ def test_edited_metadata_a_symlink_or_a_missing_tensor_is_one_line(artifact, tmp
     (linked / "model.skops").symlink_to(outside)  # same bytes, same hash: still refused
     with pytest.raises(UserError, match="outside the artifact"):
         Predictor.load(linked)
+    (linked / "metadata.json").unlink()
+    (linked / "metadata.json").symlink_to(artifact / "metadata.json")
+    with pytest.raises(UserError, match="not symbolic links"):
+        Predictor.load(linked)
+
+
+def test_a_symlinked_artifact_directory_loads_and_its_files_stay_inside_it(artifact, tmp_path):
+    """A link to the directory (or to a folder above it) is a normal layout: resolved once,
+    then every file is read inside the real directory, and a file there that links out is refused."""
     (tmp_path / "dir-link").symlink_to(artifact)
-    with pytest.raises(UserError, match="not a symbolic link"):
-        Predictor.load(tmp_path / "dir-link")
+    (tmp_path / "folder-link").symlink_to(artifact.parent)
+    for path in (tmp_path / "dir-link", tmp_path / "folder-link" / artifact.name):
+        loaded = Predictor.load(path)
+        assert loaded.n_tokens == 2 and loaded.directory == artifact.resolve()
+        build_strategy("predicted_alpha", {"artifact": str(path)}, load_online)
+    real = tmp_path / "real"
+    shutil.copytree(artifact, real)
+    (real / "heldout.parquet").unlink()
+    (real / "heldout.parquet").symlink_to(artifact / "heldout.parquet")  # same bytes, outside the directory
+    (tmp_path / "real-link").symlink_to(real)
+    with pytest.raises(UserError, match="outside the artifact"):
+        Predictor.load(tmp_path / "real-link")
 
 
 def test_an_mlp_artifact_without_a_tensor_is_one_line(tmp_path):
@@ -169,3 +188,75 @@ def test_an_artifact_of_the_previous_format_still_loads(artifact, tmp_path):
     older = tampered(artifact, tmp_path, lambda copy, meta: (meta.update(format_version=3), meta.pop("metadata_sha256")),
                      restamp=False)
     assert Predictor.load(older).n_tokens == 2
+
+
+BUDGET = {"signal": "entropy", "threshold": 0.5, "k": 3, "alpha": 0.5, "accuracy": 0.9, "accuracy_lo": 0.8, "accuracy_hi": 0.95,
+          "n": 60, "teacher_tokens_per_example": 1.2, "unlabelled_share": 0.0, "first_alpha_from": "held-out predictions"}
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(lambda meta: meta.update(n_tokens="many"), id="n_tokens_many"),
+    pytest.param(lambda meta: meta.update(n_tokens=0), id="n_tokens_zero"),
+    pytest.param(lambda meta: meta.update(n_tokens=True), id="n_tokens_bool"),
+    pytest.param(lambda meta: meta.update(n_tokens=10**30, teacher_tokens=[10**30 if a else 0 for a in meta["alpha_grid"]]),
+                 id="n_tokens_astronomical"),
+    pytest.param(lambda meta: meta.update(n_tokens=5), id="n_tokens_not_its_teacher_tokens"),
+    pytest.param(lambda meta: meta.update(teacher_tokens=[0] * len(meta["alpha_grid"])), id="teacher_tokens_free"),
+    pytest.param(lambda meta: meta.update(teacher_token_cost=NAN), id="teacher_token_cost_nan"),
+    pytest.param(lambda meta: meta["policy"].update(threshold="0.1"), id="threshold_text"),
+    pytest.param(lambda meta: meta["alpha_grid"].__setitem__(1, 1e308), id="grid_alpha_huge"),  # 0.5, never the default
+    pytest.param(lambda meta: meta.update(budget={**BUDGET, "k": -5, "threshold": NAN, "alpha": 1e308}), id="budget_of_the_issue"),
+    pytest.param(lambda meta: meta.update(budget={**BUDGET, "k": 1}), id="budget_k_below_n"),
+    pytest.param(lambda meta: meta.update(budget={**BUDGET, "k": 2.5}), id="budget_k_fraction"),
+    pytest.param(lambda meta: meta.update(budget={**BUDGET, "threshold": float("inf")}), id="budget_threshold_inf"),
+    pytest.param(lambda meta: meta.update(budget={**BUDGET, "alpha": 101.0}), id="budget_alpha_beyond_schema"),
+    pytest.param(lambda meta: meta.update(budget={**BUDGET, "signal": "vibes"}), id="budget_signal_unknown"),
+    pytest.param(lambda meta: meta.update(budget={**BUDGET, "accuracy": NAN}), id="budget_accuracy_nan"),
+    pytest.param(lambda meta: meta.update(budget="yes"), id="budget_not_a_mapping"),
+    pytest.param(lambda meta: meta["entropy_gate"].update(alpha=1e308), id="gate_alpha_huge"),
+    pytest.param(lambda meta: meta["entropy_gate"].update(lo=NAN), id="gate_lo_nan"),
+    pytest.param(lambda meta: meta["entropy_gate"].update(lo=9.0, hi=1.0), id="gate_band_reversed"),
+    pytest.param(lambda meta: meta.pop("entropy_gate"), id="gate_missing"),
+])
+@pytest.mark.parametrize("format_version", [4, 3])
+def test_every_calibrated_number_is_checked_on_load(artifact, tmp_path, edit, format_version):
+    """With its digest recomputed (format 4), or downgraded to format 3 with the digest removed
+    (format 3 has none to check): each number a strategy takes from the artifact is checked
+    when the artifact is read, so a bad one never decodes."""
+    def change(copy, meta):
+        edit(meta)
+        if format_version == 3:
+            meta.update(format_version=3)
+            meta.pop("metadata_sha256")
+
+    copy = tampered(artifact, tmp_path, change, restamp=format_version == 4)
+    with pytest.raises(UserError, match="malformed artifact metadata"):
+        Predictor.load(copy)
+    for name in ("predicted_alpha", "entropy_gate", "budget"):  # what checking a config does
+        with pytest.raises(UserError, match="malformed artifact metadata"):
+            build_strategy(name, {"artifact": str(copy)}, load_online)
+
+
+def test_a_sound_calibrated_budget_loads_in_either_format(artifact, tmp_path):
+    for format_version in (4, 3):
+        def change(copy, meta):
+            meta.update(budget=BUDGET)
+            if format_version == 3:
+                meta.update(format_version=3)
+                meta.pop("metadata_sha256")
+
+        copy = tampered(artifact, tmp_path / str(format_version), change, restamp=format_version == 4)
+        budget = build_strategy("budget", {"artifact": str(copy)}, load_online)
+        assert (budget.k, budget.threshold, budget.signal, budget.alpha) == (3, 0.5, "entropy", 0.5)
+
+
+@pytest.mark.parametrize("name", ["alpha-demo-v2", "alpha-demo-mlp-v2", "alpha-demo-v3"])
+def test_the_shipped_artifacts_pass_every_check(name):
+    from pathlib import Path
+
+    shipped = Path(__file__).resolve().parents[1] / "artifacts" / name
+    loaded = Predictor.load(shipped)
+    assert loaded.n_tokens == 1 and loaded.meta["format_version"] == 4
+    for strategy in ("predicted_alpha", "entropy_gate", "budget"):
+        build_strategy(strategy, {"artifact": str(shipped)}, load_online)

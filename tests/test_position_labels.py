@@ -11,6 +11,7 @@ from pipeline.config.sections import PositionSettings
 from pipeline.data.answer_types import score
 from pipeline.decoding.distributions import mix
 from pipeline.decoding.position_labels import label_positions
+from pipeline.decoding.shared_batch import generate
 from pipeline.decoding.strategies import Student, build_strategy
 from pipeline.tasks.label import LabelUnit
 from predictor.budget_calibration import Budget, _Example, replay
@@ -32,7 +33,7 @@ def test_position_labels_agree_with_decoding_each_labelled_choice_directly(demo)
     the student continuing after it, as `generate` gives it from that prefix."""
     _, decoder, examples, prompts, _ = demo
     labels = label_positions(decoder, prompts[:12], SETTINGS)
-    alone = decoder.generate(Student(), prompts[:12])
+    alone = generate(decoder, Student(), prompts[:12])
     checked = changed = 0
     for prompt, ex, lab, own in zip(prompts, examples, labels, alone):
         assert lab.greedy.token_ids == own.token_ids and len(lab.entropy) == len(own.token_ids) == len(lab.margin)
@@ -122,11 +123,11 @@ def test_a_budget_trained_on_position_labels_decodes_as_calibrated(demo, tmp_pat
     table = pa.Table.from_pylist(rows)
     predictor = train_predictor(table, TrainSettings(teacher_token_cost=0.01, folds=3, inner_folds=3), ["train"])
     calibrated = predictor.meta["budget"]
-    assert calibrated["k"] in (1, 2, 4) and calibrated["accuracy"] >= 0.9
+    assert calibrated["k"] in (1, 2, 3, 5) and calibrated["accuracy"] >= 0.9  # K ∈ N + {0, 1, 2, 4}, N = 1
     artifact = str(predictor.save(tmp_path / "art"))
     budget = build_strategy("budget", {"artifact": artifact}, load_online)
     assert (budget.k, budget.threshold, budget.signal, budget.alpha) == tuple(calibrated[k] for k in ("k", "threshold", "signal", "alpha"))
     _, _, test_examples, prompts, _ = demo
-    gens = decoder.generate(budget, prompts)
+    gens = generate(decoder, budget, prompts)
     right = sum(score(g.text, ex).correct for g, ex in zip(gens, test_examples)) / len(gens)
     assert right >= calibrated["accuracy_lo"] - 0.05 and all(g.teacher_tokens <= budget.k for g in gens)
